@@ -1,0 +1,33 @@
+"""jobsim: a real Redis-backed priority job queue, and a simulator around it.
+
+The public API is the names in ``__all__``; everything else may change.
+"""
+
+from jobsim.connection import connect
+from jobsim.errors import JobsimError, PermanentError
+from jobsim.models import PRIORITY_MAX, PRIORITY_MIN, Job, JobStatus, QueueStats
+from jobsim.pool import WorkerPool
+from jobsim.queue import JobQueue, JobRequest, Lease, QueueConfig, Retention
+from jobsim.retry import RetryPolicy
+from jobsim.tasks import task
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PRIORITY_MAX",
+    "PRIORITY_MIN",
+    "Job",
+    "JobQueue",
+    "JobRequest",
+    "JobStatus",
+    "JobsimError",
+    "Lease",
+    "PermanentError",
+    "QueueConfig",
+    "QueueStats",
+    "Retention",
+    "RetryPolicy",
+    "WorkerPool",
+    "connect",
+    "task",
+]

@@ -1,0 +1,148 @@
+"""Connecting to Redis: the embedded fakeredis backend, or a real server by URL.
+
+``connect()`` with no URL (and no ``JOBSIM_REDIS_URL``) returns a client of the embedded
+backend: one in-process fakeredis server, with Lua, shared by every thread of the process.
+Process workers cannot share memory with it, so :func:`serve_embedded` exposes that same
+server on a loopback port for them.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import fakeredis
+import redis
+
+from jobsim.errors import ConnectError, InvalidURLError
+
+ENV_URL = "JOBSIM_REDIS_URL"
+SCHEMES = ("redis", "rediss", "unix")
+
+_EMBEDDED = fakeredis.FakeServer()
+_bridges: dict[int, tuple[Any, str]] = {}
+_bridges_lock = threading.Lock()
+
+
+def connect(url: str | None = None, *, timeout_s: float = 5.0) -> redis.Redis:
+    """Return a Redis client: embedded by default, or a real server for a URL.
+
+    Example:
+        >>> client = connect()                                  # embedded, no server needed
+        >>> client = connect("redis://:secret@127.0.0.1:6379/0")  # doctest: +SKIP
+
+    Args:
+        url: ``redis://``, ``rediss://`` (TLS) or ``unix://`` URL with optional password and
+            db. ``None`` reads ``JOBSIM_REDIS_URL``, and without it uses the embedded backend.
+        timeout_s: how long to wait for the server to answer the first ``PING``.
+
+    Raises:
+        InvalidURLError: the URL is malformed or its scheme is not supported.
+        ConnectError: the server cannot be reached, or refused the credentials.
+    """
+    url = url if url is not None else os.environ.get(ENV_URL) or None
+    if url is None:
+        return embedded_client()
+    shown = mask_url(url)
+    _check_url(url, shown)
+    try:
+        client = redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_connect_timeout=timeout_s,
+            health_check_interval=30,
+        )
+        client.ping()
+    except (ValueError, TypeError) as exc:
+        raise InvalidURLError(f"malformed Redis URL: {exc}", url=shown) from None
+    except redis.AuthenticationError as exc:
+        raise ConnectError(f"Redis refused the credentials: {exc}", url=shown) from None
+    except redis.RedisError as exc:
+        raise ConnectError(f"cannot reach Redis: {exc}", url=shown) from None
+    return client
+
+
+def embedded_client(server: Any = None) -> redis.Redis:
+    """A client of the embedded backend (or of ``server``, a ``fakeredis.FakeServer``)."""
+    return fakeredis.FakeRedis(server=server or _EMBEDDED, decode_responses=True)
+
+
+def is_embedded(client: redis.Redis) -> bool:
+    """Whether ``client`` talks to an in-process fakeredis server."""
+    return isinstance(client, fakeredis.FakeRedis)
+
+
+def client_url(client: redis.Redis) -> str:
+    """A URL another process can use to reach the same data as ``client``.
+
+    For an embedded client this starts (once per fakeredis server) a loopback TCP bridge
+    to the in-process server; see :func:`serve_embedded`.
+    """
+    if is_embedded(client):
+        return serve_embedded(client)
+    kw = client.connection_pool.connection_kwargs
+    if "path" in kw:
+        return f"unix://{kw['path']}?db={kw.get('db', 0)}"
+    scheme = "rediss" if client.connection_pool.connection_class is redis.SSLConnection else "redis"
+    auth = ""
+    if kw.get("password"):
+        auth = f"{kw.get('username') or ''}:{kw['password']}@"
+    return f"{scheme}://{auth}{kw.get('host', 'localhost')}:{kw.get('port', 6379)}/{kw.get('db', 0)}"
+
+
+def serve_embedded(client: redis.Redis) -> str:
+    """Expose an embedded client's fakeredis server on a free loopback port; return its URL.
+
+    The bridge serves the very same in-process data, so worker processes and the parent
+    see one queue. It lives until the process exits.
+    """
+    server = client.connection_pool.connection_kwargs["server"]
+    with _bridges_lock:
+        if id(server) in _bridges:
+            return _bridges[id(server)][1]
+        tcp = fakeredis.TcpFakeServer(("127.0.0.1", 0), server_type="redis")
+        tcp.fake_server = server
+        tcp.daemon_threads = True
+        thread = threading.Thread(target=tcp.serve_forever, name="jobsim-embedded-bridge")
+        thread.daemon = True
+        thread.start()
+        url = f"redis://127.0.0.1:{tcp.server_address[1]}/0"
+        _bridges[id(server)] = (tcp, url)
+        return url
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def _check_url(url: str, shown: str) -> None:
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError on a non-numeric or out-of-range port
+    except ValueError as exc:
+        raise InvalidURLError(f"malformed Redis URL: {exc}", url=shown) from None
+    if parts.scheme not in SCHEMES:
+        raise InvalidURLError(
+            f"unsupported scheme {parts.scheme!r}; use one of {', '.join(SCHEMES)}", url=shown
+        )
+    if parts.scheme != "unix" and not parts.hostname:
+        raise InvalidURLError("Redis URL has no host", url=shown)
+    if parts.scheme == "unix" and not parts.path:
+        raise InvalidURLError("unix URL has no socket path", url=shown)
+    db = parts.path.lstrip("/")
+    if parts.scheme != "unix" and db and not db.isdigit():
+        raise InvalidURLError(f"database {db!r} is not a number", url=shown)
+    del port

@@ -1,0 +1,110 @@
+"""One exception tree for everything jobsim raises on purpose.
+
+::
+
+    JobsimError
+    ├── ConnectError                 a Redis URL that cannot be used (password masked)
+    │   └── InvalidURLError          the URL itself is malformed
+    ├── InvalidInputError            bad input; nothing was written (also a ValueError)
+    │   ├── UnknownTaskError         task name not in the registry
+    │   ├── InvalidPayloadError      payload is not one JSON document
+    │   │   └── PayloadTooLargeError encoded payload over the queue's size limit
+    │   └── InvalidPriorityError     priority outside PRIORITY_MIN..PRIORITY_MAX
+    ├── JobNotFoundError             no job with that id (also a KeyError)
+    ├── InvalidStateError            the job exists but is not where the call needs it
+    ├── DrainTimeoutError            wait_until_drained ran out of time (also a TimeoutError)
+    └── PermanentError               raised by a task: skip retries, dead-letter now
+
+Input errors carry the offending value on ``.value`` so callers (the HTTP API, the
+command line) can name it without parsing the message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class JobsimError(Exception):
+    """Root of every error jobsim raises on purpose."""
+
+
+class ConnectError(JobsimError):
+    """A Redis URL could not be used: unreachable server, refused auth, bad TLS.
+
+    Attributes:
+        url: the URL with any password replaced by ``***``.
+    """
+
+    def __init__(self, message: str, *, url: str) -> None:
+        super().__init__(f"{message} (url: {url})")
+        self.url = url
+
+
+class InvalidURLError(ConnectError):
+    """The Redis URL is malformed or uses an unsupported scheme."""
+
+
+class InvalidInputError(JobsimError, ValueError):
+    """Input was rejected before anything was written to Redis.
+
+    Attributes:
+        field: the name of the offending argument or field.
+        value: the offending value (may be truncated for display).
+    """
+
+    def __init__(self, message: str, *, field: str, value: Any = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.value = value
+
+
+class UnknownTaskError(InvalidInputError):
+    """The task name is not registered."""
+
+
+class InvalidPayloadError(InvalidInputError):
+    """The payload is not one JSON document (NaN, bytes, sets and objects are not JSON)."""
+
+
+class PayloadTooLargeError(InvalidPayloadError):
+    """The JSON-encoded payload exceeds the queue's ``max_payload_bytes``."""
+
+
+class InvalidPriorityError(InvalidInputError):
+    """The priority is not an integer within ``PRIORITY_MIN..PRIORITY_MAX``."""
+
+
+class JobNotFoundError(JobsimError, KeyError):
+    """No job with this id exists in the queue (never submitted, purged or expired)."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"no job with id {job_id!r}")
+        self.job_id = job_id
+
+    def __str__(self) -> str:  # KeyError would quote the whole message again
+        return str(self.args[0])
+
+
+class InvalidStateError(JobsimError):
+    """The job exists but its status does not allow the operation (e.g. requeue of a live job)."""
+
+    def __init__(self, message: str, *, job_id: str, status: str) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+        self.status = status
+
+
+class DrainTimeoutError(JobsimError, TimeoutError):
+    """The queue still had active jobs when the timeout expired.
+
+    Attributes:
+        active: counts of queued, processing and retrying jobs at the deadline.
+    """
+
+    def __init__(self, message: str, *, active: dict[str, int]) -> None:
+        super().__init__(message)
+        self.active = active
+
+
+class PermanentError(JobsimError):
+    """Raise from a task to send the job straight to the dead-letter queue, without retries."""

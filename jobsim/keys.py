@@ -1,0 +1,112 @@
+"""Every Redis key name of a queue, built in one place.
+
+All keys of a queue share the hash tag ``{name}``, so on Redis Cluster they live in one
+slot and every Lua script can touch all of them. Job hashes are named by appending the job
+id to :attr:`Keys.job_prefix`; scripts receive that prefix through ``KEYS`` and append ids
+they pop, which keeps the names built here and in the same slot.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names of one queue.
+
+    Example:
+        >>> Keys("default").queued
+        'jobsim:{default}:queued'
+    """
+
+    name: str
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            # Imported here: errors must stay importable from keys without a cycle.
+            from jobsim.errors import InvalidInputError
+
+            raise InvalidInputError(
+                f"queue name {self.name!r} must be 1-64 characters of letters, digits, _ . : -",
+                field="name",
+                value=self.name,
+            )
+
+    def _key(self, suffix: str) -> str:
+        return f"jobsim:{{{self.name}}}:{suffix}"
+
+    @property
+    def queued(self) -> str:
+        """Sorted set of ready job ids; lowest score (highest priority, oldest) first."""
+        return self._key("queued")
+
+    @property
+    def processing(self) -> str:
+        """Sorted set of leased job ids, scored by lease deadline (ms, Redis time)."""
+        return self._key("processing")
+
+    @property
+    def retrying(self) -> str:
+        """Sorted set of job ids waiting out a backoff, scored by due time (ms)."""
+        return self._key("retrying")
+
+    @property
+    def completed(self) -> str:
+        """Sorted set of completed job ids, scored by completion time (ms)."""
+        return self._key("completed")
+
+    @property
+    def dead(self) -> str:
+        """The dead-letter queue: sorted set of failed job ids, scored by failure time (ms)."""
+        return self._key("dead")
+
+    @property
+    def clock(self) -> str:
+        """Last sequence number handed out (µs of Redis time, strictly increasing)."""
+        return self._key("clock")
+
+    @property
+    def wake(self) -> str:
+        """List holding at most one token; idle workers block on it."""
+        return self._key("wake")
+
+    @property
+    def counters(self) -> str:
+        """Hash of running totals: submitted, completed, failed, retried, expired, fenced."""
+        return self._key("counters")
+
+    @property
+    def workers(self) -> str:
+        """Hash of worker id -> JSON registry entry."""
+        return self._key("workers")
+
+    @property
+    def job_prefix(self) -> str:
+        """Prefix of job hashes; a job's key is this prefix followed by its id."""
+        return self._key("job:")
+
+    def job(self, job_id: str) -> str:
+        """Hash holding one job's record."""
+        return self.job_prefix + job_id
+
+    def stop(self, pool_id: str) -> str:
+        """List a stopping pool pushes to, to wake its own blocked workers at once."""
+        return self._key(f"stop:{pool_id}")
+
+    def all_fixed(self) -> list[str]:
+        """Every key of the queue that does not depend on a job or pool id."""
+        return [
+            self.queued,
+            self.processing,
+            self.retrying,
+            self.completed,
+            self.dead,
+            self.clock,
+            self.wake,
+            self.counters,
+            self.workers,
+        ]

@@ -1,0 +1,534 @@
+"""Worker pools: threads in this process, or supervised worker processes.
+
+A worker leases one job at a time, runs its task, and acks or fails it. While the queue is
+empty it blocks on the queue's wake list (no polling). One supervisor thread per pool
+heartbeats the leases of running jobs, keeps the worker registry fresh and enforces
+per-job timeouts.
+
+In ``process`` mode each worker is a child process running a one-thread pool of its own,
+with its own Redis connection; the parent supervises: it kills a child whose job ran past
+its timeout, and gives back the lease of a child that died, then starts a new child. On the
+embedded backend the children reach the parent's in-process server through a loopback
+bridge (:func:`jobsim.connection.serve_embedded`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing as mp
+import multiprocessing.connection
+import os
+import random
+import signal
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Literal
+
+import redis
+
+from jobsim.connection import client_url, connect
+from jobsim.errors import InvalidInputError, PermanentError
+from jobsim.queue import JobQueue, QueueConfig
+from jobsim.scripts import Dequeued
+from jobsim.tasks import AbandonJob, JobContext, TaskSpec
+from jobsim.tasks import registry as default_registry
+
+log = logging.getLogger("jobsim.pool")
+
+Mode = Literal["thread", "process"]
+IDLE_BLOCK_MAX_S = 2.0  # longest single block on the wake list (below client socket timeouts)
+_ERROR_CHARS = 2000
+
+
+@dataclass
+class _Running:
+    job: Dequeued
+    deadline: float | None  # time.monotonic() seconds, None without a timeout
+    timeout_s: float | None
+    timed_out: bool = False
+
+
+class WorkerPool:
+    """A pool of workers serving one queue; use it as a context manager.
+
+    Example:
+        >>> with WorkerPool(queue, concurrency=4):          # doctest: +SKIP
+        ...     queue.wait_until_drained(timeout_s=60)
+
+    Args:
+        queue: the queue to serve.
+        concurrency: number of workers (threads, or processes in ``process`` mode).
+        mode: ``"thread"`` or ``"process"``.
+        job_timeout_s: default per-job timeout (a task's own ``timeout_s`` wins). A thread
+            cannot be killed: it gives up the lease and the timeout is recorded; a process is
+            killed.
+        grace_s: on stop, how long in-flight jobs may run before their leases are given back.
+        seed: seeds the backoff jitter of each worker.
+        name: prefix of the worker ids (default: host, pid and a random suffix).
+    """
+
+    def __init__(
+        self,
+        queue: JobQueue,
+        concurrency: int = 4,
+        mode: Mode = "thread",
+        *,
+        job_timeout_s: float | None = None,
+        grace_s: float = 5.0,
+        seed: int = 0,
+        name: str | None = None,
+        _slot: Any = None,
+    ) -> None:
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise InvalidInputError(
+                "concurrency must be an integer >= 1", field="concurrency", value=concurrency
+            )
+        if mode not in ("thread", "process"):
+            raise InvalidInputError(
+                "mode must be 'thread' or 'process'", field="mode", value=mode
+            )
+        self.queue = queue
+        self.concurrency = concurrency
+        self.mode: Mode = mode
+        self.job_timeout_s = job_timeout_s
+        self.grace_s = grace_s
+        self.seed = seed
+        self.id = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
+        self._slot = _slot  # set in a child process: where it reports its running job
+        self._stop_key = queue.keys.stop(self.id)
+        self._stopping = threading.Event()  # workers take no new jobs
+        self._halt = threading.Event()  # the supervisor exits (after the workers stopped)
+        self._wakeup = threading.Event()
+        self._rng = random.Random(f"{seed}:{self.id}:supervisor")
+        self._threads: list[_ThreadWorker] = []
+        self._children: list[_Child] = []
+        self._supervisor: threading.Thread | None = None
+        self._started_at = 0.0
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def __enter__(self) -> WorkerPool:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def worker_ids(self) -> list[str]:
+        """Ids of this pool's current workers, as they appear in the registry."""
+        if self.mode == "process":
+            return [c.worker_id for c in self._children]
+        return [t.worker_id for t in self._threads]
+
+    def start(self) -> None:
+        """Start the workers and the supervisor."""
+        if self._supervisor is not None:
+            raise RuntimeError("this pool was already started")
+        self._started_at = time.time()
+        self.queue.client.delete(self._stop_key)
+        if self.mode == "process":
+            url = client_url(self.queue.client)
+            self._children = [_Child(self, i, url) for i in range(self.concurrency)]
+            for child in self._children:
+                child.spawn()
+        else:
+            self._threads = [_ThreadWorker(self, i) for i in range(self.concurrency)]
+            for thread in self._threads:
+                thread.start()
+        self._supervisor = threading.Thread(
+            target=self._supervise, name=f"jobsim-supervisor-{self.id}", daemon=True
+        )
+        self._supervisor.start()
+
+    def stop(self, grace_s: float | None = None) -> None:
+        """Stop gracefully: no new jobs; in-flight jobs get ``grace_s`` to finish, then their
+        leases are given back (the attempt counts) so another worker runs them."""
+        if self._supervisor is None or self._stopping.is_set():
+            return
+        grace = self.grace_s if grace_s is None else grace_s
+        self._stopping.set()
+        deadline = time.monotonic() + grace
+        if self.mode == "process":
+            self._stop_children(deadline)
+        else:
+            self._stop_threads(deadline)
+        self._halt.set()
+        self._wakeup.set()
+        self._supervisor.join()
+        try:
+            self.queue._deregister(self.worker_ids)
+            self.queue.client.delete(self._stop_key)
+        except redis.RedisError as exc:
+            log.warning("could not deregister pool %s: %s", self.id, exc)
+
+    def _stop_threads(self, deadline: float) -> None:
+        self.queue.client.rpush(self._stop_key, *(["1"] * self.concurrency))
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        stuck = [(t, t.running) for t in self._threads if t.is_alive() and t.running]
+        leases = [
+            (r.job.id, r.job.attempt, "interrupted", "worker pool stopped before the job finished")
+            for _, r in stuck
+            if r is not None
+        ]
+        for thread, _ in stuck:
+            thread.running = None
+        if leases:
+            self.queue._release(leases)
+
+    def _stop_children(self, deadline: float) -> None:
+        for child in self._children:
+            child.terminate()
+        for child in self._children:
+            child.join(max(0.0, deadline - time.monotonic()))
+        for child in self._children:
+            if child.alive():
+                child.kill()
+                child.give_back("interrupted", "worker process stopped before the job finished")
+
+    # --- supervision ----------------------------------------------------------------------
+
+    def _supervise(self) -> None:
+        beat_every = self.queue.config.lease.heartbeat_every_s
+        next_beat = 0.0
+        while True:
+            now = time.monotonic()
+            if now >= next_beat:
+                self._heartbeat()
+                next_beat = now + beat_every
+            if self._halt.is_set():
+                return
+            wait = next_beat - now
+            if self.mode == "process":
+                self._watch_children()
+                sentinels = [c.sentinel for c in self._children if c.sentinel is not None]
+                mp.connection.wait(sentinels, timeout=min(wait, 0.1))
+            else:
+                if self._slot is None:  # in a child process the parent enforces timeouts
+                    self._enforce_thread_timeouts(now)
+                deadlines = [r.deadline for r in self._running() if r.deadline and not r.timed_out]
+                if deadlines:
+                    wait = min(wait, min(deadlines) - now)
+                self._wakeup.wait(max(wait, 0.001))
+                self._wakeup.clear()
+
+    def _running(self) -> list[_Running]:
+        return [r for t in self._threads if (r := t.running) is not None]
+
+    def _heartbeat(self) -> None:
+        if self.mode == "process":
+            return  # each child heartbeats its own lease
+        for thread in self._threads:
+            running = thread.running
+            leases = [(running.job.id, running.job.attempt)] if running else []
+            info = self._registry_entry(thread.worker_id, running)
+            try:
+                lost = self.queue._heartbeat(thread.worker_id, leases, info)
+            except redis.RedisError as exc:
+                log.warning("heartbeat of %s failed: %s", thread.worker_id, exc)
+                continue
+            for job_id in lost:
+                log.info("worker %s lost the lease of job %s", thread.worker_id, job_id)
+
+    def _registry_entry(self, worker_id: str, running: _Running | None) -> str:
+        return json.dumps(
+            {
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "mode": "process" if self._slot is not None else self.mode,
+                "started_at": self._started_at,
+                "heartbeat_s": self.queue.config.lease.heartbeat_every_s,
+                "running": [running.job.id] if running else [],
+            }
+        )
+
+    def _enforce_thread_timeouts(self, now: float) -> None:
+        expired = [r for r in self._running() if r.deadline and now >= r.deadline and not r.timed_out]
+        for running in expired:
+            running.timed_out = True
+        if expired:
+            self._fail_timeouts(expired, "the thread was left running; its result will be fenced")
+
+    def _fail_timeouts(self, expired: list[_Running], what: str) -> None:
+        failures = [
+            (
+                r.job.id,
+                r.job.attempt,
+                f"TimeoutError: job ran longer than {r.timeout_s:g} s; {what}",
+                True,
+                self.backoff_s(r.job, self._rng),
+                "timeout",
+            )
+            for r in expired
+        ]
+        try:
+            self.queue._fail(failures)
+        except redis.RedisError as exc:
+            log.warning("could not record timeouts (leases will expire instead): %s", exc)
+
+    def _watch_children(self) -> None:
+        for child in self._children:
+            running = child.running()
+            if running and running.deadline and time.monotonic() >= running.deadline:
+                child.kill()
+                child.clear_slot()
+                self._fail_timeouts([running], "its worker process was killed")
+            if not child.alive() and not self._stopping.is_set():
+                child.give_back("crashed", f"worker process {child.pid} died ({child.exit_reason()})")
+                self.queue._deregister([child.worker_id])
+                child.spawn()
+
+    # --- used by workers ------------------------------------------------------------------
+
+    def backoff_s(self, job: Dequeued, rng: random.Random) -> float:
+        """The delay before the job's next attempt, from the queue's retry policy."""
+        return self.queue.config.retry.delay_s(job.attempt, previous_s=job.previous_delay_s, rng=rng)
+
+    def _timeout_for(self, spec: TaskSpec) -> float | None:
+        return spec.timeout_s if spec.timeout_s is not None else self.job_timeout_s
+
+
+class _ThreadWorker(threading.Thread):
+    """One worker: lease a job, run it, ack or fail it; block while the queue is empty."""
+
+    def __init__(self, pool: WorkerPool, index: int) -> None:
+        super().__init__(name=f"jobsim-worker-{pool.id}-{index}", daemon=True)
+        self.pool = pool
+        self.worker_id = f"{pool.id}-{index}"
+        self.rng = random.Random(f"{pool.seed}:{self.worker_id}")
+        self.running: _Running | None = None
+
+    def run(self) -> None:
+        pool, queue = self.pool, self.pool.queue
+        pause = 0.05
+        while not pool._stopping.is_set():
+            try:
+                jobs, next_due_s = queue._dequeue(self.worker_id, 1)
+                if not jobs:
+                    block = IDLE_BLOCK_MAX_S if next_due_s is None else min(next_due_s, IDLE_BLOCK_MAX_S)
+                    queue._wait_for_work(max(block, 0.001), pool._stop_key)
+                for job in jobs:
+                    self._execute(job)
+                pause = 0.05
+            except redis.RedisError as exc:
+                # Redis restarting or the connection dropped: leases we hold will expire and
+                # be redelivered; keep trying with a capped backoff.
+                log.warning("worker %s: %s; retrying in %.2f s", self.worker_id, exc, pause)
+                pool._stopping.wait(pause)
+                pause = min(pause * 2, 1.0)
+
+    def _execute(self, job: Dequeued) -> None:
+        pool, queue = self.pool, self.pool.queue
+        try:
+            spec = queue.registry.get(job.task)
+        except InvalidInputError as exc:
+            queue._fail([(job.id, job.attempt, str(exc), False, 0.0, "")])
+            return
+        timeout = pool._timeout_for(spec)
+        deadline = time.monotonic() + timeout if timeout else None
+        self.running = _Running(job, deadline, timeout)
+        if pool._slot is not None:
+            _write_slot(pool._slot, job, deadline, timeout)
+        if deadline is not None:
+            pool._wakeup.set()
+        ctx = JobContext(job.id, job.attempt, self.worker_id, pool._slot is not None)
+        try:
+            result = spec.run(json.loads(job.payload), ctx)
+            outcome: tuple[str, Any] = ("ok", _encode_result(result))
+        except AbandonJob:
+            outcome = ("abandon", None)
+        except PermanentError as exc:
+            outcome = ("permanent", _describe(exc))
+        except Exception as exc:
+            outcome = ("retry", _describe(exc))
+        self._settle(job, outcome)
+
+    def _settle(self, job: Dequeued, outcome: tuple[str, Any]) -> None:
+        queue = self.pool.queue
+        kind, detail = outcome
+        # Clear `running` first: the supervisor must not time out a job being acked.
+        self.running = None
+        if self.pool._slot is not None:
+            _write_slot(self.pool._slot, None, None, None)
+        if kind == "abandon":
+            return  # as if the thread died: no ack, no heartbeat; the lease will expire
+        if kind == "ok" and isinstance(detail, _ResultError):
+            kind, detail = "permanent", str(detail)
+        if kind == "ok":
+            fenced = queue._complete([(job.id, job.attempt, detail)])
+        else:
+            backoff = self.pool.backoff_s(job, self.rng) if kind == "retry" else 0.0
+            fenced = queue._fail([(job.id, job.attempt, detail, kind == "retry", backoff, "")])
+        if fenced:
+            log.info("worker %s: late result for job %s was fenced", self.worker_id, job.id)
+
+
+class _ResultError(str):
+    """A task returned something that is not JSON."""
+
+
+def _encode_result(result: Any) -> str:
+    if result is None:
+        return ""
+    try:
+        return json.dumps(result, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        return _ResultError(f"TypeError: task result is not JSON: {exc}")
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:_ERROR_CHARS]
+
+
+# --- process mode -------------------------------------------------------------------------
+
+
+def _write_slot(slot: Any, job: Dequeued | None, deadline: float | None, timeout: float | None) -> None:
+    text = "" if job is None else f"{job.id}|{job.attempt}|{deadline or ''}|{timeout or ''}"
+    with slot.get_lock():
+        slot.value = text.encode()
+
+
+class _Child:
+    """A worker process and the shared slot where it reports the job it is running."""
+
+    def __init__(self, pool: WorkerPool, index: int, url: str) -> None:
+        self.pool = pool
+        self.index = index
+        self.url = url
+        self.generation = 0
+        self.ctx = mp.get_context("spawn")
+        self.slot = self.ctx.Array("c", 512)
+        self.process: Any = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.pool.id}-p{self.index}.{self.generation}"
+
+    @property
+    def worker_id(self) -> str:
+        return f"{self.name}-0"
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    @property
+    def sentinel(self) -> int | None:
+        return self.process.sentinel if self.process else None
+
+    def spawn(self) -> None:
+        if self.process is not None:
+            self.generation += 1
+        self.clear_slot()
+        pool = self.pool
+        modules = sorted(
+            {s.module for s in default_registry}
+            - {"jobsim.tasks", "__main__", "__mp_main__"}
+        )
+        spec = _ChildSpec(
+            url=self.url,
+            queue_name=pool.queue.name,
+            config=pool.queue.config,
+            modules=modules,
+            name=self.name,
+            job_timeout_s=pool.job_timeout_s,
+            grace_s=pool.grace_s,
+            seed=pool.seed,
+        )
+        self.process = self.ctx.Process(
+            target=_child_main, args=(spec, self.slot), name=self.name, daemon=True
+        )
+        self.process.start()
+
+    def running(self) -> _Running | None:
+        with self.slot.get_lock():
+            text = self.slot.value.decode()
+        if not text:
+            return None
+        job_id, attempt, deadline, timeout = text.split("|")
+        job = Dequeued(job_id, int(attempt), "", "", None)
+        return _Running(job, float(deadline) if deadline else None, float(timeout) if timeout else None)
+
+    def clear_slot(self) -> None:
+        _write_slot(self.slot, None, None, None)
+
+    def give_back(self, outcome: str, error: str) -> None:
+        running = self.running()
+        self.clear_slot()
+        if running is not None:
+            try:
+                self.pool.queue._release([(running.job.id, running.job.attempt, outcome, error)])
+            except redis.RedisError as exc:
+                log.warning("could not give back job %s (its lease will expire): %s", running.job.id, exc)
+
+    def alive(self) -> bool:
+        return bool(self.process and self.process.is_alive())
+
+    def terminate(self) -> None:
+        if self.alive():
+            self.process.terminate()
+
+    def kill(self) -> None:
+        if self.alive():
+            self.process.kill()
+        self.process.join()
+
+    def join(self, timeout: float) -> None:
+        if self.process:
+            self.process.join(timeout)
+
+    def exit_reason(self) -> str:
+        code = self.process.exitcode if self.process else None
+        if code is not None and code < 0:
+            return f"killed by {signal.Signals(-code).name}"
+        return f"exit code {code}"
+
+
+@dataclass(frozen=True)
+class _ChildSpec:
+    url: str
+    queue_name: str
+    config: QueueConfig
+    modules: list[str]
+    name: str
+    job_timeout_s: float | None
+    grace_s: float
+    seed: int
+
+
+def _child_main(spec: _ChildSpec, slot: Any) -> None:
+    """Entry point of a worker process: a one-thread pool until SIGTERM."""
+    import importlib
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    for module in spec.modules:
+        importlib.import_module(module)
+    queue = JobQueue(connect(spec.url), spec.queue_name, spec.config)
+    pool = WorkerPool(
+        queue,
+        1,
+        "thread",
+        job_timeout_s=spec.job_timeout_s,  # reported in the slot; the parent enforces it
+        grace_s=spec.grace_s,
+        seed=spec.seed,
+        name=spec.name,
+        _slot=slot,
+    )
+    pool.start()
+    while not stop.wait(1.0):  # a bare wait() would not wake for the signal handler
+        pass
+    pool.stop()

@@ -1,0 +1,500 @@
+"""The priority job queue: submit, inspect, dead-letter operations, and the worker side.
+
+Producers and inspectors use the public methods; :class:`jobsim.pool.WorkerPool` uses the
+underscored worker-side methods (dequeue, complete, fail, heartbeat, release), each one
+round trip running one Lua script from :mod:`jobsim.scripts`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from jobsim.errors import (
+    DrainTimeoutError,
+    InvalidInputError,
+    InvalidPayloadError,
+    InvalidPriorityError,
+    InvalidStateError,
+    JobNotFoundError,
+    PayloadTooLargeError,
+)
+from jobsim.keys import Keys
+from jobsim.models import (
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+    Job,
+    JobStatus,
+    QueueStats,
+    WorkerInfo,
+)
+from jobsim.retry import RetryPolicy
+from jobsim.scripts import Dequeued, Scripts
+from jobsim.tasks import TaskRegistry
+from jobsim.tasks import registry as default_registry
+
+STRICT_BAND_US = 10**14
+"""Without aging, one priority level outweighs ~3 years of waiting: strict priority."""
+MAX_RETRIES_LIMIT = 1000
+_BATCH = 1000  # jobs per script call in batch operations
+_JOB_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Lease:
+    """How long a dequeued job belongs to its worker without a heartbeat.
+
+    Example:
+        >>> Lease(duration_s=10).heartbeat_every_s
+        3.333...
+
+    Args:
+        duration_s: lease length; a worker silent this long loses the job to another.
+        heartbeat_s: how often live workers extend their leases (default: a third of it).
+    """
+
+    duration_s: float = 30.0
+    heartbeat_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.duration_s > 0:
+            raise InvalidInputError(
+                "lease duration_s must be > 0", field="duration_s", value=self.duration_s
+            )
+        if self.heartbeat_s is not None and not 0 < self.heartbeat_s < self.duration_s:
+            raise InvalidInputError(
+                "heartbeat_s must be > 0 and shorter than the lease",
+                field="heartbeat_s",
+                value=self.heartbeat_s,
+            )
+
+    @property
+    def heartbeat_every_s(self) -> float:
+        """Seconds between heartbeats."""
+        return self.heartbeat_s if self.heartbeat_s is not None else self.duration_s / 3
+
+
+@dataclass(frozen=True, kw_only=True)
+class Retention:
+    """How many finished (completed) job records to keep; dead letters are kept until purged.
+
+    Args:
+        max_completed: keep at most this many completed jobs (oldest deleted first).
+        max_age_s: delete completed jobs older than this.
+    """
+
+    max_completed: int | None = None
+    max_age_s: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueueConfig:
+    """Settings of a queue; every producer and worker of one queue should use the same.
+
+    Example:
+        >>> QueueConfig(retry=RetryPolicy(kind="full", base_s=0.1), aging_s=5.0).aging_s
+        5.0
+
+    Args:
+        retry: backoff between attempts.
+        lease: lease length and heartbeat interval.
+        aging_s: seconds of waiting worth one priority level (``None``: strict priority).
+        retention: how many completed records to keep.
+        max_payload_bytes: largest JSON-encoded payload accepted.
+        default_max_retries: retries allowed when ``submit`` does not say.
+    """
+
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    lease: Lease = field(default_factory=Lease)
+    aging_s: float | None = None
+    retention: Retention = field(default_factory=Retention)
+    max_payload_bytes: int = 64 * 1024
+    default_max_retries: int = 3
+
+    def __post_init__(self) -> None:
+        if self.aging_s is not None and not self.aging_s > 0:
+            raise InvalidInputError("aging_s must be > 0", field="aging_s", value=self.aging_s)
+
+    @property
+    def band_us(self) -> int:
+        """Queue-score distance between adjacent priority levels, in µs."""
+        return STRICT_BAND_US if self.aging_s is None else round(self.aging_s * 1e6)
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """One job for :meth:`JobQueue.submit_many`."""
+
+    task: str
+    payload: Any = None
+    priority: int = 0
+    max_retries: int | None = None
+    job_id: str | None = None
+
+
+class JobQueue:
+    """A priority job queue in Redis.
+
+    Example:
+        >>> queue = JobQueue(jobsim.connect(), name="doc")           # doctest: +SKIP
+        >>> job_id = queue.submit("sleep", {"seconds": 0.1}, priority=5)  # doctest: +SKIP
+
+    Args:
+        client: from :func:`jobsim.connect`.
+        name: the queue's name; all its keys carry it as their hash tag.
+        config: queue settings.
+        registry: the task registry submit validates against.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        name: str = "default",
+        config: QueueConfig | None = None,
+        *,
+        registry: TaskRegistry | None = None,
+    ) -> None:
+        self.client = client
+        self.name = name
+        self.keys = Keys(name)
+        self.config = config or QueueConfig()
+        self.registry = registry or default_registry
+        self._scripts = Scripts(client)
+
+    def __repr__(self) -> str:
+        return f"JobQueue(name={self.name!r})"
+
+    # --- producing ------------------------------------------------------------------------
+
+    def submit(
+        self,
+        task: str,
+        payload: Any = None,
+        *,
+        priority: int = 0,
+        max_retries: int | None = None,
+        job_id: str | None = None,
+    ) -> str:
+        """Submit one job.
+
+        Args:
+            task: a registered task name.
+            payload: one JSON document (dict, list, str, number, bool or None).
+            priority: ``PRIORITY_MIN..PRIORITY_MAX``; higher is served first.
+            max_retries: retries after the first attempt (default: the queue's).
+            job_id: an id of your own (letters, digits, ``_.:-``); default a random one.
+
+        Returns:
+            The job id.
+
+        Raises:
+            InvalidInputError: a subclass naming the bad argument; nothing is written.
+        """
+        return self.submit_many([JobRequest(task, payload, priority, max_retries, job_id)])[0]
+
+    def submit_many(self, jobs: Iterable[JobRequest]) -> list[str]:
+        """Submit many jobs, a thousand per round trip; all are validated before any is written.
+
+        Raises:
+            InvalidInputError: for the first bad job; nothing is written.
+        """
+        flat: list[Any] = []
+        ids: list[str] = []
+        for request in jobs:
+            job_id = self._validated(request, flat)
+            ids.append(job_id)
+        if len(set(ids)) != len(ids):
+            raise InvalidInputError("duplicate job_id in one batch", field="job_id", value=ids)
+        for start in range(0, len(flat), 5 * _BATCH):
+            try:
+                self._scripts.submit(self._submit_keys, self.config.band_us, flat[start : start + 5 * _BATCH])
+            except redis.ResponseError as exc:
+                if "DUPLICATE" in str(exc):
+                    dup = str(exc).split()[-1]
+                    raise InvalidInputError(
+                        f"a job with id {dup!r} already exists", field="job_id", value=dup
+                    ) from None
+                raise
+        return ids
+
+    def _validated(self, request: JobRequest, flat: list[Any]) -> str:
+        spec = self.registry.get(request.task)
+        priority = request.priority
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise InvalidPriorityError(
+                f"priority must be an integer, not {type(priority).__name__}",
+                field="priority",
+                value=priority,
+            )
+        if not PRIORITY_MIN <= priority <= PRIORITY_MAX:
+            raise InvalidPriorityError(
+                f"priority {priority} is outside {PRIORITY_MIN}..{PRIORITY_MAX}",
+                field="priority",
+                value=priority,
+            )
+        retries = self.config.default_max_retries if request.max_retries is None else request.max_retries
+        if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= MAX_RETRIES_LIMIT:
+            raise InvalidInputError(
+                f"max_retries must be an integer in 0..{MAX_RETRIES_LIMIT}",
+                field="max_retries",
+                value=retries,
+            )
+        encoded = encode_payload(request.payload, self.config.max_payload_bytes)
+        spec.validate(request.payload)
+        job_id = request.job_id or uuid.uuid4().hex
+        if not isinstance(job_id, str) or not _JOB_ID.match(job_id):
+            raise InvalidInputError(
+                "job_id must be 1-128 characters of letters, digits, _ . : -",
+                field="job_id",
+                value=job_id,
+            )
+        flat += (job_id, request.task, encoded, priority, retries)
+        return job_id
+
+    # --- inspecting -----------------------------------------------------------------------
+
+    def status(self, job_id: str) -> Job:
+        """The job's record.
+
+        Raises:
+            JobNotFoundError: no such job (never submitted, purged, or dropped by retention).
+        """
+        fields = self.client.hgetall(self.keys.job(job_id)) if _JOB_ID.match(job_id) else {}
+        if not fields:
+            raise JobNotFoundError(job_id)
+        return Job.from_hash(job_id, fields)
+
+    def job_ids(self, status: JobStatus | str, *, limit: int = 100, offset: int = 0) -> list[str]:
+        """Ids of jobs in ``status``, in the order that status keeps them.
+
+        ``queued`` lists in service order; ``processing`` by lease deadline; ``retrying`` by
+        due time; ``completed`` and ``failed`` by finish time, oldest first.
+        """
+        key = self._status_key(JobStatus(status))
+        return list(self.client.zrange(key, offset, offset + limit - 1))
+
+    def jobs(self, status: JobStatus | str, *, limit: int = 100, offset: int = 0) -> list[Job]:
+        """Records of jobs in ``status`` (see :meth:`job_ids` for the order)."""
+        return self._fetch(self.job_ids(status, limit=limit, offset=offset))
+
+    def dead_letters(self, *, limit: int = 100, offset: int = 0) -> list[Job]:
+        """Jobs in the dead-letter queue, oldest first, with every attempt's error."""
+        return self.jobs(JobStatus.FAILED, limit=limit, offset=offset)
+
+    def stats(self) -> QueueStats:
+        """Counts per status now, and running totals."""
+        pipe = self.client.pipeline(transaction=True)
+        for status in JobStatus:
+            pipe.zcard(self._status_key(status))
+        pipe.hgetall(self.keys.counters)
+        *counts, totals = pipe.execute()
+        by_status = dict(zip((s.value for s in JobStatus), counts))
+        return QueueStats(**by_status, totals={k: int(v) for k, v in totals.items()})
+
+    def workers(self) -> list[WorkerInfo]:
+        """The worker registry: every worker that heartbeated, and whether it still does."""
+        now = _server_seconds(self.client)
+        infos = []
+        for worker_id, raw in sorted(self.client.hgetall(self.keys.workers).items()):
+            seen_us, _, body = raw.partition("|")
+            info = json.loads(body)
+            last_seen = int(seen_us) / 1e6
+            alive = now - last_seen < 3 * float(info.pop("heartbeat_s"))
+            infos.append(WorkerInfo(id=worker_id, last_seen=last_seen, alive=alive, **info))
+        return infos
+
+    def wait_until_drained(self, timeout_s: float = 60.0) -> QueueStats:
+        """Block until nothing is queued, processing or retrying.
+
+        Returns:
+            The stats at the moment the queue was found drained.
+
+        Raises:
+            DrainTimeoutError: still active after ``timeout_s``; ``.active`` has the counts.
+        """
+        deadline = time.monotonic() + timeout_s
+        pause = 0.002
+        while True:
+            stats = self.stats()
+            if stats.active == 0:
+                return stats
+            if time.monotonic() >= deadline:
+                active = {"queued": stats.queued, "processing": stats.processing, "retrying": stats.retrying}
+                raise DrainTimeoutError(
+                    f"queue {self.name!r} not drained after {timeout_s:g} s: {active}",
+                    active=active,
+                )
+            time.sleep(pause)
+            pause = min(pause * 1.5, 0.05)
+
+    # --- dead-letter queue ----------------------------------------------------------------
+
+    def requeue_dead(self, job_id: str) -> None:
+        """Move one dead letter back to the queue, with ``max_retries + 1`` fresh attempts.
+
+        Raises:
+            JobNotFoundError: no such job.
+            InvalidStateError: the job is not in the dead-letter queue.
+        """
+        try:
+            self._scripts.requeue_dead(self._requeue_keys, self.config.band_us, 1, [job_id])
+        except redis.ResponseError as exc:
+            if "NOTDEAD" not in str(exc):
+                raise
+            status = str(exc).split()[-1]
+            if status == "missing":
+                raise JobNotFoundError(job_id) from None
+            raise InvalidStateError(
+                f"job {job_id!r} is {status}, not in the dead-letter queue",
+                job_id=job_id,
+                status=status,
+            ) from None
+
+    def requeue_all_dead(self) -> int:
+        """Move every dead letter back to the queue; returns how many moved."""
+        moved = 0
+        while batch := self._scripts.requeue_dead(self._requeue_keys, self.config.band_us, _BATCH, []):
+            moved += len(batch)
+        return moved
+
+    def purge_dead(self) -> int:
+        """Delete every dead letter and its record; returns how many."""
+        purged = 0
+        while n := self._scripts.purge_dead([self.keys.dead, self.keys.job_prefix], _BATCH):
+            purged += n
+        return purged
+
+    def delete(self) -> None:
+        """Delete the whole queue: every job and every key. Stop its workers first."""
+        pattern = self.keys.job_prefix.replace("{", "\\{").replace("}", "\\}") + "*"
+        batch: list[str] = []
+        for key in self.client.scan_iter(match=pattern, count=1000):
+            batch.append(key)
+            if len(batch) >= _BATCH:
+                self.client.delete(*batch)
+                batch.clear()
+        self.client.delete(*batch, *self.keys.all_fixed())
+
+    # --- worker side (used by jobsim.pool) -----------------------------------------------
+
+    def _dequeue(self, worker_id: str, count: int = 1) -> tuple[list[Dequeued], float | None]:
+        k = self.keys
+        return self._scripts.dequeue(
+            [k.queued, k.processing, k.retrying, k.dead, k.clock, k.job_prefix, k.wake, k.counters],
+            worker_id=worker_id,
+            count=count,
+            lease_us=round(self.config.lease.duration_s * 1e6),
+            band_us=self.config.band_us,
+        )
+
+    def _complete(self, acks: Sequence[tuple[str, int, str]]) -> list[str]:
+        """Ack ``(job_id, token, result_json)`` triples; returns fenced ids."""
+        k = self.keys
+        retention = self.config.retention
+        flat = [x for ack in acks for x in ack]
+        return self._scripts.complete(
+            [k.processing, k.completed, k.job_prefix, k.counters],
+            keep_count=retention.max_completed or 0,
+            keep_age_us=round((retention.max_age_s or 0) * 1e6),
+            flat=flat,
+        )
+
+    def _fail(self, failures: Sequence[tuple[str, int, str, bool, float, str]]) -> list[str]:
+        """Fail ``(job_id, token, error, retryable, backoff_s, outcome)``; returns fenced ids."""
+        k = self.keys
+        flat: list[Any] = []
+        for job_id, token, error, retryable, backoff_s, outcome in failures:
+            flat += (job_id, token, error, int(retryable), round(backoff_s * 1e6), outcome)
+        return self._scripts.fail(
+            [k.processing, k.retrying, k.dead, k.job_prefix, k.counters, k.wake], flat
+        )
+
+    def _heartbeat(self, worker_id: str, leases: Sequence[tuple[str, int]], info: str) -> list[str]:
+        """Extend ``(job_id, token)`` leases and refresh the registry; returns lost ids."""
+        k = self.keys
+        return self._scripts.heartbeat(
+            [k.processing, k.job_prefix, k.workers],
+            worker_id=worker_id,
+            lease_us=round(self.config.lease.duration_s * 1e6),
+            info=info,
+            flat=[x for lease in leases for x in lease],
+        )
+
+    def _release(self, leases: Sequence[tuple[str, int, str, str]]) -> int:
+        """Give back ``(job_id, token, outcome, error)`` leases; the attempt counts."""
+        k = self.keys
+        return self._scripts.release(
+            [k.queued, k.processing, k.dead, k.clock, k.job_prefix, k.wake, k.counters],
+            self.config.band_us,
+            [x for lease in leases for x in lease],
+        )
+
+    def _wait_for_work(self, timeout_s: float, stop_key: str) -> None:
+        """Block until a wake token, a stop token, or the timeout (no busy polling)."""
+        if timeout_s > 0:
+            self.client.blpop([self.keys.wake, stop_key], timeout=round(timeout_s, 3) or 0.001)
+
+    def _deregister(self, worker_ids: Sequence[str]) -> None:
+        if worker_ids:
+            self.client.hdel(self.keys.workers, *worker_ids)
+
+    # --- helpers --------------------------------------------------------------------------
+
+    @property
+    def _submit_keys(self) -> list[str]:
+        k = self.keys
+        return [k.queued, k.clock, k.job_prefix, k.wake, k.counters]
+
+    @property
+    def _requeue_keys(self) -> list[str]:
+        k = self.keys
+        return [k.queued, k.dead, k.clock, k.job_prefix, k.wake, k.counters]
+
+    def _status_key(self, status: JobStatus) -> str:
+        k = self.keys
+        return {
+            JobStatus.QUEUED: k.queued,
+            JobStatus.PROCESSING: k.processing,
+            JobStatus.RETRYING: k.retrying,
+            JobStatus.COMPLETED: k.completed,
+            JobStatus.FAILED: k.dead,
+        }[status]
+
+    def _fetch(self, ids: Sequence[str]) -> list[Job]:
+        pipe = self.client.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hgetall(self.keys.job(job_id))
+        return [Job.from_hash(i, f) for i, f in zip(ids, pipe.execute()) if f]
+
+
+def encode_payload(payload: Any, max_bytes: int) -> str:
+    """The payload as compact JSON.
+
+    Raises:
+        InvalidPayloadError: not one JSON document (NaN and infinities included).
+        PayloadTooLargeError: encoded size over ``max_bytes``.
+    """
+    try:
+        encoded = json.dumps(payload, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidPayloadError(
+            f"payload is not JSON: {exc}", field="payload", value=repr(payload)[:200]
+        ) from None
+    size = len(encoded.encode())
+    if size > max_bytes:
+        raise PayloadTooLargeError(
+            f"payload is {size} bytes encoded; the limit is {max_bytes}", field="payload", value=size
+        )
+    return encoded
+
+
+def _server_seconds(client: redis.Redis) -> float:
+    seconds, micros = client.time()
+    return int(seconds) + int(micros) / 1e6

@@ -1,0 +1,237 @@
+"""Tasks: a registry from task name to a callable taking the job's JSON payload.
+
+A handler takes the payload, and optionally a :class:`JobContext` as a second argument::
+
+    @jobsim.task("resize")
+    def resize(payload: dict) -> dict:
+        return {"width": payload["width"] // 2}
+
+The built-in simulated tasks (``noop``, ``sleep``, ``flaky``, ``fail``, ``crash``) are
+shared by the simulator, the HTTP API and the tests. Random draws in ``flaky`` come from a
+generator seeded by the job id, the attempt number and an optional payload ``seed``, so the
+same job fails on the same attempts on any worker.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import random
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from jobsim.errors import InvalidPayloadError, PermanentError, UnknownTaskError
+
+Handler = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What a handler may want to know about the attempt it is running."""
+
+    job_id: str
+    attempt: int
+    worker_id: str
+    in_process_worker: bool
+
+
+class AbandonJob(BaseException):  # noqa: N818 - a control signal, not an error
+    """Raised inside a thread worker to simulate the thread dying mid-job.
+
+    The worker drops the job without acking and stops heartbeating its lease, exactly as
+    if the thread had died; the lease then expires and another worker takes the job.
+    """
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A registered task."""
+
+    name: str
+    fn: Handler
+    takes_context: bool
+    timeout_s: float | None
+    payload_model: type[BaseModel] | None
+
+    @property
+    def module(self) -> str:
+        """Module whose import registers this task (process workers import it)."""
+        return str(self.fn.__module__)
+
+    def validate(self, payload: Any) -> None:
+        """Check a payload against the task's payload model, if it has one.
+
+        Raises:
+            InvalidPayloadError: naming the first offending field.
+        """
+        if self.payload_model is None:
+            return
+        try:
+            self.payload_model.model_validate(payload)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "payload"
+            raise InvalidPayloadError(
+                f"payload for task {self.name!r}: {where}: {first['msg']}",
+                field=f"payload.{where}" if first["loc"] else "payload",
+                value=payload,
+            ) from None
+
+    def run(self, payload: Any, ctx: JobContext) -> Any:
+        """Call the handler."""
+        return self.fn(payload, ctx) if self.takes_context else self.fn(payload)
+
+
+class TaskRegistry:
+    """Task name -> :class:`TaskSpec`."""
+
+    def __init__(self) -> None:
+        self._specs: dict[str, TaskSpec] = {}
+
+    def register(
+        self,
+        name: str,
+        fn: Handler,
+        *,
+        timeout_s: float | None = None,
+        payload_model: type[BaseModel] | None = None,
+    ) -> TaskSpec:
+        """Register ``fn`` under ``name``; a later registration of the same name replaces it."""
+        params = [
+            p
+            for p in inspect.signature(fn).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        spec = TaskSpec(name, fn, len(params) >= 2, timeout_s, payload_model)
+        self._specs[name] = spec
+        return spec
+
+    def get(self, name: str) -> TaskSpec:
+        """The task registered under ``name``.
+
+        Raises:
+            UnknownTaskError: if there is none.
+        """
+        try:
+            return self._specs[name]
+        except KeyError:
+            known = ", ".join(sorted(self._specs))
+            raise UnknownTaskError(
+                f"unknown task {name!r}; registered tasks: {known}", field="task", value=name
+            ) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._specs
+
+    def __iter__(self) -> Iterator[TaskSpec]:
+        return iter(list(self._specs.values()))
+
+    def names(self) -> list[str]:
+        """Registered task names, sorted."""
+        return sorted(self._specs)
+
+
+registry = TaskRegistry()
+"""The default registry, used by :func:`task` and by queues not given their own."""
+
+
+def task(
+    name: str | None = None,
+    *,
+    timeout_s: float | None = None,
+    payload_model: type[BaseModel] | None = None,
+    registry: TaskRegistry = registry,
+) -> Callable[[Handler], Handler]:
+    """Register a function as a task.
+
+    Example:
+        >>> @task("double")
+        ... def double(payload):
+        ...     return payload["x"] * 2
+
+    Args:
+        name: the task name; defaults to the function's name.
+        timeout_s: per-job timeout for this task, overriding the worker pool's.
+        payload_model: a pydantic model every payload is validated against at submit time.
+        registry: where to register; the default registry unless given.
+    """
+
+    def decorate(fn: Handler) -> Handler:
+        registry.register(
+            name or fn.__name__, fn, timeout_s=timeout_s, payload_model=payload_model
+        )
+        return fn
+
+    return decorate
+
+
+# --- built-in simulated tasks -------------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class SleepPayload(_Strict):
+    seconds: float = Field(ge=0, le=3600)
+
+
+class FlakyPayload(_Strict):
+    fail_probability: float = Field(ge=0, le=1)
+    seconds: float = Field(default=0.0, ge=0, le=3600)
+    seed: int = 0
+
+
+class FailPayload(_Strict):
+    permanent: bool = False
+
+
+class SimulatedFailure(RuntimeError):
+    """The error the built-in ``flaky`` and ``fail`` tasks raise."""
+
+
+@task("noop")
+def _noop(payload: Any) -> None:
+    """Do nothing: measures the queue's own overhead."""
+
+
+@task("sleep", payload_model=SleepPayload)
+def _sleep(payload: dict[str, Any]) -> None:
+    """Sleep ``payload["seconds"]``."""
+    time.sleep(float(payload["seconds"]))
+
+
+@task("flaky", payload_model=FlakyPayload)
+def _flaky(payload: dict[str, Any], ctx: JobContext) -> None:
+    """Sleep ``seconds``, then fail with probability ``fail_probability``.
+
+    The draw is seeded by (payload ``seed``, job id, attempt), so it is reproducible.
+    """
+    rng = random.Random(f"{payload.get('seed', 0)}:{ctx.job_id}:{ctx.attempt}")
+    failed = rng.random() < float(payload["fail_probability"])
+    seconds = float(payload.get("seconds", 0.0))
+    if seconds:
+        time.sleep(seconds)
+    if failed:
+        raise SimulatedFailure(f"flaky failure on attempt {ctx.attempt}")
+
+
+@task("fail", payload_model=FailPayload)
+def _fail(payload: dict[str, Any]) -> None:
+    """Always raise: a retryable error, or a :class:`PermanentError` if ``permanent``."""
+    if payload.get("permanent"):
+        raise PermanentError("task 'fail' failed permanently")
+    raise SimulatedFailure("task 'fail' always fails")
+
+
+@task("crash")
+def _crash(payload: Any, ctx: JobContext) -> None:
+    """Kill the worker running it: SIGKILL in a process worker, an abandoned lease in a thread."""
+    if ctx.in_process_worker:
+        os.kill(os.getpid(), signal.SIGKILL)
+    raise AbandonJob(ctx.job_id)
