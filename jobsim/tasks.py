@@ -72,7 +72,7 @@ class TaskSpec:
         if self.payload_model is None:
             return
         try:
-            self.payload_model.model_validate(payload)
+            self.payload_model.model_validate({} if payload is None else payload)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "payload"
@@ -173,21 +173,21 @@ def task(
 # --- built-in simulated tasks -------------------------------------------------------------
 
 
-class _Strict(BaseModel):
+class _Payload(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
-class SleepPayload(_Strict):
+class SleepPayload(_Payload):
     seconds: float = Field(ge=0, le=3600)
 
 
-class FlakyPayload(_Strict):
+class FlakyPayload(_Payload):
     fail_probability: float = Field(ge=0, le=1)
     seconds: float = Field(default=0.0, ge=0, le=3600)
     seed: int = 0
 
 
-class FailPayload(_Strict):
+class FailPayload(_Payload):
     permanent: bool = False
 
 
@@ -229,9 +229,23 @@ def _fail(payload: dict[str, Any]) -> None:
     raise SimulatedFailure("task 'fail' always fails")
 
 
-@task("crash")
-def _crash(payload: Any, ctx: JobContext) -> None:
-    """Kill the worker running it: SIGKILL in a process worker, an abandoned lease in a thread."""
+class CrashPayload(_Payload):
+    times: int | None = Field(default=None, ge=0)
+    seconds: float = Field(default=0.0, ge=0, le=3600)
+
+
+@task("crash", payload_model=CrashPayload)
+def _crash(payload: dict[str, Any] | None, ctx: JobContext) -> None:
+    """Kill the worker running it on its first ``times`` attempts (default: every attempt).
+
+    A process worker is killed with SIGKILL; a thread worker abandons the lease, as if the
+    thread had died. After ``seconds`` of work. Later attempts succeed.
+    """
+    payload = payload or {}
+    times = payload.get("times")
+    if times is not None and ctx.attempt > int(times):
+        return
+    time.sleep(float(payload.get("seconds", 0.0)))
     if ctx.in_process_worker:
         os.kill(os.getpid(), signal.SIGKILL)
     raise AbandonJob(ctx.job_id)

@@ -1,0 +1,177 @@
+"""Each Lua script alone, on fakeredis and on a real redis-server."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from jobsim import JobQueue, JobStatus, Lease, QueueConfig, RetryPolicy
+from jobsim.scripts import SOURCES
+
+
+def _lease(queue: JobQueue, count: int = 1, worker: str = "w") -> list:
+    jobs, _ = queue._dequeue(worker, count)
+    return jobs
+
+
+def test_every_script_reads_keys_only_from_KEYS() -> None:
+    """No script formats a key name: each gets names from KEYS (Cluster-safe)."""
+    for name, source in SOURCES.items():
+        assert "jobsim:" not in source, name
+        assert "redis.call('TIME')" in source, name
+
+
+def test_submit_writes_hash_queue_entry_and_counter(make_queue) -> None:
+    queue = make_queue()
+    job_id = queue.submit("noop", {"a": 1}, priority=3, max_retries=2)
+    job = queue.status(job_id)
+    assert (job.status, job.priority, job.max_retries, job.max_attempts) == ("queued", 3, 2, 3)
+    assert job.payload == {"a": 1}
+    assert queue.client.zscore(queue.keys.queued, job_id) is not None
+    assert queue.stats().totals["submitted"] == 1
+
+
+def test_submit_batch_gets_strictly_increasing_sequence(make_queue) -> None:
+    """One batch shares one TIME; the clock still orders every job (FIFO)."""
+    queue = make_queue()
+    ids = queue.submit_many([__import__("jobsim").JobRequest("noop")] * 50)
+    scores = [queue.client.zscore(queue.keys.queued, i) for i in ids]
+    assert scores == sorted(scores) and len(set(scores)) == 50
+
+
+def test_dequeue_leases_highest_priority_first(make_queue) -> None:
+    queue = make_queue()
+    low = queue.submit("noop", priority=1)
+    high = queue.submit("noop", priority=8)
+    jobs = _lease(queue, 2)
+    assert [j.id for j in jobs] == [high, low]
+    assert all(j.attempt == 1 for j in jobs)
+    job = queue.status(high)
+    assert job.status == JobStatus.PROCESSING and job.worker == "w"
+    assert job.attempt_log[0].started_at is not None
+    assert queue.client.zscore(queue.keys.processing, high) > time.time() * 1e6
+
+
+def test_dequeue_on_empty_queue_reports_next_due(make_queue) -> None:
+    queue = make_queue(QueueConfig(lease=Lease(duration_s=5)))
+    assert queue._dequeue("w", 1) == ([], None)
+    queue.submit("noop")
+    _lease(queue)
+    jobs, due = queue._dequeue("w", 1)
+    assert jobs == [] and 4.0 < due <= 5.0
+
+
+def test_complete_acks_holder_and_fences_stale_token(make_queue) -> None:
+    queue = make_queue()
+    job_id = queue.submit("noop")
+    (job,) = _lease(queue)
+    assert queue._complete([(job_id, job.attempt + 1, "")]) == [job_id]  # wrong token
+    assert queue._complete([(job_id, job.attempt, '{"ok":true}')]) == []
+    done = queue.status(job_id)
+    assert done.status == "completed" and done.result == {"ok": True} and done.fenced == 1
+    assert queue._complete([(job_id, job.attempt, "")]) == [job_id]  # already completed
+    assert queue.stats().completed == 1
+
+
+def test_fail_schedules_retry_then_dead_letters_when_attempts_run_out(make_queue) -> None:
+    queue = make_queue()
+    job_id = queue.submit("noop", max_retries=1)
+    (job,) = _lease(queue)
+    assert queue._fail([(job_id, 1, "boom", True, 60.0, "")]) == []
+    retrying = queue.status(job_id)
+    assert retrying.status == "retrying" and retrying.last_error == "boom"
+    due = queue.client.zscore(queue.keys.retrying, job_id)
+    assert due > (time.time() + 50) * 1e6
+    queue.client.zadd(queue.keys.retrying, {job_id: 0})  # make it due now
+    (again,) = _lease(queue)
+    assert again.attempt == 2 and again.previous_delay_s == pytest.approx(60.0)
+    queue._fail([(job_id, 2, "boom again", True, 1.0, "")])
+    dead = queue.status(job_id)
+    assert dead.status == "failed" and dead.attempts == 2
+    assert [a.outcome for a in dead.attempt_log] == ["retry", "failed"]
+    assert [a.error for a in dead.attempt_log] == ["boom", "boom again"]
+
+
+def test_fail_non_retryable_dead_letters_at_once(make_queue) -> None:
+    queue = make_queue()
+    job_id = queue.submit("noop", max_retries=5)
+    _lease(queue)
+    queue._fail([(job_id, 1, "bad input", False, 0.0, "")])
+    assert queue.status(job_id).status == "failed"
+    assert queue.job_ids("failed") == [job_id]
+
+
+def test_heartbeat_extends_lease_and_reports_lost(make_queue) -> None:
+    queue = make_queue(QueueConfig(lease=Lease(duration_s=1)))
+    job_id = queue.submit("noop")
+    (job,) = _lease(queue)
+    before = queue.client.zscore(queue.keys.processing, job_id)
+    time.sleep(0.01)
+    assert queue._heartbeat("w", [(job_id, job.attempt), ("gone", 1)], "") == ["gone"]
+    assert queue.client.zscore(queue.keys.processing, job_id) > before
+
+
+def test_expired_lease_is_given_back_by_the_next_dequeue(make_queue) -> None:
+    queue = make_queue(QueueConfig(lease=Lease(duration_s=0.05)))
+    job_id = queue.submit("noop", max_retries=1)
+    _lease(queue, worker="crashed")
+    time.sleep(0.08)
+    (again,) = _lease(queue, worker="alive")
+    assert again.id == job_id and again.attempt == 2
+    job = queue.status(job_id)
+    assert job.redeliveries == 1 and job.attempt_log[0].outcome == "expired"
+    assert queue.stats().totals["expired"] == 1
+
+
+def test_expired_lease_on_last_attempt_dead_letters(make_queue) -> None:
+    queue = make_queue(QueueConfig(lease=Lease(duration_s=0.05)))
+    job_id = queue.submit("noop", max_retries=0)
+    _lease(queue)
+    time.sleep(0.08)
+    assert _lease(queue) == []
+    assert queue.status(job_id).status == "failed"
+
+
+def test_release_gives_back_with_the_attempt_counted(make_queue) -> None:
+    queue = make_queue()
+    job_id = queue.submit("noop")
+    (job,) = _lease(queue)
+    assert queue._release([(job_id, job.attempt, "crashed", "worker died")]) == 1
+    assert queue._release([(job_id, job.attempt, "crashed", "worker died")]) == 0  # fenced
+    back = queue.status(job_id)
+    assert back.status == "queued" and back.attempts == 1 and back.redeliveries == 1
+    assert back.attempt_log[0].outcome == "crashed"
+
+
+def test_requeue_dead_gives_fresh_attempts_and_purge_deletes(make_queue) -> None:
+    queue = make_queue()
+    ids = [queue.submit("noop", max_retries=0) for _ in range(3)]
+    for job in _lease(queue, 3):
+        queue._fail([(job.id, 1, "x", True, 0.0, "")])
+    assert queue.stats().failed == 3
+    queue.requeue_dead(ids[0])
+    job = queue.status(ids[0])
+    assert job.status == "queued" and job.max_attempts == 2 and job.requeues == 1
+    assert queue.purge_dead() == 2
+    assert queue.stats().failed == 0
+    assert not queue.client.exists(queue.keys.job(ids[1]))
+
+
+def test_due_retries_are_promoted_in_priority_order(make_queue) -> None:
+    queue = make_queue(QueueConfig(retry=RetryPolicy.immediate()))
+    low, high = queue.submit("noop", priority=0), queue.submit("noop", priority=9)
+    for job in _lease(queue, 2):
+        queue._fail([(job.id, 1, "x", True, 0.0, "")])
+    assert [j.id for j in _lease(queue, 2)] == [high, low]
+
+
+def test_retention_keeps_only_the_newest_completed(make_queue) -> None:
+    from jobsim import Retention
+
+    queue = make_queue(QueueConfig(retention=Retention(max_completed=3)))
+    ids = [queue.submit("noop") for _ in range(5)]
+    for job in _lease(queue, 5):
+        queue._complete([(job.id, job.attempt, "")])
+    assert queue.job_ids("completed") == ids[2:]
+    assert not queue.client.exists(queue.keys.job(ids[0]))
