@@ -107,6 +107,7 @@ class WorkerPool:
         self._rng = random.Random(f"{seed}:{self.id}:supervisor")
         self._threads: list[_ThreadWorker] = []
         self._children: list[_Child] = []
+        self._children_lock = threading.Lock()  # the supervisor respawns, stop() reaps
         self._supervisor: threading.Thread | None = None
         self._started_at = 0.0
 
@@ -176,18 +177,18 @@ class WorkerPool:
         self.queue.client.rpush(self._stop_key, *(["1"] * self.concurrency))
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-        stuck = [(t, t.running) for t in self._threads if t.is_alive() and t.running]
-        leases = [
-            (r.job.id, r.job.attempt, "interrupted", "worker pool stopped before the job finished")
-            for _, r in stuck
-            if r is not None
-        ]
-        for thread, _ in stuck:
-            thread.running = None
-        if leases:
-            self.queue._release(leases)
+        for thread in self._threads:
+            if thread.is_alive() and thread.running is not None:
+                thread.running = None
+                self.queue._release_worker(
+                    thread.worker_id, "interrupted", "worker pool stopped before the job finished"
+                )
 
     def _stop_children(self, deadline: float) -> None:
+        with self._children_lock:
+            self._stop_children_locked(deadline)
+
+    def _stop_children_locked(self, deadline: float) -> None:
         for child in self._children:
             child.terminate()
         for child in self._children:
@@ -196,6 +197,7 @@ class WorkerPool:
             if child.alive():
                 child.kill()
                 child.give_back("interrupted", "worker process stopped before the job finished")
+            self.queue._deregister([child.worker_id])
 
     # --- supervision ----------------------------------------------------------------------
 
@@ -278,13 +280,18 @@ class WorkerPool:
             log.warning("could not record timeouts (leases will expire instead): %s", exc)
 
     def _watch_children(self) -> None:
+        with self._children_lock:
+            if not self._stopping.is_set():
+                self._watch_children_locked()
+
+    def _watch_children_locked(self) -> None:
         for child in self._children:
             running = child.running()
             if running and running.deadline and time.monotonic() >= running.deadline:
                 child.kill()
                 child.clear_slot()
                 self._fail_timeouts([running], "its worker process was killed")
-            if not child.alive() and not self._stopping.is_set():
+            if not child.alive():
                 child.give_back("crashed", f"worker process {child.pid} died ({child.exit_reason()})")
                 self.queue._deregister([child.worker_id])
                 child.spawn()
@@ -447,10 +454,11 @@ class _Child:
             grace_s=pool.grace_s,
             seed=pool.seed,
         )
-        self.process = self.ctx.Process(
+        process = self.ctx.Process(
             target=_child_main, args=(spec, self.slot), name=self.name, daemon=True
         )
-        self.process.start()
+        process.start()
+        self.process = process
 
     def running(self) -> _Running | None:
         with self.slot.get_lock():
@@ -465,13 +473,13 @@ class _Child:
         _write_slot(self.slot, None, None, None)
 
     def give_back(self, outcome: str, error: str) -> None:
-        running = self.running()
+        """Give back whatever lease this (dead) child held, found by its worker id: the slot
+        may not name the job yet if the child died between lease and report."""
         self.clear_slot()
-        if running is not None:
-            try:
-                self.pool.queue._release([(running.job.id, running.job.attempt, outcome, error)])
-            except redis.RedisError as exc:
-                log.warning("could not give back job %s (its lease will expire): %s", running.job.id, exc)
+        try:
+            self.pool.queue._release_worker(self.worker_id, outcome, error)
+        except redis.RedisError as exc:
+            log.warning("could not give back %s's job (its lease will expire): %s", self.worker_id, exc)
 
     def alive(self) -> bool:
         return bool(self.process and self.process.is_alive())

@@ -427,13 +427,10 @@ class JobQueue:
             flat=[x for lease in leases for x in lease],
         )
 
-    def _release(self, leases: Sequence[tuple[str, int, str, str]]) -> int:
-        """Give back ``(job_id, token, outcome, error)`` leases; the attempt counts."""
-        k = self.keys
-        return self._scripts.release(
-            [k.queued, k.processing, k.dead, k.clock, k.job_prefix, k.wake, k.counters],
-            self.config.band_us,
-            [x for lease in leases for x in lease],
+    def _release_worker(self, worker_id: str, outcome: str, error: str) -> list[str]:
+        """Give back every lease ``worker_id`` holds; the attempts count."""
+        return self._scripts.release_worker(
+            self._release_keys, self.config.band_us, worker_id, outcome, error
         )
 
     def _wait_for_work(self, timeout_s: float, stop_key: str) -> None:
@@ -451,6 +448,11 @@ class JobQueue:
     def _submit_keys(self) -> list[str]:
         k = self.keys
         return [k.queued, k.clock, k.job_prefix, k.wake, k.counters]
+
+    @property
+    def _release_keys(self) -> list[str]:
+        k = self.keys
+        return [k.queued, k.processing, k.dead, k.clock, k.job_prefix, k.wake, k.counters]
 
     @property
     def _requeue_keys(self) -> list[str]:

@@ -253,24 +253,26 @@ if info ~= '' then redis.call('HSET', Q.workers, worker, fmt(NOW) .. '|' .. info
 return lost
 """
 
-RELEASE = """
+RELEASE_WORKER = """
 -- KEYS: queued processing dead clock job_prefix wake counters
--- ARGV: band_us, then per job: id token outcome error
--- Gives back leases whose worker will never ack (it died, or its pool stopped): the
--- attempt counts, and the job is queued again or dead-lettered. Returns how many.
+-- ARGV: band_us worker_id outcome error
+-- Gives back every lease of a worker that will never ack (it died, or its pool stopped):
+-- the attempt counts, and the job is queued again or dead-lettered. Scans the leases in
+-- flight, which number no more than the workers, so it is cheap. Returns the ids.
 Q.queued, Q.processing, Q.dead, Q.clock, Q.prefix, Q.wake, Q.counters = unpack(KEYS)
 Q.band = tonumber(ARGV[1])
-local released = 0
-for b = 2, #ARGV, 4 do
-  local id, token = ARGV[b], ARGV[b + 1]
+local worker, outcome, err = ARGV[2], ARGV[3], ARGV[4]
+local released = {}
+for _, id in ipairs(redis.call('ZRANGE', Q.processing, 0, -1)) do
   local jk = Q.prefix .. id
-  if holds_lease(jk, token) then
-    give_back(id, jk, token, ARGV[b + 2], ARGV[b + 3])
-    released = released + 1
+  local f = redis.call('HMGET', jk, 'worker', 'attempts')
+  if f[1] == worker then
+    give_back(id, jk, f[2], outcome, err)
+    released[#released + 1] = id
   end
 end
 save_seq()
-if released > 0 then wake() end
+if #released > 0 then wake() end
 return released
 """
 
@@ -329,7 +331,7 @@ SOURCES: dict[str, str] = {
         "COMPLETE": COMPLETE,
         "FAIL": FAIL,
         "HEARTBEAT": HEARTBEAT,
-        "RELEASE": RELEASE,
+        "RELEASE_WORKER": RELEASE_WORKER,
         "REQUEUE_DEAD": REQUEUE_DEAD,
         "PURGE_DEAD": PURGE_DEAD,
     }.items()
@@ -409,9 +411,11 @@ class Scripts:
         """Extend leases (``id token`` repeated); returns the ids no longer held."""
         return list(self._call("HEARTBEAT", keys, [worker_id, lease_us, info, *flat]))
 
-    def release(self, keys: Sequence[str], band_us: int, flat: Sequence[Any]) -> int:
-        """Give back leases (``id token outcome error`` repeated)."""
-        return int(self._call("RELEASE", keys, [band_us, *flat]))
+    def release_worker(
+        self, keys: Sequence[str], band_us: int, worker_id: str, outcome: str, error: str
+    ) -> list[str]:
+        """Give back every lease ``worker_id`` holds; returns the ids."""
+        return list(self._call("RELEASE_WORKER", keys, [band_us, worker_id, outcome, error]))
 
     def requeue_dead(
         self, keys: Sequence[str], band_us: int, limit: int, ids: Sequence[str]

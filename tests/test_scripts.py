@@ -133,12 +133,14 @@ def test_expired_lease_on_last_attempt_dead_letters(make_queue) -> None:
     assert queue.status(job_id).status == "failed"
 
 
-def test_release_gives_back_with_the_attempt_counted(make_queue) -> None:
+def test_release_worker_gives_back_its_leases_with_the_attempt_counted(make_queue) -> None:
     queue = make_queue()
-    job_id = queue.submit("noop")
-    (job,) = _lease(queue)
-    assert queue._release([(job_id, job.attempt, "crashed", "worker died")]) == 1
-    assert queue._release([(job_id, job.attempt, "crashed", "worker died")]) == 0  # fenced
+    job_id, other = queue.submit("noop"), queue.submit("noop")
+    _lease(queue, worker="dead")
+    _lease(queue, worker="alive")
+    assert queue._release_worker("dead", "crashed", "worker died") == [job_id]
+    assert queue._release_worker("dead", "crashed", "worker died") == []
+    assert queue.status(other).status == "processing"
     back = queue.status(job_id)
     assert back.status == "queued" and back.attempts == 1 and back.redeliveries == 1
     assert back.attempt_log[0].outcome == "crashed"

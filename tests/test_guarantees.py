@@ -1,0 +1,358 @@
+"""The guarantees of DESIGN.md, each proved on fakeredis and on a real redis-server."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import pytest
+import redis
+
+import jobsim
+from jobsim import JobQueue, JobRequest, Lease, PermanentError, QueueConfig, RetryPolicy, WorkerPool
+from jobsim.connection import client_url
+
+FAST_RETRY = RetryPolicy(kind="full", base_s=0.001, cap_s=0.01)
+
+
+def _wait_for(predicate: Any, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.01)
+
+
+def _attempt_distribution(p: float, r: int) -> tuple[float, float]:
+    """Mean and variance of attempts per job: geometric in p, truncated at r + 1."""
+    probs = {k: p ** (k - 1) * (1 - p) for k in range(1, r + 1)}
+    probs[r + 1] = p**r
+    mean = sum(k * q for k, q in probs.items())
+    return mean, sum((k - mean) ** 2 * q for k, q in probs.items())
+
+
+def test_no_job_lost_and_retry_counts_match_the_formulas(make_queue) -> None:
+    """1,000 flaky jobs (p=0.3, r=3): every one ends completed or failed exactly once,
+    attempts <= r+1, and attempts/job and the dead-letter fraction sit in their bands."""
+    p, r, n = 0.3, 3, 1000
+    queue = make_queue(QueueConfig(retry=FAST_RETRY))
+    ids = queue.submit_many(
+        JobRequest("flaky", {"fail_probability": p, "seconds": 0}, max_retries=r) for _ in range(n)
+    )
+    with WorkerPool(queue, concurrency=4):
+        stats = queue.wait_until_drained(timeout_s=120)
+    assert stats.completed + stats.failed == n
+    assert stats.totals["completed"] + stats.totals["failed"] == n
+    jobs = queue._fetch(ids)
+    assert len(jobs) == n
+    for job in jobs:
+        assert 1 <= job.attempts <= r + 1
+        outcomes = [a.outcome for a in job.attempt_log]
+        assert outcomes[:-1] == ["retry"] * (job.attempts - 1)
+        assert outcomes[-1] == ("completed" if job.status == "completed" else "failed")
+    dead = sum(j.status == "failed" for j in jobs) / n
+    q = p ** (r + 1)
+    assert abs(dead - q) <= 4 * math.sqrt(q * (1 - q) / n)
+    mean, var = _attempt_distribution(p, r)
+    assert mean == pytest.approx((1 - p ** (r + 1)) / (1 - p))
+    measured = sum(j.attempts for j in jobs) / n
+    assert abs(measured - mean) <= 4 * math.sqrt(var / n)
+
+
+def test_no_job_lost_when_worker_process_is_sigkilled(make_queue) -> None:
+    """A worker process SIGKILLed mid-job: its supervisor gives the lease back, the job is
+    delivered again and completes; the lost attempt is counted as a redelivery."""
+    queue = make_queue(QueueConfig(lease=Lease(duration_s=5)))
+    job_id = queue.submit("sleep", {"seconds": 1.0}, max_retries=2)
+    with WorkerPool(queue, concurrency=1, mode="process") as pool:
+        _wait_for(lambda: queue.status(job_id).status == "processing")
+        os.kill(pool._children[0].pid, signal.SIGKILL)
+        queue.wait_until_drained(timeout_s=30)
+    job = queue.status(job_id)
+    assert (job.status, job.attempts, job.redeliveries) == ("completed", 2, 1)
+    assert job.attempt_log[0].outcome == "crashed"
+    assert "SIGKILL" in job.attempt_log[0].error
+
+
+def test_no_job_lost_when_a_whole_worker_host_is_sigkilled(make_queue, client) -> None:
+    """A `jobsim worker` process killed with SIGKILL holds a lease nobody gives back: the
+    lease expires and a live worker on another 'host' runs the job again."""
+    queue = make_queue(QueueConfig(lease=Lease(duration_s=1.0)))
+    job_id = queue.submit("sleep", {"seconds": 3.0}, max_retries=2)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "jobsim", "worker", "--redis", client_url(client),
+         "--queue", queue.name, "--concurrency", "1", "--lease-s", "1"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for(lambda: queue.status(job_id).status == "processing", timeout_s=30)
+        worker.kill()
+        worker.wait()
+        with WorkerPool(queue, concurrency=1):
+            queue.wait_until_drained(timeout_s=30)
+    finally:
+        worker.kill()
+    job = queue.status(job_id)
+    assert (job.status, job.attempts, job.redeliveries) == ("completed", 2, 1)
+    assert job.attempt_log[0].outcome == "expired"
+
+
+def test_thread_that_dies_mid_job_loses_its_lease_to_another_worker(make_queue) -> None:
+    """A thread worker that vanishes (the `crash` task) stops heartbeating; its lease
+    expires and the job is redelivered."""
+    queue = make_queue(QueueConfig(lease=Lease(duration_s=0.3)))
+    job_id = queue.submit("crash", {"times": 1}, max_retries=1)
+    with WorkerPool(queue, concurrency=2):
+        queue.wait_until_drained(timeout_s=20)
+    job = queue.status(job_id)
+    assert (job.status, job.attempts, job.redeliveries) == ("completed", 2, 1)
+    assert job.attempt_log[0].outcome == "expired"
+
+
+def test_crash_loop_ends_in_dead_letter_queue_after_delivery_cap(make_queue) -> None:
+    """A job that kills every worker process that runs it is dead-lettered after
+    max_retries + 1 deliveries, instead of crashing workers forever."""
+    queue = make_queue()
+    job_id = queue.submit("crash", max_retries=2)
+    with WorkerPool(queue, concurrency=1, mode="process"):
+        queue.wait_until_drained(timeout_s=60)
+    job = queue.status(job_id)
+    assert (job.status, job.attempts) == ("failed", 3)
+    assert [a.outcome for a in job.attempt_log] == ["crashed"] * 3
+
+
+ORDER: list[int] = []
+
+
+@jobsim.task("record_order")
+def _record_order(payload: dict[str, int]) -> None:
+    ORDER.append(payload["n"])
+
+
+def test_priority_order_and_fifo_within_priority(make_queue) -> None:
+    """One worker serves the highest priority first, and FIFO within a priority."""
+    import random
+
+    rng = random.Random(3)
+    queue = make_queue()
+    priorities = [rng.randint(0, 9) for _ in range(60)]
+    queue.submit_many(JobRequest("record_order", {"n": i}, priority=p) for i, p in enumerate(priorities))
+    ORDER.clear()
+    with WorkerPool(queue, concurrency=1):
+        queue.wait_until_drained(timeout_s=30)
+    assert ORDER == sorted(range(60), key=lambda i: (-priorities[i], i))
+
+
+@pytest.mark.parametrize("aging_s, low_first", [(0.02, True), (None, False)])
+def test_aging_lets_a_waiting_low_priority_job_through(make_queue, aging_s, low_first) -> None:
+    """With aging, a priority-0 job that waited longer than 9 levels' worth of aging is
+    served before newer priority-9 jobs; without aging it waits for all of them."""
+    queue = make_queue(QueueConfig(aging_s=aging_s))
+    queue.submit("record_order", {"n": -1}, priority=0)
+    time.sleep(0.25)  # 0.25 s > 9 levels * 0.02 s
+    queue.submit_many(JobRequest("record_order", {"n": i}, priority=9) for i in range(20))
+    ORDER.clear()
+    with WorkerPool(queue, concurrency=1):
+        queue.wait_until_drained(timeout_s=30)
+    assert ORDER[0 if low_first else -1] == -1
+    assert [n for n in ORDER if n >= 0] == list(range(20))
+
+
+def test_aging_still_prefers_higher_priority_among_equally_old_jobs(make_queue) -> None:
+    queue = make_queue(QueueConfig(aging_s=10.0))
+    queue.submit("record_order", {"n": 0}, priority=0)
+    queue.submit("record_order", {"n": 1}, priority=1)
+    ORDER.clear()
+    with WorkerPool(queue, concurrency=1):
+        queue.wait_until_drained(timeout_s=30)
+    assert ORDER == [1, 0]
+
+
+FIXED = {"ok": False}
+
+
+@jobsim.task("needs_fix")
+def _needs_fix(payload: Any) -> str:
+    if not FIXED["ok"]:
+        raise PermanentError("input rejected until fixed")
+    return "fixed"
+
+
+def test_non_retryable_error_goes_straight_to_dead_letter_and_requeue_works(make_queue) -> None:
+    queue = make_queue()
+    FIXED["ok"] = False
+    job_id = queue.submit("needs_fix", max_retries=5)
+    with WorkerPool(queue, concurrency=1):
+        queue.wait_until_drained(timeout_s=20)
+        dead = queue.status(job_id)
+        assert (dead.status, dead.attempts) == ("failed", 1)
+        assert [j.id for j in queue.dead_letters()] == [job_id]
+        assert dead.attempt_log[0].error == "PermanentError: input rejected until fixed"
+        FIXED["ok"] = True
+        queue.requeue_dead(job_id)
+        queue.wait_until_drained(timeout_s=20)
+    job = queue.status(job_id)
+    assert (job.status, job.result, job.attempts, job.requeues) == ("completed", "fixed", 2, 1)
+    assert queue.dead_letters() == []
+
+
+def test_requeue_all_and_purge_dead_letters(make_queue) -> None:
+    queue = make_queue()
+    queue.submit_many(JobRequest("fail", {"permanent": True}) for _ in range(5))
+    with WorkerPool(queue, concurrency=2):
+        queue.wait_until_drained(timeout_s=20)
+        assert queue.requeue_all_dead() == 5
+        queue.wait_until_drained(timeout_s=20)
+    assert queue.stats().failed == 5
+    assert queue.purge_dead() == 5
+    assert queue.stats().failed == 0 and queue.dead_letters() == []
+
+
+def test_idle_thread_pool_uses_near_zero_cpu(make_queue) -> None:
+    """Idle workers block on Redis instead of polling: under 5% of a core over a second."""
+    queue = make_queue()
+    with WorkerPool(queue, concurrency=4):
+        time.sleep(0.3)
+        before = time.process_time()
+        time.sleep(1.0)
+        used = time.process_time() - before
+    assert used < 0.05
+
+
+def test_idle_process_pool_uses_near_zero_cpu(make_queue) -> None:
+    psutil = pytest.importorskip("psutil")
+    queue = make_queue()
+    with WorkerPool(queue, concurrency=2, mode="process") as pool:
+        _wait_for(lambda: len(queue.workers()) == 2)
+        procs = [psutil.Process(c.pid) for c in pool._children]
+        before = [sum(p.cpu_times()[:2]) for p in procs]
+        cpu0 = time.process_time()
+        time.sleep(1.0)
+        used = [sum(p.cpu_times()[:2]) - b for p, b in zip(procs, before)]
+        parent = time.process_time() - cpu0
+    assert max(used) < 0.05 and parent < 0.05
+
+
+def test_job_submitted_to_idle_pool_is_woken_not_polled(make_queue) -> None:
+    """An idle worker blocks for up to 2 s at a time; a submit must wake it at once. The
+    bound here is far above the wake-up latency (benchmarks measure that) and far below
+    the 2 s a polling worker would show."""
+    queue = make_queue()
+    with WorkerPool(queue, concurrency=2):
+        time.sleep(0.3)
+        job_id = queue.submit("noop")
+        queue.wait_until_drained(timeout_s=10)
+    job = queue.status(job_id)
+    assert job.attempt_log[0].started_at - job.submitted_at < 0.25
+
+
+def test_thread_mode_timeout_gives_up_the_lease_and_fences_the_late_result(make_queue) -> None:
+    queue = make_queue()
+    job_id = queue.submit("sleep", {"seconds": 0.6}, max_retries=0)
+    with WorkerPool(queue, concurrency=1, job_timeout_s=0.1):
+        queue.wait_until_drained(timeout_s=10)
+        job = queue.status(job_id)
+        assert (job.status, job.attempts) == ("failed", 1)
+        assert job.attempt_log[0].outcome == "timeout"
+        _wait_for(lambda: queue.status(job_id).fenced == 1, timeout_s=5)
+
+
+def test_process_mode_timeout_kills_the_job(make_queue) -> None:
+    queue = make_queue()
+    job_id = queue.submit("sleep", {"seconds": 30}, max_retries=0)
+    started = time.monotonic()
+    with WorkerPool(queue, concurrency=1, mode="process", job_timeout_s=0.5):
+        queue.wait_until_drained(timeout_s=20)
+    assert time.monotonic() - started < 15
+    job = queue.status(job_id)
+    assert (job.status, job.attempt_log[0].outcome) == ("failed", "timeout")
+    assert "killed" in job.last_error
+
+
+def test_graceful_stop_lets_in_flight_jobs_finish(make_queue) -> None:
+    queue = make_queue()
+    job_id = queue.submit("sleep", {"seconds": 0.3})
+    pool = WorkerPool(queue, concurrency=1, grace_s=5)
+    pool.start()
+    _wait_for(lambda: queue.status(job_id).status == "processing")
+    pool.stop()
+    assert queue.status(job_id).status == "completed"
+
+
+def test_stop_after_grace_gives_the_job_back(make_queue) -> None:
+    queue = make_queue()
+    job_id = queue.submit("sleep", {"seconds": 1.0}, max_retries=1)
+    pool = WorkerPool(queue, concurrency=1)
+    pool.start()
+    _wait_for(lambda: queue.status(job_id).status == "processing")
+    pool.stop(grace_s=0.1)
+    job = queue.status(job_id)
+    assert (job.status, job.attempts, job.attempt_log[0].outcome) == ("queued", 1, "interrupted")
+    with WorkerPool(queue, concurrency=1):
+        queue.wait_until_drained(timeout_s=10)
+    assert queue.status(job_id).status == "completed"
+
+
+def test_worker_registry_shows_alive_workers_and_their_jobs(make_queue) -> None:
+    queue = make_queue(QueueConfig(lease=Lease(duration_s=0.6)))
+    job_id = queue.submit("sleep", {"seconds": 0.8})
+    with WorkerPool(queue, concurrency=2) as pool:
+        _wait_for(lambda: queue.status(job_id).status == "processing")
+        _wait_for(lambda: any(job_id in w.running for w in queue.workers()))
+        workers = queue.workers()
+        assert sorted(w.id for w in workers) == sorted(pool.worker_ids)
+        assert all(w.alive and w.pid == os.getpid() for w in workers)
+    assert queue.workers() == []
+
+
+def test_wait_until_drained_raises_with_active_counts(make_queue) -> None:
+    queue = make_queue()
+    queue.submit("noop")
+    with pytest.raises(jobsim.errors.DrainTimeoutError) as info:
+        queue.wait_until_drained(timeout_s=0.05)
+    assert info.value.active == {"queued": 1, "processing": 0, "retrying": 0}
+
+
+def test_all_keys_of_a_queue_map_to_one_cluster_slot(make_queue, client: redis.Redis) -> None:
+    from redis.crc import key_slot
+
+    queue = make_queue(name="slotcheck")
+    queue.submit_many([JobRequest("flaky", {"fail_probability": 0.5}, max_retries=1)] * 20)
+    with WorkerPool(queue, concurrency=2):
+        queue.wait_until_drained(timeout_s=20)
+        keys = list(client.scan_iter(match="*"))
+    assert len(keys) > 20
+    assert all(k.startswith("jobsim:{slotcheck}:") for k in keys)
+    assert {key_slot(k.encode()) for k in keys} == {key_slot(b"slotcheck")}
+
+
+def test_concurrent_submitters_and_workers_lose_nothing(make_queue) -> None:
+    """Four threads submit while four workers drain: every job is accounted for once."""
+    queue = make_queue(QueueConfig(retry=FAST_RETRY))
+    ids: list[str] = []
+    lock = threading.Lock()
+
+    def produce() -> None:
+        for _ in range(25):
+            batch = queue.submit_many(
+                [JobRequest("flaky", {"fail_probability": 0.2}, max_retries=2)] * 4
+            )
+            with lock:
+                ids.extend(batch)
+
+    with WorkerPool(queue, concurrency=4):
+        producers = [threading.Thread(target=produce) for _ in range(4)]
+        for t in producers:
+            t.start()
+        for t in producers:
+            t.join()
+        stats = queue.wait_until_drained(timeout_s=60)
+    assert len(set(ids)) == 400
+    assert stats.completed + stats.failed == 400
+    assert set(queue.job_ids("completed", limit=1000)) | set(queue.job_ids("failed", limit=1000)) == set(ids)
