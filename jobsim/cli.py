@@ -45,12 +45,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--jobs", type=int, default=400, help="jobs to submit (default 400)")
     demo.add_argument("--workers", type=int, default=4, help="worker threads (default 4)")
-    demo.add_argument("--fail-probability", type=float, default=0.3,
-                      help="per-attempt failure probability of the flaky jobs (default 0.3)")
+    demo.add_argument(
+        "--fail-probability",
+        type=float,
+        default=0.3,
+        help="per-attempt failure probability of the flaky jobs (default 0.3)",
+    )
     demo.add_argument("--max-retries", type=int, default=3, help="retries per job (default 3)")
     demo.add_argument("--seed", type=int, default=7, help="seed of the flaky draws (default 7)")
-    demo.add_argument("--redis", metavar="URL", default=None,
-                      help="run on a real server instead of the embedded backend")
+    demo.add_argument(
+        "--redis",
+        metavar="URL",
+        default=None,
+        help="run on a real server instead of the embedded backend",
+    )
     demo.set_defaults(run=_run_demo)
 
     worker = sub.add_parser(
@@ -62,14 +70,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_queue_args(worker)
     worker.add_argument("--concurrency", type=int, default=4, help="workers (default 4)")
-    worker.add_argument("--processes", action="store_true",
-                        help="one process per worker instead of threads")
+    worker.add_argument(
+        "--processes", action="store_true", help="one process per worker instead of threads"
+    )
     worker.add_argument("--lease-s", type=float, default=30.0, help="lease length (default 30)")
     worker.add_argument("--job-timeout-s", type=float, default=None, help="per-job timeout")
-    worker.add_argument("--grace-s", type=float, default=5.0,
-                        help="time in-flight jobs get on shutdown (default 5)")
-    worker.add_argument("--import", dest="imports", action="append", default=[],
-                        metavar="MODULE", help="import MODULE to register its @task functions")
+    worker.add_argument(
+        "--grace-s", type=float, default=5.0, help="time in-flight jobs get on shutdown (default 5)"
+    )
+    worker.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE to register its @task functions",
+    )
     worker.set_defaults(run=_run_worker)
 
     stats = sub.add_parser("stats", help="print a queue's counts per status and its workers")
@@ -79,19 +95,23 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_queue_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--redis", metavar="URL", default=None,
-                        help="redis:// or rediss:// URL (default: $JOBSIM_REDIS_URL)")
+    parser.add_argument(
+        "--redis",
+        metavar="URL",
+        default=None,
+        help="redis:// or rediss:// URL (default: $JOBSIM_REDIS_URL)",
+    )
     parser.add_argument("--queue", default="default", help="queue name (default 'default')")
 
 
 def _run_worker(args: argparse.Namespace) -> int:
-    from jobsim.pool import WorkerPool
+    from jobsim.pool import Mode, WorkerPool
 
     for module in args.imports:
         importlib.import_module(module)
     client = connect(args.redis)
     queue = JobQueue(client, args.queue, QueueConfig(lease=Lease(duration_s=args.lease_s)))
-    mode = "process" if args.processes else "thread"
+    mode: Mode = "process" if args.processes else "thread"
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -100,8 +120,11 @@ def _run_worker(args: argparse.Namespace) -> int:
     )
     pool.start()
     where = mask_url(args.redis) if args.redis else "$JOBSIM_REDIS_URL or embedded"
-    print(f"jobsim worker {pool.id}: {args.concurrency} {mode} workers on queue "
-          f"{args.queue!r} at {where}", flush=True)
+    print(
+        f"jobsim worker {pool.id}: {args.concurrency} {mode} workers on queue "
+        f"{args.queue!r} at {where}",
+        flush=True,
+    )
     while not stop.wait(1.0):
         pass
     print("stopping: waiting for in-flight jobs ...", flush=True)

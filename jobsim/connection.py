@@ -89,7 +89,9 @@ def client_url(client: redis.Redis) -> str:
     auth = ""
     if kw.get("password"):
         auth = f"{kw.get('username') or ''}:{kw['password']}@"
-    return f"{scheme}://{auth}{kw.get('host', 'localhost')}:{kw.get('port', 6379)}/{kw.get('db', 0)}"
+    return (
+        f"{scheme}://{auth}{kw.get('host', 'localhost')}:{kw.get('port', 6379)}/{kw.get('db', 0)}"
+    )
 
 
 def serve_embedded(client: redis.Redis) -> str:

@@ -28,8 +28,12 @@ def run_demo(args: argparse.Namespace) -> int:
     )
     queue = JobQueue(connect(args.redis), f"demo-{uuid.uuid4().hex[:6]}", config)
     flaky = [
-        JobRequest("flaky", {"fail_probability": p, "seconds": 0.002, "seed": args.seed},
-                   priority=i % 3, max_retries=r)
+        JobRequest(
+            "flaky",
+            {"fail_probability": p, "seconds": 0.002, "seed": args.seed},
+            priority=i % 3,
+            max_retries=r,
+        )
         for i in range(n)
     ]
     urgent = [JobRequest("sleep", {"seconds": 0.005}, priority=9) for _ in range(max(1, n // 10))]
@@ -40,17 +44,21 @@ def run_demo(args: argparse.Namespace) -> int:
     urgent_ids = queue.submit_many(urgent)
     queue.submit_many(doomed + crash)
     total = len(flaky) + len(urgent) + len(doomed) + len(crash)
-    print(f"submitted {total} jobs to queue {queue.name!r}: {len(flaky)} flaky (p={p}, "
-          f"max_retries={r}), {len(urgent)} urgent (priority 9), {len(doomed)} that fail "
-          f"permanently, 1 that crashes its worker once")
+    print(
+        f"submitted {total} jobs to queue {queue.name!r}: {len(flaky)} flaky (p={p}, "
+        f"max_retries={r}), {len(urgent)} urgent (priority 9), {len(doomed)} that fail "
+        f"permanently, 1 that crashes its worker once"
+    )
     with WorkerPool(queue, concurrency=args.workers, seed=args.seed):
         _progress(queue, total)
     elapsed = time.monotonic() - started
     stats = queue.stats()
     _summary(queue, flaky_ids, urgent_ids, p, r, elapsed)
     lost = total - stats.completed - stats.failed
-    print(f"\nlost jobs: {lost}  (completed {stats.completed} + failed {stats.failed} "
-          f"== submitted {total})")
+    print(
+        f"\nlost jobs: {lost}  (completed {stats.completed} + failed {stats.failed} "
+        f"== submitted {total})"
+    )
     queue.delete()
     return 0 if lost == 0 else 1
 
@@ -84,14 +92,20 @@ def _summary(
     band = 4 * (p ** (r + 1) * (1 - p ** (r + 1)) / len(flaky)) ** 0.5
     print(f"\nfinished in {elapsed:.2f} s\n")
     print(f"{'flaky jobs':<28}{'measured':>10}{'theory':>10}")
-    print(f"{'attempts per job':<28}{attempts:>10.3f}{expected_attempts:>10.3f}"
-          "   E[A] = (1 - p^(r+1)) / (1 - p)")
-    print(f"{'dead-letter rate':<28}{dead:>10.4f}{p ** (r + 1):>10.4f}"
-          f"   p^(r+1), binomial band +/- {band:.4f}")
+    print(
+        f"{'attempts per job':<28}{attempts:>10.3f}{expected_attempts:>10.3f}"
+        "   E[A] = (1 - p^(r+1)) / (1 - p)"
+    )
+    print(
+        f"{'dead-letter rate':<28}{dead:>10.4f}{p ** (r + 1):>10.4f}"
+        f"   p^(r+1), binomial band +/- {band:.4f}"
+    )
     wait_urgent = _mean_wait(urgent)
     wait_flaky = _mean_wait(flaky)
-    print(f"\nmean wait before first attempt: priority 9 {wait_urgent * 1e3:.1f} ms, "
-          f"priorities 0-2 {wait_flaky * 1e3:.1f} ms")
+    print(
+        f"\nmean wait before first attempt: priority 9 {wait_urgent * 1e3:.1f} ms, "
+        f"priorities 0-2 {wait_flaky * 1e3:.1f} ms"
+    )
     letters = queue.dead_letters(limit=5)
     print(f"\ndead-letter queue ({queue.stats().failed} jobs), first {len(letters)}:")
     for job in letters:
@@ -100,8 +114,10 @@ def _summary(
     crashed = [j for j in queue.jobs(JobStatus.COMPLETED, limit=10_000) if j.task == "crash"]
     for job in crashed:
         first = job.attempt_log[0]
-        print(f"\ncrash job {job.id[:8]}: attempt 1 {first.outcome.value} ({first.error}); "
-              f"redelivered {job.redeliveries}x, ended {job.status.value} on attempt {job.attempts}")
+        print(
+            f"\ncrash job {job.id[:8]}: attempt 1 {first.outcome.value} ({first.error}); "
+            f"redelivered {job.redeliveries}x, ended {job.status.value} on attempt {job.attempts}"
+        )
 
 
 def _fetch(queue: JobQueue, ids: list[str]) -> list:  # type: ignore[type-arg]

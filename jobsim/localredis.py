@@ -47,20 +47,29 @@ class LocalRedis:
         persistence: ``none`` (nothing survives a restart), ``everysec`` (AOF, fsync every
             second) or ``always`` (AOF, fsync on every write).
         port: a fixed port; default a free one (kept across restarts).
+        password: require this password (``requirepass``); the URL carries it.
     """
 
-    def __init__(self, *, persistence: Persistence = "none", port: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        persistence: Persistence = "none",
+        port: int | None = None,
+        password: str | None = None,
+    ) -> None:
         if persistence not in ("none", "everysec", "always"):
             raise ValueError(f"persistence must be none, everysec or always, not {persistence!r}")
         self.persistence = persistence
         self.port = port or free_port()
+        self.password = password
         self._dir = Path(tempfile.mkdtemp(prefix="jobsim-redis-"))
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        """``redis://127.0.0.1:<port>/0``."""
-        return f"redis://127.0.0.1:{self.port}/0"
+        """``redis://[:password@]127.0.0.1:<port>/0``."""
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def __enter__(self) -> LocalRedis:
         self.start()
@@ -83,24 +92,38 @@ class LocalRedis:
         aof = self.persistence != "none"
         args = [
             binary,
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--dir", str(self._dir),
-            "--save", "",
-            "--appendonly", "yes" if aof else "no",
-            "--appendfsync", self.persistence if aof else "everysec",
-            "--daemonize", "no",
-            "--protected-mode", "yes",
-            "--loglevel", "warning",
-            "--logfile", str(self._dir / "redis.log"),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self._dir),
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if aof else "no",
+            "--appendfsync",
+            self.persistence if aof else "everysec",
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "yes",
+            "--loglevel",
+            "warning",
+            "--logfile",
+            str(self._dir / "redis.log"),
         ]
+        if self.password:
+            args += ["--requirepass", self.password]
         self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout_s
-        probe = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        probe = redis.Redis(port=self.port, password=self.password, socket_connect_timeout=0.2)
         try:
             while True:
                 if self._proc.poll() is not None:
-                    raise RedisServerError(f"redis-server exited at start: see {self._dir}/redis.log")
+                    raise RedisServerError(
+                        f"redis-server exited at start: see {self._dir}/redis.log"
+                    )
                 try:
                     if probe.ping():
                         return

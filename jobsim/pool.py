@@ -89,9 +89,7 @@ class WorkerPool:
                 "concurrency must be an integer >= 1", field="concurrency", value=concurrency
             )
         if mode not in ("thread", "process"):
-            raise InvalidInputError(
-                "mode must be 'thread' or 'process'", field="mode", value=mode
-            )
+            raise InvalidInputError("mode must be 'thread' or 'process'", field="mode", value=mode)
         self.queue = queue
         self.concurrency = concurrency
         self.mode: Mode = mode
@@ -256,7 +254,9 @@ class WorkerPool:
         )
 
     def _enforce_thread_timeouts(self, now: float) -> None:
-        expired = [r for r in self._running() if r.deadline and now >= r.deadline and not r.timed_out]
+        expired = [
+            r for r in self._running() if r.deadline and now >= r.deadline and not r.timed_out
+        ]
         for running in expired:
             running.timed_out = True
         if expired:
@@ -292,7 +292,9 @@ class WorkerPool:
                 child.clear_slot()
                 self._fail_timeouts([running], "its worker process was killed")
             if not child.alive():
-                child.give_back("crashed", f"worker process {child.pid} died ({child.exit_reason()})")
+                child.give_back(
+                    "crashed", f"worker process {child.pid} died ({child.exit_reason()})"
+                )
                 self.queue._deregister([child.worker_id])
                 child.spawn()
 
@@ -300,7 +302,9 @@ class WorkerPool:
 
     def backoff_s(self, job: Dequeued, rng: random.Random) -> float:
         """The delay before the job's next attempt, from the queue's retry policy."""
-        return self.queue.config.retry.delay_s(job.attempt, previous_s=job.previous_delay_s, rng=rng)
+        return self.queue.config.retry.delay_s(
+            job.attempt, previous_s=job.previous_delay_s, rng=rng
+        )
 
     def _timeout_for(self, spec: TaskSpec) -> float | None:
         return spec.timeout_s if spec.timeout_s is not None else self.job_timeout_s
@@ -323,7 +327,11 @@ class _ThreadWorker(threading.Thread):
             try:
                 jobs, next_due_s = queue._dequeue(self.worker_id, 1)
                 if not jobs:
-                    block = IDLE_BLOCK_MAX_S if next_due_s is None else min(next_due_s, IDLE_BLOCK_MAX_S)
+                    block = (
+                        IDLE_BLOCK_MAX_S
+                        if next_due_s is None
+                        else min(next_due_s, IDLE_BLOCK_MAX_S)
+                    )
                     queue._wait_for_work(max(block, 0.001), pool._stop_key)
                 for job in jobs:
                     self._execute(job)
@@ -401,7 +409,9 @@ def _describe(exc: BaseException) -> str:
 # --- process mode -------------------------------------------------------------------------
 
 
-def _write_slot(slot: Any, job: Dequeued | None, deadline: float | None, timeout: float | None) -> None:
+def _write_slot(
+    slot: Any, job: Dequeued | None, deadline: float | None, timeout: float | None
+) -> None:
     text = "" if job is None else f"{job.id}|{job.attempt}|{deadline or ''}|{timeout or ''}"
     with slot.get_lock():
         slot.value = text.encode()
@@ -441,8 +451,7 @@ class _Child:
         self.clear_slot()
         pool = self.pool
         modules = sorted(
-            {s.module for s in default_registry}
-            - {"jobsim.tasks", "__main__", "__mp_main__"}
+            {s.module for s in default_registry} - {"jobsim.tasks", "__main__", "__mp_main__"}
         )
         spec = _ChildSpec(
             url=self.url,
@@ -462,12 +471,14 @@ class _Child:
 
     def running(self) -> _Running | None:
         with self.slot.get_lock():
-            text = self.slot.value.decode()
+            text = bytes(self.slot.value).decode()  # type: ignore[attr-defined]
         if not text:
             return None
         job_id, attempt, deadline, timeout = text.split("|")
         job = Dequeued(job_id, int(attempt), "", "", None)
-        return _Running(job, float(deadline) if deadline else None, float(timeout) if timeout else None)
+        return _Running(
+            job, float(deadline) if deadline else None, float(timeout) if timeout else None
+        )
 
     def clear_slot(self) -> None:
         _write_slot(self.slot, None, None, None)
@@ -479,7 +490,9 @@ class _Child:
         try:
             self.pool.queue._release_worker(self.worker_id, outcome, error)
         except redis.RedisError as exc:
-            log.warning("could not give back %s's job (its lease will expire): %s", self.worker_id, exc)
+            log.warning(
+                "could not give back %s's job (its lease will expire): %s", self.worker_id, exc
+            )
 
     def alive(self) -> bool:
         return bool(self.process and self.process.is_alive())

@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -214,7 +214,9 @@ class JobQueue:
             raise InvalidInputError("duplicate job_id in one batch", field="job_id", value=ids)
         for start in range(0, len(flat), 5 * _BATCH):
             try:
-                self._scripts.submit(self._submit_keys, self.config.band_us, flat[start : start + 5 * _BATCH])
+                self._scripts.submit(
+                    self._submit_keys, self.config.band_us, flat[start : start + 5 * _BATCH]
+                )
             except redis.ResponseError as exc:
                 if "DUPLICATE" in str(exc):
                     dup = str(exc).split()[-1]
@@ -239,8 +241,14 @@ class JobQueue:
                 field="priority",
                 value=priority,
             )
-        retries = self.config.default_max_retries if request.max_retries is None else request.max_retries
-        if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= MAX_RETRIES_LIMIT:
+        retries = (
+            self.config.default_max_retries if request.max_retries is None else request.max_retries
+        )
+        if (
+            isinstance(retries, bool)
+            or not isinstance(retries, int)
+            or not 0 <= retries <= MAX_RETRIES_LIMIT
+        ):
             raise InvalidInputError(
                 f"max_retries must be an integer in 0..{MAX_RETRIES_LIMIT}",
                 field="max_retries",
@@ -266,7 +274,9 @@ class JobQueue:
         Raises:
             JobNotFoundError: no such job (never submitted, purged, or dropped by retention).
         """
-        fields = self.client.hgetall(self.keys.job(job_id)) if _JOB_ID.match(job_id) else {}
+        fields: dict[str, str] = {}
+        if _JOB_ID.match(job_id):
+            fields = cast(dict[str, str], self.client.hgetall(self.keys.job(job_id)))
         if not fields:
             raise JobNotFoundError(job_id)
         return Job.from_hash(job_id, fields)
@@ -278,7 +288,7 @@ class JobQueue:
         due time; ``completed`` and ``failed`` by finish time, oldest first.
         """
         key = self._status_key(JobStatus(status))
-        return list(self.client.zrange(key, offset, offset + limit - 1))
+        return cast(list[str], self.client.zrange(key, offset, offset + limit - 1))
 
     def jobs(self, status: JobStatus | str, *, limit: int = 100, offset: int = 0) -> list[Job]:
         """Records of jobs in ``status`` (see :meth:`job_ids` for the order)."""
@@ -295,14 +305,15 @@ class JobQueue:
             pipe.zcard(self._status_key(status))
         pipe.hgetall(self.keys.counters)
         *counts, totals = pipe.execute()
-        by_status = dict(zip((s.value for s in JobStatus), counts))
+        by_status = dict(zip((s.value for s in JobStatus), counts, strict=True))
         return QueueStats(**by_status, totals={k: int(v) for k, v in totals.items()})
 
     def workers(self) -> list[WorkerInfo]:
         """The worker registry: every worker that heartbeated, and whether it still does."""
         now = _server_seconds(self.client)
         infos = []
-        for worker_id, raw in sorted(self.client.hgetall(self.keys.workers).items()):
+        entries = cast(dict[str, str], self.client.hgetall(self.keys.workers))
+        for worker_id, raw in sorted(entries.items()):
             seen_us, _, body = raw.partition("|")
             info = json.loads(body)
             last_seen = int(seen_us) / 1e6
@@ -326,7 +337,11 @@ class JobQueue:
             if stats.active == 0:
                 return stats
             if time.monotonic() >= deadline:
-                active = {"queued": stats.queued, "processing": stats.processing, "retrying": stats.retrying}
+                active = {
+                    "queued": stats.queued,
+                    "processing": stats.processing,
+                    "retrying": stats.retrying,
+                }
                 raise DrainTimeoutError(
                     f"queue {self.name!r} not drained after {timeout_s:g} s: {active}",
                     active=active,
@@ -360,7 +375,9 @@ class JobQueue:
     def requeue_all_dead(self) -> int:
         """Move every dead letter back to the queue; returns how many moved."""
         moved = 0
-        while batch := self._scripts.requeue_dead(self._requeue_keys, self.config.band_us, _BATCH, []):
+        while batch := self._scripts.requeue_dead(
+            self._requeue_keys, self.config.band_us, _BATCH, []
+        ):
             moved += len(batch)
         return moved
 
@@ -473,7 +490,7 @@ class JobQueue:
         pipe = self.client.pipeline(transaction=False)
         for job_id in ids:
             pipe.hgetall(self.keys.job(job_id))
-        return [Job.from_hash(i, f) for i, f in zip(ids, pipe.execute()) if f]
+        return [Job.from_hash(i, f) for i, f in zip(ids, pipe.execute(), strict=True) if f]
 
 
 def encode_payload(payload: Any, max_bytes: int) -> str:
@@ -492,7 +509,9 @@ def encode_payload(payload: Any, max_bytes: int) -> str:
     size = len(encoded.encode())
     if size > max_bytes:
         raise PayloadTooLargeError(
-            f"payload is {size} bytes encoded; the limit is {max_bytes}", field="payload", value=size
+            f"payload is {size} bytes encoded; the limit is {max_bytes}",
+            field="payload",
+            value=size,
         )
     return encoded
 

@@ -109,13 +109,15 @@ Q.queued, Q.processing, Q.retrying, Q.dead, Q.clock, Q.prefix, Q.wake, Q.counter
 local worker, count, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 Q.band = tonumber(ARGV[4])
 local limit = tonumber(ARGV[5])
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', Q.retrying, '-inf', fmt(NOW), 'LIMIT', 0, limit)) do
+local due = redis.call('ZRANGEBYSCORE', Q.retrying, '-inf', fmt(NOW), 'LIMIT', 0, limit)
+for _, id in ipairs(due) do
   redis.call('ZREM', Q.retrying, id)
   local jk = Q.prefix .. id
   redis.call('HSET', jk, 'status', 'queued')
   enqueue(id, redis.call('HGET', jk, 'priority'))
 end
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', Q.processing, '-inf', fmt(NOW), 'LIMIT', 0, limit)) do
+local expired = redis.call('ZRANGEBYSCORE', Q.processing, '-inf', fmt(NOW), 'LIMIT', 0, limit)
+for _, id in ipairs(expired) do
   local jk = Q.prefix .. id
   local n = redis.call('HGET', jk, 'attempts')
   if n then

@@ -40,7 +40,7 @@ class JobContext:
     in_process_worker: bool
 
 
-class AbandonJob(BaseException):  # noqa: N818 - a control signal, not an error
+class AbandonJob(BaseException):
     """Raised inside a thread worker to simulate the thread dying mid-job.
 
     The worker drops the job without acking and stops heartbeating its lease, exactly as
@@ -162,9 +162,7 @@ def task(
     """
 
     def decorate(fn: Handler) -> Handler:
-        registry.register(
-            name or fn.__name__, fn, timeout_s=timeout_s, payload_model=payload_model
-        )
+        registry.register(name or fn.__name__, fn, timeout_s=timeout_s, payload_model=payload_model)
         return fn
 
     return decorate

@@ -15,7 +15,7 @@ import pytest
 import redis
 
 import jobsim
-from jobsim import JobQueue, JobRequest, Lease, PermanentError, QueueConfig, RetryPolicy, WorkerPool
+from jobsim import JobRequest, Lease, PermanentError, QueueConfig, RetryPolicy, WorkerPool
 from jobsim.connection import client_url
 
 FAST_RETRY = RetryPolicy(kind="full", base_s=0.001, cap_s=0.01)
@@ -86,8 +86,20 @@ def test_no_job_lost_when_a_whole_worker_host_is_sigkilled(make_queue, client) -
     queue = make_queue(QueueConfig(lease=Lease(duration_s=1.0)))
     job_id = queue.submit("sleep", {"seconds": 3.0}, max_retries=2)
     worker = subprocess.Popen(
-        [sys.executable, "-m", "jobsim", "worker", "--redis", client_url(client),
-         "--queue", queue.name, "--concurrency", "1", "--lease-s", "1"],
+        [
+            sys.executable,
+            "-m",
+            "jobsim",
+            "worker",
+            "--redis",
+            client_url(client),
+            "--queue",
+            queue.name,
+            "--concurrency",
+            "1",
+            "--lease-s",
+            "1",
+        ],
         stdout=subprocess.DEVNULL,
     )
     try:
@@ -142,11 +154,13 @@ def test_priority_order_and_fifo_within_priority(make_queue) -> None:
     rng = random.Random(3)
     queue = make_queue()
     priorities = [rng.randint(0, 9) for _ in range(60)]
-    queue.submit_many(JobRequest("record_order", {"n": i}, priority=p) for i, p in enumerate(priorities))
+    queue.submit_many(
+        JobRequest("record_order", {"n": i}, priority=p) for i, p in enumerate(priorities)
+    )
     ORDER.clear()
     with WorkerPool(queue, concurrency=1):
         queue.wait_until_drained(timeout_s=30)
-    assert ORDER == sorted(range(60), key=lambda i: (-priorities[i], i))
+    assert sorted(range(60), key=lambda i: (-priorities[i], i)) == ORDER
 
 
 @pytest.mark.parametrize("aging_s, low_first", [(0.02, True), (None, False)])
@@ -234,7 +248,7 @@ def test_idle_process_pool_uses_near_zero_cpu(make_queue) -> None:
         before = [sum(p.cpu_times()[:2]) for p in procs]
         cpu0 = time.process_time()
         time.sleep(1.0)
-        used = [sum(p.cpu_times()[:2]) - b for p, b in zip(procs, before)]
+        used = [sum(p.cpu_times()[:2]) - b for p, b in zip(procs, before, strict=True)]
         parent = time.process_time() - cpu0
     assert max(used) < 0.05 and parent < 0.05
 
@@ -355,4 +369,6 @@ def test_concurrent_submitters_and_workers_lose_nothing(make_queue) -> None:
         stats = queue.wait_until_drained(timeout_s=60)
     assert len(set(ids)) == 400
     assert stats.completed + stats.failed == 400
-    assert set(queue.job_ids("completed", limit=1000)) | set(queue.job_ids("failed", limit=1000)) == set(ids)
+    assert set(queue.job_ids("completed", limit=1000)) | set(
+        queue.job_ids("failed", limit=1000)
+    ) == set(ids)

@@ -77,7 +77,7 @@ def test_complete_acks_holder_and_fences_stale_token(make_queue) -> None:
 def test_fail_schedules_retry_then_dead_letters_when_attempts_run_out(make_queue) -> None:
     queue = make_queue()
     job_id = queue.submit("noop", max_retries=1)
-    (job,) = _lease(queue)
+    _lease(queue)
     assert queue._fail([(job_id, 1, "boom", True, 60.0, "")]) == []
     retrying = queue.status(job_id)
     assert retrying.status == "retrying" and retrying.last_error == "boom"

@@ -1,0 +1,141 @@
+"""Bad input gets a clear, documented error and changes nothing in Redis."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from jobsim import JobQueue, JobRequest, QueueConfig, connect
+from jobsim.errors import (
+    ConnectError,
+    InvalidInputError,
+    InvalidPayloadError,
+    InvalidPriorityError,
+    InvalidStateError,
+    InvalidURLError,
+    JobNotFoundError,
+    PayloadTooLargeError,
+    UnknownTaskError,
+)
+from jobsim.localredis import free_port
+
+
+def _snapshot(client: redis.Redis) -> dict[str, object]:
+    return {key: client.dump(key) for key in client.scan_iter(match="*")}
+
+
+BAD_SUBMITS = [
+    (("no_such_task", {}), {}, UnknownTaskError, "task"),
+    (("noop", object()), {}, InvalidPayloadError, "payload"),
+    (("noop", {"x": float("nan")}), {}, InvalidPayloadError, "payload"),
+    (("noop", b"bytes"), {}, InvalidPayloadError, "payload"),
+    (("noop", {"x": "y" * 70_000}), {}, PayloadTooLargeError, "payload"),
+    (("noop", {}), {"priority": 10}, InvalidPriorityError, "priority"),
+    (("noop", {}), {"priority": -1}, InvalidPriorityError, "priority"),
+    (("noop", {}), {"priority": 1.5}, InvalidPriorityError, "priority"),
+    (("noop", {}), {"priority": True}, InvalidPriorityError, "priority"),
+    (("noop", {}), {"max_retries": -1}, InvalidInputError, "max_retries"),
+    (("noop", {}), {"job_id": "has space"}, InvalidInputError, "job_id"),
+    (("sleep", {"seconds": "soon"}), {}, InvalidPayloadError, "payload.seconds"),
+    (("flaky", {"fail_probability": 2}), {}, InvalidPayloadError, "payload.fail_probability"),
+]
+
+
+@pytest.mark.parametrize("args, kwargs, error, field", BAD_SUBMITS)
+def test_bad_submit_raises_named_error_and_writes_nothing(
+    make_queue, client, args, kwargs, error, field
+) -> None:
+    queue = make_queue()
+    queue.submit("noop", {"keep": 1})
+    before = _snapshot(client)
+    with pytest.raises(error) as info:
+        queue.submit(*args, **kwargs)
+    assert info.value.field == field
+    assert isinstance(info.value, ValueError)
+    assert _snapshot(client) == before
+
+
+def test_a_bad_job_in_a_batch_rejects_the_whole_batch(make_queue, client) -> None:
+    queue = make_queue()
+    before = _snapshot(client)
+    with pytest.raises(InvalidPriorityError):
+        queue.submit_many([JobRequest("noop")] * 10 + [JobRequest("noop", priority=99)])
+    assert _snapshot(client) == before
+
+
+def test_duplicate_job_id_is_rejected_and_changes_nothing(make_queue, client) -> None:
+    queue = make_queue()
+    queue.submit("noop", {"v": 1}, job_id="order-1")
+    before = _snapshot(client)
+    with pytest.raises(InvalidInputError, match="already exists"):
+        queue.submit_many(
+            [JobRequest("noop", job_id="order-2"), JobRequest("noop", job_id="order-1")]
+        )
+    assert _snapshot(client) == before
+    assert queue.status("order-1").payload == {"v": 1}
+
+
+def test_payload_limit_is_configurable(make_queue) -> None:
+    queue = make_queue(QueueConfig(max_payload_bytes=10))
+    queue.submit("noop", [1, 2])
+    with pytest.raises(PayloadTooLargeError):
+        queue.submit("noop", "a long string")
+
+
+def test_unknown_job_id_raises_not_found(make_queue, client) -> None:
+    queue = make_queue()
+    before = _snapshot(client)
+    for bad in ("nope", "../../etc", "x" * 500):
+        with pytest.raises(JobNotFoundError):
+            queue.status(bad)
+        with pytest.raises(JobNotFoundError):
+            queue.requeue_dead(bad)
+    assert _snapshot(client) == before
+
+
+def test_requeue_of_a_live_job_is_refused(make_queue, client) -> None:
+    queue = make_queue()
+    job_id = queue.submit("noop")
+    before = _snapshot(client)
+    with pytest.raises(InvalidStateError) as info:
+        queue.requeue_dead(job_id)
+    assert info.value.status == "queued"
+    assert _snapshot(client) == before
+
+
+def test_bad_queue_name_is_rejected(client) -> None:
+    with pytest.raises(InvalidInputError):
+        JobQueue(client, "has{brace}")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:6379",
+        "redis://",
+        "redis://127.0.0.1:notaport/0",
+        "redis://127.0.0.1/abc",
+        "::",
+    ],
+)
+def test_malformed_url_raises_invalid_url(url: str) -> None:
+    with pytest.raises(InvalidURLError):
+        connect(url)
+
+
+def test_unreachable_server_raises_connect_error_with_password_masked() -> None:
+    url = f"redis://:s3cret@127.0.0.1:{free_port()}/0"
+    with pytest.raises(ConnectError) as info:
+        connect(url, timeout_s=0.5)
+    assert "s3cret" not in str(info.value) and "***" in str(info.value)
+    assert info.value.__cause__ is None  # no redis-py traceback chained in
+
+
+def test_password_in_url_is_used_and_a_wrong_one_is_refused(redis_server) -> None:
+    from jobsim.localredis import LocalRedis
+
+    with LocalRedis(password="right") as server:
+        assert connect(server.url).ping()
+        with pytest.raises(ConnectError, match="credentials") as info:
+            connect(server.url.replace(":right@", ":wrong@"))
+        assert "wrong" not in str(info.value)

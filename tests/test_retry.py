@@ -1,0 +1,59 @@
+"""Backoff policies against the formulas in EXPERIMENTS.md."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from jobsim import RetryPolicy
+from jobsim.errors import InvalidInputError
+
+
+def test_fixed_and_capped_exponential_are_exact() -> None:
+    rng = random.Random(0)
+    assert [RetryPolicy(kind="fixed", base_s=0.5).delay_s(n, rng=rng) for n in (1, 5)] == [0.5, 0.5]
+    exp = RetryPolicy(kind="exponential", base_s=0.1, cap_s=1.0)
+    assert [exp.delay_s(n, rng=rng) for n in range(1, 7)] == pytest.approx(
+        [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
+    )
+    assert exp.delay_s(10_000, rng=rng) == 1.0
+
+
+@pytest.mark.parametrize("kind, low, high", [("full", 0.0, 1.0), ("equal", 0.5, 1.0)])
+def test_jitter_stays_in_its_range_and_has_the_right_mean(
+    kind: str, low: float, high: float
+) -> None:
+    """Uniform on [low, high] x the exponential delay: mean within 4 standard errors."""
+    policy = RetryPolicy(kind=kind, base_s=0.1, cap_s=10.0)
+    rng = random.Random(42)
+    ceiling = policy.exponential_s(4)  # 0.8
+    draws = [policy.delay_s(4, rng=rng) for _ in range(20_000)]
+    assert all(low * ceiling <= d <= high * ceiling for d in draws)
+    mean = sum(draws) / len(draws)
+    width = (high - low) * ceiling
+    assert abs(mean - (low + high) / 2 * ceiling) <= 4 * width / (12 * len(draws)) ** 0.5
+
+
+def test_decorrelated_jitter_grows_from_the_previous_delay_and_respects_the_cap() -> None:
+    policy = RetryPolicy(kind="decorrelated", base_s=0.1, cap_s=2.0)
+    rng = random.Random(7)
+    previous = None
+    for n in range(1, 200):
+        delay = policy.delay_s(n, previous_s=previous, rng=rng)
+        upper = 3 * (previous if previous is not None else 0.1)
+        assert 0.1 <= delay <= min(2.0, max(upper, 0.1))
+        previous = delay
+
+
+def test_same_seed_gives_the_same_delays() -> None:
+    policy = RetryPolicy(kind="full", base_s=0.1, cap_s=5.0)
+    a = [policy.delay_s(n, rng=random.Random(3)) for n in range(1, 10)]
+    b = [policy.delay_s(n, rng=random.Random(3)) for n in range(1, 10)]
+    assert a == b
+
+
+@pytest.mark.parametrize("kwargs", [{"kind": "linear"}, {"base_s": -1}, {"base_s": 2, "cap_s": 1}])
+def test_bad_policy_is_rejected(kwargs: dict) -> None:
+    with pytest.raises(InvalidInputError):
+        RetryPolicy(**kwargs)
