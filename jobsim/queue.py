@@ -190,6 +190,8 @@ class JobQueue:
             priority: ``PRIORITY_MIN..PRIORITY_MAX``; higher is served first.
             max_retries: retries after the first attempt (default: the queue's).
             job_id: an id of your own (letters, digits, ``_.:-``); default a random one.
+                Submitting the same id with the same task and payload again is a no-op, so a
+                submit is safe to retry.
 
         Returns:
             The job id.

@@ -77,14 +77,27 @@ end
 SUBMIT = """
 -- KEYS: queued clock job_prefix wake counters
 -- ARGV: band_us, then per job: id task payload priority max_retries
+-- All or nothing. A batch whose every id already exists with the same task and payload is a
+-- replay (a client retrying after a lost reply) and returns 0; any other existing id aborts
+-- with 'DUPLICATE <id>'.
 Q.queued, Q.clock, Q.prefix, Q.wake, Q.counters = unpack(KEYS)
 Q.band = tonumber(ARGV[1])
 local n = (#ARGV - 1) / 5
+local same = 0
 for i = 0, n - 1 do
-  if redis.call('EXISTS', Q.prefix .. ARGV[2 + i * 5]) == 1 then
-    return redis.error_reply('DUPLICATE ' .. ARGV[2 + i * 5])
+  local b = 2 + i * 5
+  local f = redis.call('HMGET', Q.prefix .. ARGV[b], 'task', 'payload')
+  if f[1] then
+    if f[1] ~= ARGV[b + 1] or f[2] ~= ARGV[b + 2] then
+      return redis.error_reply('DUPLICATE ' .. ARGV[b])
+    end
+    same = same + 1
+  elseif same > 0 then
+    return redis.error_reply('DUPLICATE ' .. ARGV[b - 5])
   end
 end
+if same == n then return 0 end
+if same > 0 then return redis.error_reply('DUPLICATE ' .. ARGV[2]) end
 for i = 0, n - 1 do
   local b = 2 + i * 5
   local id, retries = ARGV[b], ARGV[b + 4]
@@ -159,7 +172,8 @@ return {jobs, fmt(next_due)}
 COMPLETE = """
 -- KEYS: processing completed job_prefix counters
 -- ARGV: keep_count keep_age_us (0 = unlimited), then per job: id token result_json ('' = none)
--- Returns the ids whose ack was fenced (the worker no longer held the lease).
+-- Returns the ids whose ack was fenced (the worker no longer held the lease). An ack of an
+-- attempt already recorded as completed is a replay (lost reply, client retry): ignored.
 Q.processing, Q.completed, Q.prefix, Q.counters = unpack(KEYS)
 local keep_count, keep_age = tonumber(ARGV[1]), tonumber(ARGV[2])
 local done, fenced = 0, {}
@@ -173,7 +187,7 @@ for b = 3, #ARGV, 3 do
     if result ~= '' then redis.call('HSET', jk, 'result', result) end
     redis.call('ZADD', Q.completed, fmt(NOW), id)
     done = done + 1
-  else
+  elseif redis.call('HGET', jk, 'o' .. token) ~= 'completed' then
     if redis.call('EXISTS', jk) == 1 then redis.call('HINCRBY', jk, 'fenced', 1) end
     fenced[#fenced + 1] = id
   end
@@ -202,8 +216,14 @@ FAIL = """
 -- KEYS: processing retrying dead job_prefix counters wake
 -- ARGV: per job: id token error retryable(1|0) backoff_us outcome ('' = retry|failed)
 -- Retries after the backoff while attempts remain, else dead-letters.
--- Returns the ids whose failure was fenced (the worker no longer held the lease).
+-- Returns the ids whose failure was fenced (the worker no longer held the lease). A failure
+-- already recorded with the same outcome and error is a replay (lost reply): ignored.
 Q.processing, Q.retrying, Q.dead, Q.prefix, Q.counters, Q.wake = unpack(KEYS)
+local function is_replay(jk, token, outcome, err)
+  local f = redis.call('HMGET', jk, 'o' .. token, 'x' .. token)
+  local recorded = f[1] == outcome or (outcome == '' and (f[1] == 'retry' or f[1] == 'failed'))
+  return recorded and f[2] == err
+end
 local fenced, retried = {}, 0
 for b = 1, #ARGV, 6 do
   local id, token, err, retryable = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
@@ -222,7 +242,7 @@ for b = 1, #ARGV, 6 do
       redis.call('HSET', jk, 'o' .. token, outcome ~= '' and outcome or 'failed')
       dead_letter(id, jk)
     end
-  else
+  elseif not is_replay(jk, token, outcome, err) then
     if redis.call('EXISTS', jk) == 1 then redis.call('HINCRBY', jk, 'fenced', 1) end
     fenced[#fenced + 1] = id
   end

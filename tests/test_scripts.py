@@ -70,7 +70,7 @@ def test_complete_acks_holder_and_fences_stale_token(make_queue) -> None:
     assert queue._complete([(job_id, job.attempt, '{"ok":true}')]) == []
     done = queue.status(job_id)
     assert done.status == "completed" and done.result == {"ok": True} and done.fenced == 1
-    assert queue._complete([(job_id, job.attempt, "")]) == [job_id]  # already completed
+    assert queue._complete([(job_id, job.attempt, "")]) == []  # a replay, not a fence
     assert queue.stats().completed == 1
 
 
@@ -177,3 +177,41 @@ def test_retention_keeps_only_the_newest_completed(make_queue) -> None:
         queue._complete([(job.id, job.attempt, "")])
     assert queue.job_ids("completed") == ids[2:]
     assert not queue.client.exists(queue.keys.job(ids[0]))
+
+
+def test_replayed_submit_is_a_no_op_but_a_conflicting_one_is_refused(make_queue) -> None:
+    """A client retrying a submit after a lost reply must not fail or double-count."""
+    from jobsim import JobRequest
+    from jobsim.errors import InvalidInputError
+
+    queue = make_queue()
+    batch = [JobRequest("noop", {"n": i}, job_id=f"j{i}") for i in range(3)]
+    assert queue.submit_many(batch) == ["j0", "j1", "j2"]
+    assert queue.submit_many(batch) == ["j0", "j1", "j2"]
+    assert queue.stats().totals["submitted"] == 3 and queue.stats().queued == 3
+    with pytest.raises(InvalidInputError, match="j1"):
+        queue.submit("noop", {"n": 99}, job_id="j1")
+
+
+def test_replayed_ack_and_fail_are_not_counted_as_fenced(make_queue) -> None:
+    queue = make_queue()
+    done, failed = queue.submit("noop"), queue.submit("noop", max_retries=0)
+    _lease(queue, 2)
+    for _ in range(2):
+        assert queue._complete([(done, 1, "")]) == []
+        assert queue._fail([(failed, 1, "boom", True, 0.0, "")]) == []
+    assert queue.status(done).fenced == 0 and queue.status(failed).fenced == 0
+    assert queue.stats().totals.get("fenced", 0) == 0
+    assert queue.stats().totals["completed"] == 1 and queue.stats().totals["failed"] == 1
+
+
+def test_late_ack_after_lease_expiry_is_fenced(make_queue) -> None:
+    queue = make_queue(QueueConfig(lease=Lease(duration_s=0.05)))
+    job_id = queue.submit("noop", max_retries=2)
+    _lease(queue, worker="slow")
+    time.sleep(0.08)
+    (again,) = _lease(queue, worker="fast")
+    assert queue._complete([(job_id, 1, "")]) == [job_id]  # the slow worker's late ack
+    assert queue._complete([(job_id, again.attempt, "")]) == []
+    job = queue.status(job_id)
+    assert (job.status, job.fenced, job.redeliveries) == ("completed", 1, 1)
