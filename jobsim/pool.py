@@ -25,6 +25,7 @@ import socket
 import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
@@ -34,7 +35,7 @@ import redis
 from jobsim.connection import client_url, connect
 from jobsim.errors import InvalidInputError, PermanentError
 from jobsim.queue import JobQueue, QueueConfig
-from jobsim.scripts import Dequeued
+from jobsim.scripts import Completion, Dequeued, Failure
 from jobsim.tasks import AbandonJob, JobContext, TaskSpec
 from jobsim.tasks import registry as default_registry
 
@@ -42,6 +43,7 @@ log = logging.getLogger("jobsim.pool")
 
 Mode = Literal["thread", "process"]
 IDLE_BLOCK_MAX_S = 2.0  # longest single block on the wake list (below client socket timeouts)
+MAX_PREFETCH = 64  # most jobs one worker leases ahead
 _ERROR_CHARS = 2000
 
 
@@ -68,6 +70,8 @@ class WorkerPool:
             cannot be killed: it gives up the lease and the timeout is recorded; a process is
             killed.
         grace_s: on stop, how long in-flight jobs may run before their leases are given back.
+        prefetch_s: how much work (at the recent mean run time) a worker leases ahead, so
+            fast jobs travel in batches; 0 leases one job at a time.
         seed: seeds the backoff jitter of each worker.
         name: prefix of the worker ids (default: host, pid and a random suffix).
     """
@@ -80,6 +84,7 @@ class WorkerPool:
         *,
         job_timeout_s: float | None = None,
         grace_s: float = 5.0,
+        prefetch_s: float = 0.002,
         seed: int = 0,
         name: str | None = None,
         _slot: Any = None,
@@ -95,6 +100,7 @@ class WorkerPool:
         self.mode: Mode = mode
         self.job_timeout_s = job_timeout_s
         self.grace_s = grace_s
+        self.prefetch_s = prefetch_s
         self.seed = seed
         self.id = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
         self._slot = _slot  # set in a child process: where it reports its running job
@@ -230,11 +236,9 @@ class WorkerPool:
         if self.mode == "process":
             return  # each child heartbeats its own lease
         for thread in self._threads:
-            running = thread.running
-            leases = [(running.job.id, running.job.attempt)] if running else []
-            info = self._registry_entry(thread.worker_id, running)
+            info = self._registry_entry(thread.worker_id, thread.running)
             try:
-                lost = self.queue._heartbeat(thread.worker_id, leases, info)
+                lost = self.queue._heartbeat(thread.worker_id, thread.leases(), info)
             except redis.RedisError as exc:
                 log.warning("heartbeat of %s failed: %s", thread.worker_id, exc)
                 continue
@@ -263,14 +267,16 @@ class WorkerPool:
             self._fail_timeouts(expired, "the thread was left running; its result will be fenced")
 
     def _fail_timeouts(self, expired: list[_Running], what: str) -> None:
-        failures = [
+        failures: list[Failure] = [
             (
                 r.job.id,
                 r.job.attempt,
                 f"TimeoutError: job ran longer than {r.timeout_s:g} s; {what}",
                 True,
-                self.backoff_s(r.job, self._rng),
+                round(self.backoff_s(r.job, self._rng) * 1e6),
                 "timeout",
+                "",
+                "",
             )
             for r in expired
         ]
@@ -311,7 +317,14 @@ class WorkerPool:
 
 
 class _ThreadWorker(threading.Thread):
-    """One worker: lease a job, run it, ack or fail it; block while the queue is empty."""
+    """One worker: lease jobs, run them, settle them; block while the queue is empty.
+
+    Each round trip settles the jobs finished since the last one and leases the next batch.
+    The batch is sized to about ``pool.prefetch_s`` of work at the recent mean service
+    time (one job at a time for slow jobs), so prefetching never holds a ready job back
+    for long. Attempt start and end are Redis ``TIME`` at the lease plus this thread's
+    monotonic elapsed time, so settling in batches does not shift them.
+    """
 
     def __init__(self, pool: WorkerPool, index: int) -> None:
         super().__init__(name=f"jobsim-worker-{pool.id}-{index}", daemon=True)
@@ -319,39 +332,88 @@ class _ThreadWorker(threading.Thread):
         self.worker_id = f"{pool.id}-{index}"
         self.rng = random.Random(f"{pool.seed}:{self.worker_id}")
         self.running: _Running | None = None
+        self._lock = threading.Lock()  # guards the lists below against the heartbeat's reads
+        self._buffer: deque[Dequeued] = deque()
+        self._done: list[Completion] = []
+        self._failed: list[Failure] = []
+        self._anchor = (0, 0.0)  # (Redis TIME µs, time.monotonic()) of the last lease
+        self._service_s: float | None = None  # moving average of run times
+
+    def leases(self) -> list[tuple[str, int]]:
+        """Every lease this worker holds: buffered, running, and finished but not settled."""
+        with self._lock:
+            held = [(j.id, j.attempt) for j in self._buffer]
+            held += [(c[0], c[1]) for c in self._done] + [(f[0], f[1]) for f in self._failed]
+        running = self.running
+        if running is not None:
+            held.append((running.job.id, running.job.attempt))
+        return held
 
     def run(self) -> None:
-        pool, queue = self.pool, self.pool.queue
+        pool = self.pool
         pause = 0.05
         while not pool._stopping.is_set():
             try:
-                jobs, next_due_s = queue._dequeue(self.worker_id, 1)
-                if not jobs:
-                    block = (
-                        IDLE_BLOCK_MAX_S
-                        if next_due_s is None
-                        else min(next_due_s, IDLE_BLOCK_MAX_S)
-                    )
-                    queue._wait_for_work(max(block, 0.001), pool._stop_key)
-                for job in jobs:
-                    self._execute(job)
+                if self._buffer or self._refill():
+                    self._execute(self._buffer.popleft())
                 pause = 0.05
             except redis.RedisError as exc:
-                # Redis restarting or the connection dropped: leases we hold will expire and
-                # be redelivered; keep trying with a capped backoff.
+                # Redis restarting or the connection dropped: unsettled results are kept and
+                # sent again (a replay is harmless); leases we lose expire and are redelivered.
                 log.warning("worker %s: %s; retrying in %.2f s", self.worker_id, exc, pause)
                 pool._stopping.wait(pause)
                 pause = min(pause * 2, 1.0)
+        self._settle_and_return()
+
+    def _refill(self) -> bool:
+        """Settle what is finished and lease a new batch; block if there is none."""
+        queue = self.pool.queue
+        with self._lock:
+            done, failed = list(self._done), list(self._failed)
+        exchange = queue._exchange(self.worker_id, self._batch_size(), done, failed)
+        with self._lock:
+            del self._done[: len(done)], self._failed[: len(failed)]
+            self._buffer.extend(exchange.jobs)
+        self._anchor = (exchange.now_us, time.monotonic())
+        for job_id in exchange.fenced:
+            log.info("worker %s: late result for job %s was fenced", self.worker_id, job_id)
+        if exchange.jobs:
+            return True
+        due = exchange.next_due_s
+        block = IDLE_BLOCK_MAX_S if due is None else min(due, IDLE_BLOCK_MAX_S)
+        queue._wait_for_work(max(block, 0.001), self.pool._stop_key)
+        return False
+
+    def _batch_size(self) -> int:
+        if self._service_s is None or self.pool.prefetch_s <= 0:
+            return 1
+        return max(1, min(MAX_PREFETCH, int(self.pool.prefetch_s / max(self._service_s, 1e-6))))
+
+    def _settle_and_return(self) -> None:
+        """On stop: send unsettled results, and put never-started jobs back in the queue."""
+        try:
+            if self._done or self._failed:
+                self.pool.queue._exchange(self.worker_id, 0, self._done, self._failed)
+            self.pool.queue._unlease(list(self._buffer))
+        except redis.RedisError as exc:
+            log.warning(
+                "worker %s could not settle on stop (leases will expire): %s", self.worker_id, exc
+            )
+
+    def _server_us(self, mono: float) -> str:
+        now_us, anchor = self._anchor
+        return str(now_us + int((mono - anchor) * 1e6))
 
     def _execute(self, job: Dequeued) -> None:
         pool, queue = self.pool, self.pool.queue
+        started = time.monotonic()
         try:
             spec = queue.registry.get(job.task)
         except InvalidInputError as exc:
-            queue._fail([(job.id, job.attempt, str(exc), False, 0.0, "")])
+            self._record(job, ("permanent", str(exc)), started, started)
             return
         timeout = pool._timeout_for(spec)
-        deadline = time.monotonic() + timeout if timeout else None
+        deadline = started + timeout if timeout else None
         self.running = _Running(job, deadline, timeout)
         if pool._slot is not None:
             _write_slot(pool._slot, job, deadline, timeout)
@@ -367,26 +429,33 @@ class _ThreadWorker(threading.Thread):
             outcome = ("permanent", _describe(exc))
         except Exception as exc:
             outcome = ("retry", _describe(exc))
-        self._settle(job, outcome)
+        ended = time.monotonic()
+        run_s = ended - started
+        self._service_s = run_s if self._service_s is None else 0.8 * self._service_s + 0.2 * run_s
+        self._record(job, outcome, started, ended)
 
-    def _settle(self, job: Dequeued, outcome: tuple[str, Any]) -> None:
-        queue = self.pool.queue
+    def _record(
+        self, job: Dequeued, outcome: tuple[str, Any], started: float, ended: float
+    ) -> None:
+        """Queue the job's result for the next round trip."""
         kind, detail = outcome
-        # Clear `running` first: the supervisor must not time out a job being acked.
-        self.running = None
-        if self.pool._slot is not None:
-            _write_slot(self.pool._slot, None, None, None)
-        if kind == "abandon":
-            return  # as if the thread died: no ack, no heartbeat; the lease will expire
-        if kind == "ok" and isinstance(detail, _ResultError):
-            kind, detail = "permanent", str(detail)
-        if kind == "ok":
-            fenced = queue._complete([(job.id, job.attempt, detail)])
-        else:
-            backoff = self.pool.backoff_s(job, self.rng) if kind == "retry" else 0.0
-            fenced = queue._fail([(job.id, job.attempt, detail, kind == "retry", backoff, "")])
-        if fenced:
-            log.info("worker %s: late result for job %s was fenced", self.worker_id, job.id)
+        with self._lock:
+            # Cleared under the lock: the supervisor must not time out a job being settled.
+            self.running = None
+            if kind == "abandon":
+                return  # as if the thread died: no result, no heartbeat; the lease expires
+            if self.pool._slot is not None:
+                _write_slot(self.pool._slot, None, None, None)
+            if kind == "ok" and isinstance(detail, _ResultError):
+                kind, detail = "permanent", str(detail)
+            times = (self._server_us(started), self._server_us(ended))
+            if kind == "ok":
+                self._done.append((job.id, job.attempt, detail, *times))
+            else:
+                backoff = self.pool.backoff_s(job, self.rng) if kind == "retry" else 0.0
+                self._failed.append(
+                    (job.id, job.attempt, detail, kind == "retry", round(backoff * 1e6), "", *times)
+                )
 
 
 class _ResultError(str):
@@ -475,7 +544,7 @@ class _Child:
         if not text:
             return None
         job_id, attempt, deadline, timeout = text.split("|")
-        job = Dequeued(job_id, int(attempt), "", "", None)
+        job = Dequeued(job_id, int(attempt), "", "", None, "")
         return _Running(
             job, float(deadline) if deadline else None, float(timeout) if timeout else None
         )

@@ -36,7 +36,7 @@ from jobsim.models import (
     WorkerInfo,
 )
 from jobsim.retry import RetryPolicy
-from jobsim.scripts import Dequeued, Scripts
+from jobsim.scripts import Completion, Dequeued, Exchange, Failure, Scripts
 from jobsim.tasks import TaskRegistry
 from jobsim.tasks import registry as default_registry
 
@@ -109,6 +109,8 @@ class QueueConfig:
         retention: how many completed records to keep.
         max_payload_bytes: largest JSON-encoded payload accepted.
         default_max_retries: retries allowed when ``submit`` does not say.
+        attempt_log: record each attempt's start, end, worker, outcome and error. Turn it
+            off only to measure what timing capture costs.
     """
 
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -117,6 +119,7 @@ class QueueConfig:
     retention: Retention = field(default_factory=Retention)
     max_payload_bytes: int = 64 * 1024
     default_max_retries: int = 3
+    attempt_log: bool = True
 
     def __post_init__(self) -> None:
         if self.aging_s is not None and not self.aging_s > 0:
@@ -361,7 +364,7 @@ class JobQueue:
             InvalidStateError: the job is not in the dead-letter queue.
         """
         try:
-            self._scripts.requeue_dead(self._requeue_keys, self.config.band_us, 1, [job_id])
+            self._scripts.requeue_dead(self._requeue_keys, self.config.band_us, [job_id])
         except redis.ResponseError as exc:
             if "NOTDEAD" not in str(exc):
                 raise
@@ -375,10 +378,14 @@ class JobQueue:
             ) from None
 
     def requeue_all_dead(self) -> int:
-        """Move every dead letter back to the queue; returns how many moved."""
+        """Move every job dead-lettered before this call back to the queue; returns how many.
+
+        Jobs that fail again while this runs stay in the dead-letter queue.
+        """
+        before_us = round(_server_seconds(self.client) * 1e6)
         moved = 0
         while batch := self._scripts.requeue_dead(
-            self._requeue_keys, self.config.band_us, _BATCH, []
+            self._requeue_keys, self.config.band_us, [], limit=_BATCH, before_us=before_us
         ):
             moved += len(batch)
         return moved
@@ -403,36 +410,56 @@ class JobQueue:
 
     # --- worker side (used by jobsim.pool) -----------------------------------------------
 
-    def _dequeue(self, worker_id: str, count: int = 1) -> tuple[list[Dequeued], float | None]:
+    def _exchange(
+        self,
+        worker_id: str,
+        count: int,
+        done: Sequence[Completion] = (),
+        failed: Sequence[Failure] = (),
+    ) -> Exchange:
+        """One worker round trip: settle finished jobs, then lease up to ``count`` more."""
+        config = self.config
+        settings = [
+            worker_id,
+            count,
+            round(config.lease.duration_s * 1e6),
+            config.band_us,
+            100,  # due retries and expired leases handled per call, at most
+            int(config.attempt_log),
+            config.retention.max_completed or 0,
+            round((config.retention.max_age_s or 0) * 1e6),
+        ]
         k = self.keys
-        return self._scripts.dequeue(
-            [k.queued, k.processing, k.retrying, k.dead, k.clock, k.job_prefix, k.wake, k.counters],
-            worker_id=worker_id,
-            count=count,
-            lease_us=round(self.config.lease.duration_s * 1e6),
-            band_us=self.config.band_us,
-        )
+        keys = [
+            k.queued, k.processing, k.retrying, k.dead, k.completed,
+            k.clock, k.job_prefix, k.wake, k.counters,
+        ]  # fmt: skip
+        return self._scripts.dequeue(keys, settings, done, failed)
 
-    def _complete(self, acks: Sequence[tuple[str, int, str]]) -> list[str]:
-        """Ack ``(job_id, token, result_json)`` triples; returns fenced ids."""
+    def _dequeue(self, worker_id: str, count: int = 1) -> tuple[list[Dequeued], float | None]:
+        """Lease up to ``count`` jobs; also seconds until the next due retry or deadline."""
+        exchange = self._exchange(worker_id, count)
+        return exchange.jobs, exchange.next_due_s
+
+    def _complete(self, done: Sequence[Completion]) -> list[str]:
+        """Ack jobs; returns fenced ids."""
         k = self.keys
         retention = self.config.retention
-        flat = [x for ack in acks for x in ack]
         return self._scripts.complete(
             [k.processing, k.completed, k.job_prefix, k.counters],
+            log=self.config.attempt_log,
             keep_count=retention.max_completed or 0,
             keep_age_us=round((retention.max_age_s or 0) * 1e6),
-            flat=flat,
+            done=done,
         )
 
-    def _fail(self, failures: Sequence[tuple[str, int, str, bool, float, str]]) -> list[str]:
-        """Fail ``(job_id, token, error, retryable, backoff_s, outcome)``; returns fenced ids."""
+    def _fail(self, failed: Sequence[Failure]) -> list[str]:
+        """Fail jobs (retry after their backoff, or dead-letter); returns fenced ids."""
         k = self.keys
-        flat: list[Any] = []
-        for job_id, token, error, retryable, backoff_s, outcome in failures:
-            flat += (job_id, token, error, int(retryable), round(backoff_s * 1e6), outcome)
         return self._scripts.fail(
-            [k.processing, k.retrying, k.dead, k.job_prefix, k.counters, k.wake], flat
+            [k.processing, k.retrying, k.dead, k.job_prefix, k.counters, k.wake],
+            log=self.config.attempt_log,
+            failed=failed,
         )
 
     def _heartbeat(self, worker_id: str, leases: Sequence[tuple[str, int]], info: str) -> list[str]:
@@ -446,16 +473,31 @@ class JobQueue:
             flat=[x for lease in leases for x in lease],
         )
 
+    def _unlease(self, jobs: Sequence[Dequeued]) -> int:
+        """Put leased jobs that were never started back in their place in the queue."""
+        if not jobs:
+            return 0
+        k = self.keys
+        return self._scripts.unlease(
+            [k.queued, k.processing, k.job_prefix, k.wake], log=self.config.attempt_log, jobs=jobs
+        )
+
     def _release_worker(self, worker_id: str, outcome: str, error: str) -> list[str]:
         """Give back every lease ``worker_id`` holds; the attempts count."""
         return self._scripts.release_worker(
-            self._release_keys, self.config.band_us, worker_id, outcome, error
+            self._release_keys,
+            self.config.band_us,
+            worker_id,
+            outcome,
+            error,
+            log=self.config.attempt_log,
         )
 
     def _wait_for_work(self, timeout_s: float, stop_key: str) -> None:
         """Block until a wake token, a stop token, or the timeout (no busy polling)."""
         if timeout_s > 0:
-            self.client.blpop([self.keys.wake, stop_key], timeout=round(timeout_s, 3) or 0.001)
+            timeout: Any = round(timeout_s, 3) or 0.001  # Redis >= 6 takes fractional seconds
+            self.client.blpop([self.keys.wake, stop_key], timeout=timeout)
 
     def _deregister(self, worker_ids: Sequence[str]) -> None:
         if worker_ids:
@@ -519,5 +561,5 @@ def encode_payload(payload: Any, max_bytes: int) -> str:
 
 
 def _server_seconds(client: redis.Redis) -> float:
-    seconds, micros = client.time()
+    seconds, micros = cast(tuple[int, int], client.time())
     return int(seconds) + int(micros) / 1e6

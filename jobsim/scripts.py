@@ -2,11 +2,16 @@
 
 Every script works on a batch (one round trip moves many jobs), reads the clock with
 ``redis.call('TIME')`` and receives every key through ``KEYS``. Job hashes are reached by
-appending an id to the job prefix passed in ``KEYS`` (see :mod:`jobsim.keys`).
+appending an id to the job prefix passed in ``KEYS`` (see :mod:`jobsim.keys`). A worker's
+round trip is one DEQUEUE call that first settles the jobs it finished (the same per-job
+steps as COMPLETE and FAIL, shared through the prelude), then leases its next batch.
 
 Job hash fields: ``task payload priority max_retries max_attempts attempts status submitted
 finished error result worker delay redeliveries fenced requeues`` and, per attempt ``n``,
-``s<n>`` start, ``e<n>`` end (µs), ``w<n>`` worker, ``o<n>`` outcome, ``x<n>`` error.
+``s<n>`` start, ``e<n>`` end (µs), ``w<n>`` worker, ``o<n>`` outcome, ``x<n>`` error (the
+attempt log; ``log = 0`` in ARGV leaves it out, to measure what timing capture costs).
+Start and end are Redis ``TIME`` at the lease plus the worker's own monotonic elapsed time,
+so a batched ack does not shift them; a missing value means "now" (Redis ``TIME``).
 
 Sorted-set scores are microseconds of Redis time, except ``queued``, whose score is
 ``seq - priority * band_us``: ``seq`` is a strictly increasing microsecond clock (FIFO), and
@@ -14,11 +19,14 @@ Sorted-set scores are microseconds of Redis time, except ``queued``, whose score
 longer than any queue lives (strict priority).
 
 The fencing token of a lease is the attempt number it was handed out with: only the
-holder of the current attempt of a ``processing`` job may complete, fail or extend it.
+holder of the current attempt of a ``processing`` job may complete, fail or extend it. An
+ack or failure that repeats one already recorded for the same attempt is a replay (a client
+retrying after a lost reply) and is ignored; any other stale one is counted as fenced.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +37,7 @@ import redis
 _PRELUDE = """
 local unpack = unpack or table.unpack
 -- Q holds the calling script's key names and settings; each script fills it from KEYS/ARGV.
-local Q = {}
+local Q = {log = true}
 local function fmt(n) return string.format('%.0f', n) end
 local T = redis.call('TIME')
 local NOW = tonumber(T[1]) * 1000000 + tonumber(T[2])
@@ -48,20 +56,74 @@ end
 local function wake()
   if redis.call('LLEN', Q.wake) == 0 then redis.call('RPUSH', Q.wake, '1') end
 end
-local function holds_lease(jk, token)
-  local f = redis.call('HMGET', jk, 'status', 'attempts')
-  return f[1] == 'processing' and f[2] == token
+local function or_now(t) if t == '' then return fmt(NOW) end return t end
+-- status and attempts of a job; a lease is held by (processing, attempts == token)
+local function state(jk)
+  return unpack(redis.call('HMGET', jk, 'status', 'attempts', 'error'))
+end
+local function fence(jk, id)
+  if redis.call('EXISTS', jk) == 1 then redis.call('HINCRBY', jk, 'fenced', 1) end
+  redis.call('HINCRBY', Q.counters, 'fenced', 1)
+  Q.fenced[#Q.fenced + 1] = id
 end
 local function dead_letter(id, jk)
   redis.call('HSET', jk, 'status', 'failed', 'finished', fmt(NOW))
   redis.call('ZADD', Q.dead, fmt(NOW), id)
   redis.call('HINCRBY', Q.counters, 'failed', 1)
 end
+-- the holder of attempt `token` finished it
+local function complete_one(id, token, result, started, ended)
+  local jk = Q.prefix .. id
+  local status, attempts = state(jk)
+  if status ~= 'processing' or attempts ~= token then
+    if not (status == 'completed' and attempts == token) then fence(jk, id) end
+    return
+  end
+  redis.call('ZREM', Q.processing, id)
+  redis.call('HSET', jk, 'status', 'completed', 'finished', fmt(NOW))
+  if Q.log then
+    redis.call('HSET', jk, 'e' .. token, or_now(ended), 'o' .. token, 'completed')
+    if started ~= '' then redis.call('HSET', jk, 's' .. token, started) end
+  end
+  if result ~= '' then redis.call('HSET', jk, 'result', result) end
+  redis.call('ZADD', Q.completed, fmt(NOW), id)
+  Q.done = Q.done + 1
+end
+-- the holder of attempt `token` failed it: retry after `backoff` µs while attempts remain
+local function fail_one(id, token, err, retryable, backoff, outcome, started, ended)
+  local jk = Q.prefix .. id
+  local status, attempts, last_error = state(jk)
+  if status ~= 'processing' or attempts ~= token then
+    local replay = (status == 'retrying' or status == 'failed') and attempts == token
+    if not (replay and last_error == err) then fence(jk, id) end
+    return
+  end
+  redis.call('ZREM', Q.processing, id)
+  redis.call('HSET', jk, 'error', err)
+  local f = redis.call('HMGET', jk, 'max_attempts')
+  local retry = retryable == '1' and tonumber(token) < tonumber(f[1])
+  if Q.log then
+    if outcome == '' then outcome = retry and 'retry' or 'failed' end
+    redis.call('HSET', jk, 'e' .. token, or_now(ended), 'o' .. token, outcome, 'x' .. token, err)
+    if started ~= '' then redis.call('HSET', jk, 's' .. token, started) end
+  end
+  if retry then
+    redis.call('HSET', jk, 'status', 'retrying', 'delay', backoff)
+    redis.call('ZADD', Q.retrying, fmt(NOW + tonumber(backoff)), id)
+    redis.call('HINCRBY', Q.counters, 'retried', 1)
+    Q.retried = Q.retried + 1
+  else
+    dead_letter(id, jk)
+  end
+end
 -- attempt n ended without an ack (lease expired, worker died, pool stopped): count it, then
 -- queue the job again, or dead-letter it when its attempts are used up
 local function give_back(id, jk, n, outcome, err)
   redis.call('ZREM', Q.processing, id)
-  redis.call('HSET', jk, 'e' .. n, fmt(NOW), 'o' .. n, outcome, 'x' .. n, err, 'error', err)
+  redis.call('HSET', jk, 'error', err)
+  if Q.log then
+    redis.call('HSET', jk, 'e' .. n, fmt(NOW), 'o' .. n, outcome, 'x' .. n, err)
+  end
   redis.call('HINCRBY', Q.counters, outcome, 1)
   local f = redis.call('HMGET', jk, 'max_attempts', 'priority')
   if tonumber(n) >= tonumber(f[1]) then
@@ -72,6 +134,24 @@ local function give_back(id, jk, n, outcome, err)
   redis.call('HINCRBY', jk, 'redeliveries', 1)
   enqueue(id, f[2])
 end
+local function retain(keep_count, keep_age)
+  if keep_count > 0 then
+    local excess = redis.call('ZCARD', Q.completed) - keep_count
+    if excess > 0 then
+      local old = redis.call('ZPOPMIN', Q.completed, math.min(excess, 1000))
+      for i = 1, #old, 2 do redis.call('DEL', Q.prefix .. old[i]) end
+    end
+  end
+  if keep_age > 0 then
+    local old = redis.call('ZRANGEBYSCORE', Q.completed, '-inf', fmt(NOW - keep_age),
+      'LIMIT', 0, 1000)
+    for _, id in ipairs(old) do
+      redis.call('ZREM', Q.completed, id)
+      redis.call('DEL', Q.prefix .. id)
+    end
+  end
+end
+Q.fenced, Q.done, Q.retried = {}, 0, 0
 """
 
 SUBMIT = """
@@ -98,12 +178,13 @@ for i = 0, n - 1 do
 end
 if same == n then return 0 end
 if same > 0 then return redis.error_reply('DUPLICATE ' .. ARGV[2]) end
+local submitted = fmt(NOW)
 for i = 0, n - 1 do
   local b = 2 + i * 5
   local id, retries = ARGV[b], ARGV[b + 4]
   redis.call('HSET', Q.prefix .. id, 'task', ARGV[b + 1], 'payload', ARGV[b + 2],
     'priority', ARGV[b + 3], 'max_retries', retries, 'max_attempts', tonumber(retries) + 1,
-    'attempts', 0, 'status', 'queued', 'submitted', fmt(NOW))
+    'attempts', 0, 'status', 'queued', 'submitted', submitted)
   enqueue(id, ARGV[b + 3])
 end
 save_seq()
@@ -113,15 +194,35 @@ return n
 """
 
 DEQUEUE = """
--- KEYS: queued processing retrying dead clock job_prefix wake counters
--- ARGV: worker_id count lease_us band_us housekeeping_limit
--- Promotes due retries, gives back expired leases, then leases up to `count` jobs.
--- Returns {flat jobs: id attempt task payload delay_us ..., µs until the next due retry or
--- lease deadline, or -1 if none}
-Q.queued, Q.processing, Q.retrying, Q.dead, Q.clock, Q.prefix, Q.wake, Q.counters = unpack(KEYS)
+-- KEYS: queued processing retrying dead completed clock job_prefix wake counters
+-- ARGV: worker_id count lease_us band_us housekeeping_limit log(1|0) keep_count keep_age_us
+--       n_done n_failed, then n_done x (id token result started ended),
+--       then n_failed x (id token error retryable backoff_us outcome started ended)
+-- Settles the worker's finished jobs (as COMPLETE and FAIL), promotes due retries, gives
+-- back expired leases, then leases up to `count` jobs.
+-- Returns {jobs: id attempt task payload delay_us score ..., µs until the next due retry or
+-- lease deadline (-1 if none), NOW (µs), fenced ids}
+Q.queued, Q.processing, Q.retrying, Q.dead, Q.completed, Q.clock, Q.prefix, Q.wake,
+  Q.counters = unpack(KEYS)
 local worker, count, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 Q.band = tonumber(ARGV[4])
 local limit = tonumber(ARGV[5])
+Q.log = ARGV[6] == '1'
+local n_done, n_failed = tonumber(ARGV[9]), tonumber(ARGV[10])
+local b = 11
+for _ = 1, n_done do
+  complete_one(ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4])
+  b = b + 5
+end
+for _ = 1, n_failed do
+  fail_one(ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5],
+    ARGV[b + 6], ARGV[b + 7])
+  b = b + 8
+end
+if Q.done > 0 then
+  redis.call('HINCRBY', Q.counters, 'completed', Q.done)
+  retain(tonumber(ARGV[7]), tonumber(ARGV[8]))
+end
 local due = redis.call('ZRANGEBYSCORE', Q.retrying, '-inf', fmt(NOW), 'LIMIT', 0, limit)
 for _, id in ipairs(due) do
   redis.call('ZREM', Q.retrying, id)
@@ -140,14 +241,14 @@ for _, id in ipairs(expired) do
   end
 end
 local jobs = {}
-local popped = redis.call('ZPOPMIN', Q.queued, count)
-local deadline = fmt(NOW + lease)
+local popped = count > 0 and redis.call('ZPOPMIN', Q.queued, count) or {}
+local now, deadline = fmt(NOW), fmt(NOW + lease)
 for i = 1, #popped, 2 do
   local id = popped[i]
   local jk = Q.prefix .. id
   local n = redis.call('HINCRBY', jk, 'attempts', 1)
-  redis.call('HSET', jk, 'status', 'processing', 'worker', worker,
-    's' .. n, fmt(NOW), 'w' .. n, worker)
+  redis.call('HSET', jk, 'status', 'processing', 'worker', worker)
+  if Q.log then redis.call('HSET', jk, 's' .. n, now, 'w' .. n, worker) end
   redis.call('ZADD', Q.processing, deadline, id)
   local f = redis.call('HMGET', jk, 'task', 'payload', 'delay')
   jobs[#jobs + 1] = id
@@ -155,9 +256,10 @@ for i = 1, #popped, 2 do
   jobs[#jobs + 1] = f[1]
   jobs[#jobs + 1] = f[2]
   jobs[#jobs + 1] = f[3] or ''
+  jobs[#jobs + 1] = popped[i + 1]
 end
 save_seq()
-if redis.call('ZCARD', Q.queued) > 0 then wake() end
+if Q.retried > 0 or (#popped > 0 and redis.call('EXISTS', Q.queued) == 1) then wake() end
 local next_due = -1
 for _, key in ipairs({Q.retrying, Q.processing}) do
   local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
@@ -166,93 +268,40 @@ for _, key in ipairs({Q.retrying, Q.processing}) do
     if next_due < 0 or wait < next_due then next_due = wait end
   end
 end
-return {jobs, fmt(next_due)}
+return {jobs, fmt(next_due), now, Q.fenced}
 """
 
 COMPLETE = """
 -- KEYS: processing completed job_prefix counters
--- ARGV: keep_count keep_age_us (0 = unlimited), then per job: id token result_json ('' = none)
--- Returns the ids whose ack was fenced (the worker no longer held the lease). An ack of an
--- attempt already recorded as completed is a replay (lost reply, client retry): ignored.
+-- ARGV: log(1|0) keep_count keep_age_us (0 = unlimited),
+--       then per job: id token result_json ('' = none) started ended
+-- Returns the ids whose ack was fenced (the worker no longer held the lease).
 Q.processing, Q.completed, Q.prefix, Q.counters = unpack(KEYS)
-local keep_count, keep_age = tonumber(ARGV[1]), tonumber(ARGV[2])
-local done, fenced = 0, {}
-for b = 3, #ARGV, 3 do
-  local id, token, result = ARGV[b], ARGV[b + 1], ARGV[b + 2]
-  local jk = Q.prefix .. id
-  if holds_lease(jk, token) then
-    redis.call('ZREM', Q.processing, id)
-    redis.call('HSET', jk, 'status', 'completed', 'finished', fmt(NOW),
-      'e' .. token, fmt(NOW), 'o' .. token, 'completed')
-    if result ~= '' then redis.call('HSET', jk, 'result', result) end
-    redis.call('ZADD', Q.completed, fmt(NOW), id)
-    done = done + 1
-  elseif redis.call('HGET', jk, 'o' .. token) ~= 'completed' then
-    if redis.call('EXISTS', jk) == 1 then redis.call('HINCRBY', jk, 'fenced', 1) end
-    fenced[#fenced + 1] = id
-  end
+Q.log = ARGV[1] == '1'
+for b = 4, #ARGV, 5 do
+  complete_one(ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4])
 end
-redis.call('HINCRBY', Q.counters, 'completed', done)
-if #fenced > 0 then redis.call('HINCRBY', Q.counters, 'fenced', #fenced) end
-if keep_count > 0 then
-  local excess = redis.call('ZCARD', Q.completed) - keep_count
-  if excess > 0 then
-    local old = redis.call('ZPOPMIN', Q.completed, math.min(excess, 1000))
-    for i = 1, #old, 2 do redis.call('DEL', Q.prefix .. old[i]) end
-  end
+if Q.done > 0 then
+  redis.call('HINCRBY', Q.counters, 'completed', Q.done)
+  retain(tonumber(ARGV[2]), tonumber(ARGV[3]))
 end
-if keep_age > 0 then
-  local old = redis.call('ZRANGEBYSCORE', Q.completed, '-inf', fmt(NOW - keep_age),
-    'LIMIT', 0, 1000)
-  for _, id in ipairs(old) do
-    redis.call('ZREM', Q.completed, id)
-    redis.call('DEL', Q.prefix .. id)
-  end
-end
-return fenced
+return Q.fenced
 """
 
 FAIL = """
 -- KEYS: processing retrying dead job_prefix counters wake
--- ARGV: per job: id token error retryable(1|0) backoff_us outcome ('' = retry|failed)
+-- ARGV: log(1|0), then per job: id token error retryable(1|0) backoff_us
+--       outcome ('' = retry|failed) started ended
 -- Retries after the backoff while attempts remain, else dead-letters.
--- Returns the ids whose failure was fenced (the worker no longer held the lease). A failure
--- already recorded with the same outcome and error is a replay (lost reply): ignored.
+-- Returns the ids whose failure was fenced (the worker no longer held the lease).
 Q.processing, Q.retrying, Q.dead, Q.prefix, Q.counters, Q.wake = unpack(KEYS)
-local function is_replay(jk, token, outcome, err)
-  local f = redis.call('HMGET', jk, 'o' .. token, 'x' .. token)
-  local recorded = f[1] == outcome or (outcome == '' and (f[1] == 'retry' or f[1] == 'failed'))
-  return recorded and f[2] == err
+Q.log = ARGV[1] == '1'
+for b = 2, #ARGV, 8 do
+  fail_one(ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5],
+    ARGV[b + 6], ARGV[b + 7])
 end
-local fenced, retried = {}, 0
-for b = 1, #ARGV, 6 do
-  local id, token, err, retryable = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
-  local backoff, outcome = tonumber(ARGV[b + 4]), ARGV[b + 5]
-  local jk = Q.prefix .. id
-  if holds_lease(jk, token) then
-    redis.call('ZREM', Q.processing, id)
-    redis.call('HSET', jk, 'e' .. token, fmt(NOW), 'x' .. token, err, 'error', err)
-    local max_attempts = tonumber(redis.call('HGET', jk, 'max_attempts'))
-    if retryable == '1' and tonumber(token) < max_attempts then
-      redis.call('HSET', jk, 'status', 'retrying', 'delay', fmt(backoff),
-        'o' .. token, outcome ~= '' and outcome or 'retry')
-      redis.call('ZADD', Q.retrying, fmt(NOW + backoff), id)
-      retried = retried + 1
-    else
-      redis.call('HSET', jk, 'o' .. token, outcome ~= '' and outcome or 'failed')
-      dead_letter(id, jk)
-    end
-  elseif not is_replay(jk, token, outcome, err) then
-    if redis.call('EXISTS', jk) == 1 then redis.call('HINCRBY', jk, 'fenced', 1) end
-    fenced[#fenced + 1] = id
-  end
-end
-if retried > 0 then
-  redis.call('HINCRBY', Q.counters, 'retried', retried)
-  wake()
-end
-if #fenced > 0 then redis.call('HINCRBY', Q.counters, 'fenced', #fenced) end
-return fenced
+if Q.retried > 0 then wake() end
+return Q.fenced
 """
 
 HEARTBEAT = """
@@ -265,7 +314,8 @@ local lost = {}
 local deadline = fmt(NOW + lease)
 for b = 4, #ARGV, 2 do
   local id = ARGV[b]
-  if holds_lease(Q.prefix .. id, ARGV[b + 1]) then
+  local status, attempts = state(Q.prefix .. id)
+  if status == 'processing' and attempts == ARGV[b + 1] then
     redis.call('ZADD', Q.processing, 'XX', deadline, id)
   else
     lost[#lost + 1] = id
@@ -275,20 +325,46 @@ if info ~= '' then redis.call('HSET', Q.workers, worker, fmt(NOW) .. '|' .. info
 return lost
 """
 
+UNLEASE = """
+-- KEYS: queued processing job_prefix wake
+-- ARGV: log(1|0), then per job: id token score
+-- Puts leased jobs a worker never started back where they were in the queue (same score),
+-- and takes back the attempt: used when a pool stops with prefetched jobs. Returns how many.
+Q.queued, Q.processing, Q.prefix, Q.wake = unpack(KEYS)
+Q.log = ARGV[1] == '1'
+local returned = 0
+for b = 2, #ARGV, 3 do
+  local id, token = ARGV[b], ARGV[b + 1]
+  local jk = Q.prefix .. id
+  local status, attempts = state(jk)
+  if status == 'processing' and attempts == token then
+    redis.call('ZREM', Q.processing, id)
+    redis.call('HINCRBY', jk, 'attempts', -1)
+    redis.call('HSET', jk, 'status', 'queued')
+    if Q.log then redis.call('HDEL', jk, 's' .. token, 'w' .. token) end
+    redis.call('ZADD', Q.queued, ARGV[b + 2], id)
+    returned = returned + 1
+  end
+end
+if returned > 0 then wake() end
+return returned
+"""
+
 RELEASE_WORKER = """
 -- KEYS: queued processing dead clock job_prefix wake counters
--- ARGV: band_us worker_id outcome error
+-- ARGV: band_us worker_id outcome error log(1|0)
 -- Gives back every lease of a worker that will never ack (it died, or its pool stopped):
 -- the attempt counts, and the job is queued again or dead-lettered. Scans the leases in
--- flight, which number no more than the workers, so it is cheap. Returns the ids.
+-- flight, which number no more than the workers' prefetch, so it is cheap. Returns the ids.
 Q.queued, Q.processing, Q.dead, Q.clock, Q.prefix, Q.wake, Q.counters = unpack(KEYS)
 Q.band = tonumber(ARGV[1])
 local worker, outcome, err = ARGV[2], ARGV[3], ARGV[4]
+Q.log = ARGV[5] == '1'
 local released = {}
 for _, id in ipairs(redis.call('ZRANGE', Q.processing, 0, -1)) do
   local jk = Q.prefix .. id
-  local f = redis.call('HMGET', jk, 'worker', 'attempts')
-  if f[1] == worker then
+  local f = redis.call('HMGET', jk, 'worker', 'attempts', 'status')
+  if f[1] == worker and f[3] == 'processing' then
     give_back(id, jk, f[2], outcome, err)
     released[#released + 1] = id
   end
@@ -300,17 +376,18 @@ return released
 
 REQUEUE_DEAD = """
 -- KEYS: queued dead clock job_prefix wake counters
--- ARGV: band_us limit, then ids (none = the oldest `limit` dead letters)
+-- ARGV: band_us limit before_us, then ids (none = the oldest `limit` dead letters that failed
+--       before `before_us`, so jobs failing again meanwhile are not picked up twice)
 -- Moves dead letters back to the queue with a fresh allowance of max_retries + 1 attempts.
 -- All or nothing: an id that is not dead-lettered aborts with 'NOTDEAD <id> <status>'.
 Q.queued, Q.dead, Q.clock, Q.prefix, Q.wake, Q.counters = unpack(KEYS)
 Q.band = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 local ids = {}
-if #ARGV > 2 then
-  for i = 3, #ARGV do ids[#ids + 1] = ARGV[i] end
+if #ARGV > 3 then
+  for i = 4, #ARGV do ids[#ids + 1] = ARGV[i] end
 else
-  ids = redis.call('ZRANGE', Q.dead, 0, limit - 1)
+  ids = redis.call('ZRANGEBYSCORE', Q.dead, '-inf', ARGV[3], 'LIMIT', 0, limit)
 end
 for _, id in ipairs(ids) do
   if not redis.call('ZSCORE', Q.dead, id) then
@@ -353,6 +430,7 @@ SOURCES: dict[str, str] = {
         "COMPLETE": COMPLETE,
         "FAIL": FAIL,
         "HEARTBEAT": HEARTBEAT,
+        "UNLEASE": UNLEASE,
         "RELEASE_WORKER": RELEASE_WORKER,
         "REQUEUE_DEAD": REQUEUE_DEAD,
         "PURGE_DEAD": PURGE_DEAD,
@@ -370,21 +448,43 @@ class Dequeued:
     task: str
     payload: str
     previous_delay_s: float | None
+    score: str  # its place in the queue, to put it back there if it is never started
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """What one DEQUEUE round trip returns."""
+
+    jobs: list[Dequeued]
+    next_due_s: float | None  # until the next due retry or lease deadline; None if none
+    now_us: int  # Redis TIME when the jobs were leased
+    fenced: list[str]  # ids whose settlement was refused (the lease was no longer held)
+
+
+Completion = tuple[str, int, str, str, str]
+"""(job id, token, result JSON or '', started µs or '', ended µs or '')"""
+Failure = tuple[str, int, str, bool, int, str, str, str]
+"""(job id, token, error, retryable, backoff µs, outcome or '', started µs or '', ended µs or '')"""
 
 
 class Scripts:
-    """The queue's Lua scripts registered on one client, with typed wrappers.
+    """The queue's Lua scripts on one client, called by SHA with typed wrappers.
 
-    Each wrapper takes the key list it documents; :class:`jobsim.queue.JobQueue` supplies
-    it from its :class:`jobsim.keys.Keys`.
+    Each wrapper takes the key list its script's header documents; :class:`JobQueue`
+    supplies it from its :class:`jobsim.keys.Keys`.
     """
 
     def __init__(self, client: redis.Redis) -> None:
         self._client = client
-        self._scripts = {name: client.register_script(src) for name, src in SOURCES.items()}
+        self._sha = {name: hashlib.sha1(src.encode()).hexdigest() for name, src in SOURCES.items()}
 
     def _call(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        return self._scripts[name](keys=list(keys), args=list(args))
+        try:
+            return self._client.evalsha(self._sha[name], len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            # First use on this server, or after SCRIPT FLUSH / a restart: load and retry.
+            self._client.script_load(SOURCES[name])
+            return self._client.evalsha(self._sha[name], len(keys), *keys, *args)
 
     def submit(self, keys: Sequence[str], band_us: int, flat_jobs: Sequence[Any]) -> int:
         """Insert jobs (``id task payload priority max_retries`` repeated)."""
@@ -393,17 +493,23 @@ class Scripts:
     def dequeue(
         self,
         keys: Sequence[str],
-        *,
-        worker_id: str,
-        count: int,
-        lease_us: int,
-        band_us: int,
-        housekeeping_limit: int = 100,
-    ) -> tuple[list[Dequeued], float | None]:
-        """Lease up to ``count`` jobs; also the seconds until the next due retry or deadline."""
-        flat, next_due = self._call(
-            "DEQUEUE", keys, [worker_id, count, lease_us, band_us, housekeeping_limit]
-        )
+        settings: Sequence[Any],
+        done: Sequence[Completion] = (),
+        failed: Sequence[Failure] = (),
+    ) -> Exchange:
+        """Settle ``done`` and ``failed``, then lease jobs.
+
+        Args:
+            settings: ``worker_id count lease_us band_us housekeeping_limit log keep_count
+                keep_age_us``, as in the script's header.
+        """
+        args: list[Any] = [*settings, len(done), len(failed)]
+        for completion in done:
+            args += completion
+        for failure in failed:
+            job_id, token, error, retryable, backoff_us, outcome, started, ended = failure
+            args += (job_id, token, error, int(retryable), backoff_us, outcome, started, ended)
+        flat, next_due, now, fenced = self._call("DEQUEUE", keys, args)
         jobs = [
             Dequeued(
                 id=flat[i],
@@ -411,21 +517,32 @@ class Scripts:
                 task=flat[i + 2],
                 payload=flat[i + 3],
                 previous_delay_s=int(flat[i + 4]) / 1e6 if flat[i + 4] else None,
+                score=flat[i + 5],
             )
-            for i in range(0, len(flat), 5)
+            for i in range(0, len(flat), 6)
         ]
         due = int(next_due)
-        return jobs, (due / 1e6 if due >= 0 else None)
+        return Exchange(jobs, due / 1e6 if due >= 0 else None, int(now), list(fenced))
 
     def complete(
-        self, keys: Sequence[str], *, keep_count: int, keep_age_us: int, flat: Sequence[Any]
+        self,
+        keys: Sequence[str],
+        *,
+        log: bool,
+        keep_count: int,
+        keep_age_us: int,
+        done: Sequence[Completion],
     ) -> list[str]:
-        """Ack jobs (``id token result_json`` repeated); returns the fenced ids."""
-        return list(self._call("COMPLETE", keys, [keep_count, keep_age_us, *flat]))
+        """Ack jobs; returns the fenced ids."""
+        flat = [x for completion in done for x in completion]
+        return list(self._call("COMPLETE", keys, [int(log), keep_count, keep_age_us, *flat]))
 
-    def fail(self, keys: Sequence[str], flat: Sequence[Any]) -> list[str]:
-        """Fail jobs (``id token error retryable backoff_us outcome`` repeated)."""
-        return list(self._call("FAIL", keys, flat))
+    def fail(self, keys: Sequence[str], *, log: bool, failed: Sequence[Failure]) -> list[str]:
+        """Fail jobs; returns the fenced ids."""
+        args: list[Any] = [int(log)]
+        for job_id, token, error, retryable, backoff_us, outcome, started, ended in failed:
+            args += (job_id, token, error, int(retryable), backoff_us, outcome, started, ended)
+        return list(self._call("FAIL", keys, args))
 
     def heartbeat(
         self, keys: Sequence[str], *, worker_id: str, lease_us: int, info: str, flat: Sequence[Any]
@@ -433,17 +550,37 @@ class Scripts:
         """Extend leases (``id token`` repeated); returns the ids no longer held."""
         return list(self._call("HEARTBEAT", keys, [worker_id, lease_us, info, *flat]))
 
+    def unlease(self, keys: Sequence[str], *, log: bool, jobs: Sequence[Dequeued]) -> int:
+        """Put leased, never-started jobs back in their place; returns how many."""
+        flat = [x for job in jobs for x in (job.id, job.attempt, job.score)]
+        return int(self._call("UNLEASE", keys, [int(log), *flat]))
+
     def release_worker(
-        self, keys: Sequence[str], band_us: int, worker_id: str, outcome: str, error: str
+        self,
+        keys: Sequence[str],
+        band_us: int,
+        worker_id: str,
+        outcome: str,
+        error: str,
+        *,
+        log: bool,
     ) -> list[str]:
         """Give back every lease ``worker_id`` holds; returns the ids."""
-        return list(self._call("RELEASE_WORKER", keys, [band_us, worker_id, outcome, error]))
+        args = [band_us, worker_id, outcome, error, int(log)]
+        return list(self._call("RELEASE_WORKER", keys, args))
 
     def requeue_dead(
-        self, keys: Sequence[str], band_us: int, limit: int, ids: Sequence[str]
+        self,
+        keys: Sequence[str],
+        band_us: int,
+        ids: Sequence[str],
+        *,
+        limit: int = 0,
+        before_us: int = 0,
     ) -> list[str]:
-        """Move dead letters back to the queue; returns the ids moved."""
-        return list(self._call("REQUEUE_DEAD", keys, [band_us, limit, *ids]))
+        """Move ``ids``, or up to ``limit`` dead letters older than ``before_us``, back to
+        the queue; returns the ids moved."""
+        return list(self._call("REQUEUE_DEAD", keys, [band_us, limit, before_us, *ids]))
 
     def purge_dead(self, keys: Sequence[str], limit: int) -> int:
         """Delete up to ``limit`` dead letters; returns how many."""

@@ -372,3 +372,29 @@ def test_concurrent_submitters_and_workers_lose_nothing(make_queue) -> None:
     assert set(queue.job_ids("completed", limit=1000)) | set(
         queue.job_ids("failed", limit=1000)
     ) == set(ids)
+
+
+def test_stop_puts_prefetched_jobs_back_without_counting_an_attempt(make_queue) -> None:
+    """Jobs leased ahead but never started go back to their place, attempts untouched."""
+    queue = make_queue()
+    ids = queue.submit_many([JobRequest("sleep", {"seconds": 0.0005})] * 400)
+    pool = WorkerPool(queue, concurrency=2, prefetch_s=0.05)
+    pool.start()
+    _wait_for(lambda: queue.stats().completed >= 20)
+    pool.stop()
+    stats = queue.stats()
+    assert stats.processing == 0 and stats.completed + stats.queued == 400
+    for job in queue._fetch(ids):
+        assert (job.status, job.attempts) in {("completed", 1), ("queued", 0)}
+
+
+def test_attempt_timestamps_are_ordered_on_one_clock(make_queue) -> None:
+    """submitted <= start <= end <= finished for every attempt, with batched settlement."""
+    queue = make_queue()
+    ids = queue.submit_many([JobRequest("sleep", {"seconds": 0.001})] * 200)
+    with WorkerPool(queue, concurrency=3):
+        queue.wait_until_drained(timeout_s=60)
+    for job in queue._fetch(ids):
+        (attempt,) = job.attempt_log
+        assert job.submitted_at <= attempt.started_at <= attempt.ended_at <= job.finished_at
+        assert attempt.ended_at - attempt.started_at >= 0.001 - 1e-6

@@ -66,11 +66,11 @@ def test_complete_acks_holder_and_fences_stale_token(make_queue) -> None:
     queue = make_queue()
     job_id = queue.submit("noop")
     (job,) = _lease(queue)
-    assert queue._complete([(job_id, job.attempt + 1, "")]) == [job_id]  # wrong token
-    assert queue._complete([(job_id, job.attempt, '{"ok":true}')]) == []
+    assert queue._complete([(job_id, job.attempt + 1, "", "", "")]) == [job_id]  # wrong token
+    assert queue._complete([(job_id, job.attempt, '{"ok":true}', "", "")]) == []
     done = queue.status(job_id)
     assert done.status == "completed" and done.result == {"ok": True} and done.fenced == 1
-    assert queue._complete([(job_id, job.attempt, "")]) == []  # a replay, not a fence
+    assert queue._complete([(job_id, job.attempt, "", "", "")]) == []  # a replay, not a fence
     assert queue.stats().completed == 1
 
 
@@ -78,7 +78,7 @@ def test_fail_schedules_retry_then_dead_letters_when_attempts_run_out(make_queue
     queue = make_queue()
     job_id = queue.submit("noop", max_retries=1)
     _lease(queue)
-    assert queue._fail([(job_id, 1, "boom", True, 60.0, "")]) == []
+    assert queue._fail([(job_id, 1, "boom", True, 60_000_000, "", "", "")]) == []
     retrying = queue.status(job_id)
     assert retrying.status == "retrying" and retrying.last_error == "boom"
     due = queue.client.zscore(queue.keys.retrying, job_id)
@@ -86,7 +86,7 @@ def test_fail_schedules_retry_then_dead_letters_when_attempts_run_out(make_queue
     queue.client.zadd(queue.keys.retrying, {job_id: 0})  # make it due now
     (again,) = _lease(queue)
     assert again.attempt == 2 and again.previous_delay_s == pytest.approx(60.0)
-    queue._fail([(job_id, 2, "boom again", True, 1.0, "")])
+    queue._fail([(job_id, 2, "boom again", True, 1_000_000, "", "", "")])
     dead = queue.status(job_id)
     assert dead.status == "failed" and dead.attempts == 2
     assert [a.outcome for a in dead.attempt_log] == ["retry", "failed"]
@@ -97,7 +97,7 @@ def test_fail_non_retryable_dead_letters_at_once(make_queue) -> None:
     queue = make_queue()
     job_id = queue.submit("noop", max_retries=5)
     _lease(queue)
-    queue._fail([(job_id, 1, "bad input", False, 0.0, "")])
+    queue._fail([(job_id, 1, "bad input", False, 0, "", "", "")])
     assert queue.status(job_id).status == "failed"
     assert queue.job_ids("failed") == [job_id]
 
@@ -150,7 +150,7 @@ def test_requeue_dead_gives_fresh_attempts_and_purge_deletes(make_queue) -> None
     queue = make_queue()
     ids = [queue.submit("noop", max_retries=0) for _ in range(3)]
     for job in _lease(queue, 3):
-        queue._fail([(job.id, 1, "x", True, 0.0, "")])
+        queue._fail([(job.id, 1, "x", True, 0, "", "", "")])
     assert queue.stats().failed == 3
     queue.requeue_dead(ids[0])
     job = queue.status(ids[0])
@@ -164,7 +164,7 @@ def test_due_retries_are_promoted_in_priority_order(make_queue) -> None:
     queue = make_queue(QueueConfig(retry=RetryPolicy.immediate()))
     low, high = queue.submit("noop", priority=0), queue.submit("noop", priority=9)
     for job in _lease(queue, 2):
-        queue._fail([(job.id, 1, "x", True, 0.0, "")])
+        queue._fail([(job.id, 1, "x", True, 0, "", "", "")])
     assert [j.id for j in _lease(queue, 2)] == [high, low]
 
 
@@ -174,7 +174,7 @@ def test_retention_keeps_only_the_newest_completed(make_queue) -> None:
     queue = make_queue(QueueConfig(retention=Retention(max_completed=3)))
     ids = [queue.submit("noop") for _ in range(5)]
     for job in _lease(queue, 5):
-        queue._complete([(job.id, job.attempt, "")])
+        queue._complete([(job.id, job.attempt, "", "", "")])
     assert queue.job_ids("completed") == ids[2:]
     assert not queue.client.exists(queue.keys.job(ids[0]))
 
@@ -198,8 +198,8 @@ def test_replayed_ack_and_fail_are_not_counted_as_fenced(make_queue) -> None:
     done, failed = queue.submit("noop"), queue.submit("noop", max_retries=0)
     _lease(queue, 2)
     for _ in range(2):
-        assert queue._complete([(done, 1, "")]) == []
-        assert queue._fail([(failed, 1, "boom", True, 0.0, "")]) == []
+        assert queue._complete([(done, 1, "", "", "")]) == []
+        assert queue._fail([(failed, 1, "boom", True, 0, "", "", "")]) == []
     assert queue.status(done).fenced == 0 and queue.status(failed).fenced == 0
     assert queue.stats().totals.get("fenced", 0) == 0
     assert queue.stats().totals["completed"] == 1 and queue.stats().totals["failed"] == 1
@@ -211,7 +211,43 @@ def test_late_ack_after_lease_expiry_is_fenced(make_queue) -> None:
     _lease(queue, worker="slow")
     time.sleep(0.08)
     (again,) = _lease(queue, worker="fast")
-    assert queue._complete([(job_id, 1, "")]) == [job_id]  # the slow worker's late ack
-    assert queue._complete([(job_id, again.attempt, "")]) == []
+    assert queue._complete([(job_id, 1, "", "", "")]) == [job_id]  # the slow worker's late ack
+    assert queue._complete([(job_id, again.attempt, "", "", "")]) == []
     job = queue.status(job_id)
     assert (job.status, job.fenced, job.redeliveries) == ("completed", 1, 1)
+
+
+def test_unlease_puts_never_started_jobs_back_in_place_uncounted(make_queue) -> None:
+    queue = make_queue()
+    ids = [queue.submit("noop") for _ in range(3)]
+    before = {i: queue.client.zscore(queue.keys.queued, i) for i in ids}
+    jobs = _lease(queue, 2)
+    assert queue._unlease(jobs) == 2
+    assert queue._unlease(jobs) == 0  # no longer held
+    for job_id in ids:
+        job = queue.status(job_id)
+        assert (job.status, job.attempts, job.attempt_log) == ("queued", 0, [])
+        assert queue.client.zscore(queue.keys.queued, job_id) == before[job_id]
+    assert [j.id for j in _lease(queue, 3)] == ids
+
+
+def test_dequeue_settles_results_in_the_same_round_trip(make_queue) -> None:
+    queue = make_queue()
+    a, b, c = (queue.submit("noop", max_retries=0) for _ in range(3))
+    _lease(queue, 2)
+    exchange = queue._exchange(
+        "w", 1, done=[(a, 1, "7", "", "")], failed=[(b, 1, "boom", True, 0, "", "", "")]
+    )
+    assert [j.id for j in exchange.jobs] == [c] and exchange.fenced == []
+    assert queue.status(a).result == 7 and queue.status(b).status == "failed"
+
+
+def test_attempt_log_can_be_switched_off(make_queue) -> None:
+    queue = make_queue(QueueConfig(attempt_log=False))
+    job_id = queue.submit("noop")
+    (job,) = _lease(queue)
+    queue._complete([(job_id, job.attempt, "", "", "")])
+    fields = queue.client.hgetall(queue.keys.job(job_id))
+    assert fields["status"] == "completed" and not any(
+        k[0] in "sewox" and k[1:].isdigit() for k in fields
+    )
