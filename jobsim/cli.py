@@ -88,6 +88,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     worker.set_defaults(run=_run_worker)
 
+    bench = sub.add_parser(
+        "bench",
+        help="measure throughput, latency, idle CPU and memory on a private redis-server",
+        description="Start a throwaway redis-server on a free loopback port and measure "
+        "enqueue, drain throughput (threads and processes), retries, submit-to-start latency, "
+        "idle CPU, memory per job and timing-capture cost; write bench.json, bench.md and "
+        "bench.png. With --peers, also RQ, arq, SAQ, Huey, Dramatiq and Celery when installed "
+        "(pip install -e '.[peers]'; run from the repository root).",
+    )
+    bench.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
+    bench.add_argument("--peers", action="store_true", help="also measure installed peer queues")
+    bench.add_argument("--out", default="bench-out", help="output folder (default bench-out)")
+    bench.set_defaults(run=_run_bench)
+
     stats = sub.add_parser("stats", help="print a queue's counts per status and its workers")
     _add_queue_args(stats)
     stats.set_defaults(run=_run_stats)
@@ -141,6 +155,21 @@ def _run_stats(args: argparse.Namespace) -> int:
     for w in queue.workers():
         state = "alive" if w.alive else "silent"
         print(f"worker {w.id} ({w.mode}, {state}) running {w.running or 'nothing'}")
+    return 0
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+    from pathlib import Path
+
+    from jobsim.bench import BenchPlan, markdown, run_bench, write_report
+
+    plan = BenchPlan.quick() if args.quick else BenchPlan()
+    plan = replace(plan, peers=args.peers)
+    results = run_bench(plan, progress=lambda step: print(f"... {step}", flush=True))
+    paths = write_report(results, Path(args.out))
+    print(markdown(results))
+    print("wrote " + ", ".join(str(p) for p in paths))
     return 0
 
 

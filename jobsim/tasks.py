@@ -187,6 +187,7 @@ class FlakyPayload(_Payload):
 
 class FailPayload(_Payload):
     permanent: bool = False
+    times: int | None = Field(default=None, ge=0)
 
 
 class SimulatedFailure(RuntimeError):
@@ -220,8 +221,15 @@ def _flaky(payload: dict[str, Any], ctx: JobContext) -> None:
 
 
 @task("fail", payload_model=FailPayload)
-def _fail(payload: dict[str, Any]) -> None:
-    """Always raise: a retryable error, or a :class:`PermanentError` if ``permanent``."""
+def _fail(payload: dict[str, Any] | None, ctx: JobContext) -> None:
+    """Raise on the first ``times`` attempts (default: every attempt), then succeed.
+
+    The error is retryable, or a :class:`PermanentError` if ``permanent``.
+    """
+    payload = payload or {}
+    times = payload.get("times")
+    if times is not None and ctx.attempt > int(times):
+        return
     if payload.get("permanent"):
         raise PermanentError("task 'fail' failed permanently")
     raise SimulatedFailure("task 'fail' always fails")
