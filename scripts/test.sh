@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
-.venv/bin/ruff check jobsim tests
-.venv/bin/ruff format --check jobsim tests
+.venv/bin/ruff check jobsim tests benchmarks
+.venv/bin/ruff format --check jobsim tests benchmarks
 .venv/bin/mypy
 .venv/bin/python -m pytest "$@"
