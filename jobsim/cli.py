@@ -14,7 +14,8 @@ from collections.abc import Sequence
 
 from jobsim.connection import connect, mask_url
 from jobsim.errors import JobsimError
-from jobsim.queue import JobQueue, Lease, QueueConfig
+from jobsim.queue import JobQueue, Lease, QueueConfig, Retention
+from jobsim.retry import KINDS, RetryPolicy
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -86,6 +87,27 @@ def _parser() -> argparse.ArgumentParser:
         metavar="MODULE",
         help="import MODULE to register its @task functions",
     )
+    config = worker.add_argument_group(
+        "queue settings", "use the same values as the producers of this queue"
+    )
+    config.add_argument(
+        "--aging-s",
+        type=float,
+        default=None,
+        help="seconds of waiting worth one priority level (default: strict)",
+    )
+    config.add_argument(
+        "--retry", choices=KINDS, default="exponential", help="backoff kind (default exponential)"
+    )
+    config.add_argument("--retry-base-s", type=float, default=0.05, help="first backoff (0.05)")
+    config.add_argument("--retry-cap-s", type=float, default=30.0, help="largest backoff (30)")
+    config.add_argument(
+        "--keep-completed",
+        type=int,
+        default=None,
+        metavar="N",
+        help="keep only the newest N completed job records",
+    )
     worker.set_defaults(run=_run_worker)
 
     bench = sub.add_parser(
@@ -124,7 +146,13 @@ def _run_worker(args: argparse.Namespace) -> int:
     for module in args.imports:
         importlib.import_module(module)
     client = connect(args.redis)
-    queue = JobQueue(client, args.queue, QueueConfig(lease=Lease(duration_s=args.lease_s)))
+    config = QueueConfig(
+        lease=Lease(duration_s=args.lease_s),
+        aging_s=args.aging_s,
+        retry=RetryPolicy(kind=args.retry, base_s=args.retry_base_s, cap_s=args.retry_cap_s),
+        retention=Retention(max_completed=args.keep_completed),
+    )
+    queue = JobQueue(client, args.queue, config)
     mode: Mode = "process" if args.processes else "thread"
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

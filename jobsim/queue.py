@@ -202,21 +202,46 @@ class JobQueue:
         Raises:
             InvalidInputError: a subclass naming the bad argument; nothing is written.
         """
-        return self.submit_many([JobRequest(task, payload, priority, max_retries, job_id)])[0]
+        flat: list[Any] = []
+        job_id = self._validated(JobRequest(task, payload, priority, max_retries, job_id), flat)
+        self._write(flat)
+        return job_id
 
     def submit_many(self, jobs: Iterable[JobRequest]) -> list[str]:
         """Submit many jobs, a thousand per round trip; all are validated before any is written.
+
+        Each thousand is written atomically; a larger batch is written in chunks, after
+        checking that none of its own ids exists yet.
 
         Raises:
             InvalidInputError: for the first bad job; nothing is written.
         """
         flat: list[Any] = []
         ids: list[str] = []
+        custom = False
         for request in jobs:
-            job_id = self._validated(request, flat)
-            ids.append(job_id)
+            ids.append(self._validated(request, flat))
+            custom = custom or request.job_id is not None
+        if custom:
+            self._check_custom_ids(ids)
+        self._write(flat)
+        return ids
+
+    def _check_custom_ids(self, ids: list[str]) -> None:
         if len(set(ids)) != len(ids):
             raise InvalidInputError("duplicate job_id in one batch", field="job_id", value=ids)
+        if len(ids) > _BATCH:
+            # Written in chunks: find clashes with existing jobs before the first chunk lands.
+            pipe = self.client.pipeline(transaction=False)
+            for job_id in ids:
+                pipe.exists(self.keys.job(job_id))
+            for job_id, exists in zip(ids, pipe.execute(), strict=True):
+                if exists:
+                    raise InvalidInputError(
+                        f"a job with id {job_id!r} already exists", field="job_id", value=job_id
+                    )
+
+    def _write(self, flat: list[Any]) -> None:
         for start in range(0, len(flat), 5 * _BATCH):
             try:
                 self._scripts.submit(
@@ -229,7 +254,6 @@ class JobQueue:
                         f"a job with id {dup!r} already exists", field="job_id", value=dup
                     ) from None
                 raise
-        return ids
 
     def _validated(self, request: JobRequest, flat: list[Any]) -> str:
         spec = self.registry.get(request.task)
@@ -261,8 +285,10 @@ class JobQueue:
             )
         encoded = encode_payload(request.payload, self.config.max_payload_bytes)
         spec.validate(request.payload)
-        job_id = request.job_id or uuid.uuid4().hex
-        if not isinstance(job_id, str) or not _JOB_ID.match(job_id):
+        job_id = request.job_id
+        if job_id is None:
+            job_id = uuid.uuid4().hex
+        elif not isinstance(job_id, str) or not _JOB_ID.match(job_id):
             raise InvalidInputError(
                 "job_id must be 1-128 characters of letters, digits, _ . : -",
                 field="job_id",
@@ -480,6 +506,14 @@ class JobQueue:
         k = self.keys
         return self._scripts.unlease(
             [k.queued, k.processing, k.job_prefix, k.wake], log=self.config.attempt_log, jobs=jobs
+        )
+
+    def _release(self, leases: Sequence[tuple[str, int, str, str]]) -> int:
+        """Give back ``(job_id, token, outcome, error)`` leases; the attempts count."""
+        if not leases:
+            return 0
+        return self._scripts.release(
+            self._release_keys, self.config.band_us, leases, log=self.config.attempt_log
         )
 
     def _release_worker(self, worker_id: str, outcome: str, error: str) -> list[str]:

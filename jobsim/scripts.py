@@ -94,8 +94,13 @@ local function fail_one(id, token, err, retryable, backoff, outcome, started, en
   local jk = Q.prefix .. id
   local status, attempts, last_error = state(jk)
   if status ~= 'processing' or attempts ~= token then
-    local replay = (status == 'retrying' or status == 'failed') and attempts == token
-    if not (replay and last_error == err) then fence(jk, id) end
+    -- a replay: this very failure is already recorded for this attempt
+    local replay = redis.call('HGET', jk, 'x' .. token) == err
+    if not Q.log then
+      replay = (status == 'retrying' or status == 'failed') and attempts == token
+        and last_error == err
+    end
+    if not replay then fence(jk, id) end
     return
   end
   redis.call('ZREM', Q.processing, id)
@@ -163,7 +168,7 @@ SUBMIT = """
 Q.queued, Q.clock, Q.prefix, Q.wake, Q.counters = unpack(KEYS)
 Q.band = tonumber(ARGV[1])
 local n = (#ARGV - 1) / 5
-local same = 0
+local same, existing = 0, nil
 for i = 0, n - 1 do
   local b = 2 + i * 5
   local f = redis.call('HMGET', Q.prefix .. ARGV[b], 'task', 'payload')
@@ -171,13 +176,11 @@ for i = 0, n - 1 do
     if f[1] ~= ARGV[b + 1] or f[2] ~= ARGV[b + 2] then
       return redis.error_reply('DUPLICATE ' .. ARGV[b])
     end
-    same = same + 1
-  elseif same > 0 then
-    return redis.error_reply('DUPLICATE ' .. ARGV[b - 5])
+    same, existing = same + 1, existing or ARGV[b]
   end
 end
 if same == n then return 0 end
-if same > 0 then return redis.error_reply('DUPLICATE ' .. ARGV[2]) end
+if same > 0 then return redis.error_reply('DUPLICATE ' .. existing) end
 local submitted = fmt(NOW)
 for i = 0, n - 1 do
   local b = 2 + i * 5
@@ -350,12 +353,36 @@ if returned > 0 then wake() end
 return returned
 """
 
+RELEASE = """
+-- KEYS: queued processing dead clock job_prefix wake counters
+-- ARGV: band_us log(1|0), then per job: id token outcome error
+-- Gives back leases whose holder will never settle them (it died, hung, or its pool
+-- stopped): the attempt counts, and the job is queued again or dead-lettered. A lease no
+-- longer held is skipped. Returns how many were given back.
+Q.queued, Q.processing, Q.dead, Q.clock, Q.prefix, Q.wake, Q.counters = unpack(KEYS)
+Q.band = tonumber(ARGV[1])
+Q.log = ARGV[2] == '1'
+local released = 0
+for b = 3, #ARGV, 4 do
+  local id, token = ARGV[b], ARGV[b + 1]
+  local jk = Q.prefix .. id
+  local status, attempts = state(jk)
+  if status == 'processing' and attempts == token then
+    give_back(id, jk, token, ARGV[b + 2], ARGV[b + 3])
+    released = released + 1
+  end
+end
+save_seq()
+if released > 0 then wake() end
+return released
+"""
+
 RELEASE_WORKER = """
 -- KEYS: queued processing dead clock job_prefix wake counters
 -- ARGV: band_us worker_id outcome error log(1|0)
--- Gives back every lease of a worker that will never ack (it died, or its pool stopped):
--- the attempt counts, and the job is queued again or dead-lettered. Scans the leases in
--- flight, which number no more than the workers' prefetch, so it is cheap. Returns the ids.
+-- Gives back every lease still held by a worker that is gone, as RELEASE does: the catch-all
+-- for leases its supervisor could not name. Scans the leases in flight (at most the workers'
+-- prefetch), so it is cheap. Returns the ids.
 Q.queued, Q.processing, Q.dead, Q.clock, Q.prefix, Q.wake, Q.counters = unpack(KEYS)
 Q.band = tonumber(ARGV[1])
 local worker, outcome, err = ARGV[2], ARGV[3], ARGV[4]
@@ -431,6 +458,7 @@ SOURCES: dict[str, str] = {
         "FAIL": FAIL,
         "HEARTBEAT": HEARTBEAT,
         "UNLEASE": UNLEASE,
+        "RELEASE": RELEASE,
         "RELEASE_WORKER": RELEASE_WORKER,
         "REQUEUE_DEAD": REQUEUE_DEAD,
         "PURGE_DEAD": PURGE_DEAD,
@@ -554,6 +582,18 @@ class Scripts:
         """Put leased, never-started jobs back in their place; returns how many."""
         flat = [x for job in jobs for x in (job.id, job.attempt, job.score)]
         return int(self._call("UNLEASE", keys, [int(log), *flat]))
+
+    def release(
+        self,
+        keys: Sequence[str],
+        band_us: int,
+        leases: Sequence[tuple[str, int, str, str]],
+        *,
+        log: bool,
+    ) -> int:
+        """Give back ``(id, token, outcome, error)`` leases; returns how many."""
+        flat = [x for lease in leases for x in lease]
+        return int(self._call("RELEASE", keys, [band_us, int(log), *flat]))
 
     def release_worker(
         self,

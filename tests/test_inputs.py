@@ -75,6 +75,20 @@ def test_duplicate_job_id_is_rejected_and_changes_nothing(make_queue, client) ->
     assert queue.status("order-1").payload == {"v": 1}
 
 
+def test_a_large_batch_with_an_existing_id_writes_nothing_and_names_it(make_queue, client) -> None:
+    queue = make_queue()
+    queue.submit("noop", job_id="taken")
+    before = _snapshot(client)
+    batch = [JobRequest("noop", {"i": i}, job_id=f"new-{i}") for i in range(1500)]
+    with pytest.raises(InvalidInputError, match="'taken'") as info:
+        queue.submit_many([*batch, JobRequest("noop", job_id="taken")])
+    assert info.value.value == "taken"
+    assert _snapshot(client) == before
+    with pytest.raises(InvalidInputError, match="'taken'"):
+        queue.submit_many([JobRequest("noop", job_id="fresh"), JobRequest("noop", job_id="taken")])
+    assert _snapshot(client) == before
+
+
 def test_payload_limit_is_configurable(make_queue) -> None:
     queue = make_queue(QueueConfig(max_payload_bytes=10))
     queue.submit("noop", [1, 2])

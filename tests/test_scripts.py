@@ -7,7 +7,7 @@ import time
 import pytest
 
 from jobsim import JobQueue, JobStatus, Lease, QueueConfig, RetryPolicy
-from jobsim.scripts import SOURCES
+from jobsim.scripts import _PRELUDE, SOURCES
 
 
 def _lease(queue: JobQueue, count: int = 1, worker: str = "w") -> list:
@@ -16,10 +16,12 @@ def _lease(queue: JobQueue, count: int = 1, worker: str = "w") -> list:
 
 
 def test_every_script_reads_keys_only_from_KEYS() -> None:
-    """No script formats a key name: each gets names from KEYS (Cluster-safe)."""
+    """No script formats a key name: each gets names from KEYS (Cluster-safe), and
+    documents them in its header."""
     for name, source in SOURCES.items():
+        body = source.removeprefix(_PRELUDE)
         assert "jobsim:" not in source, name
-        assert "redis.call('TIME')" in source, name
+        assert "unpack(KEYS)" in body and "-- KEYS:" in body, name
 
 
 def test_submit_writes_hash_queue_entry_and_counter(make_queue) -> None:
@@ -251,3 +253,17 @@ def test_attempt_log_can_be_switched_off(make_queue) -> None:
     assert fields["status"] == "completed" and not any(
         k[0] in "sewox" and k[1:].isdigit() for k in fields
     )
+
+
+def test_replayed_fail_after_the_job_moved_on_is_not_fenced(make_queue) -> None:
+    """A zero-backoff failure lets the job be leased again at once; the failing worker's
+    replay (lost reply, client retry) must still be recognised."""
+    queue = make_queue(QueueConfig(retry=RetryPolicy.immediate()))
+    job_id = queue.submit("noop", max_retries=2)
+    _lease(queue)
+    failure = (job_id, 1, "boom", True, 0, "", "", "")
+    assert queue._fail([failure]) == []
+    (again,) = _lease(queue)
+    assert again.attempt == 2
+    assert queue._fail([failure]) == []
+    assert queue.status(job_id).fenced == 0

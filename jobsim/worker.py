@@ -1,0 +1,281 @@
+"""One worker thread: lease jobs, run them, settle them; block while the queue is empty.
+
+Each round trip settles the jobs finished since the last one and leases the next batch,
+sized to about ``pool.prefetch_s`` of work at the recent mean run time (one job at a time
+for slow jobs), so prefetching never holds a ready job back for long. A result waits at
+most about ``pool.settle_after_s`` to be sent: if the next job runs longer, the pool's
+supervisor sends it. Attempt start and end are Redis ``TIME`` at the
+lease plus this thread's monotonic elapsed time, so settling in batches does not shift them.
+
+A worker keeps exact books of what it holds (leased but not started, running, finished but
+not settled) so whoever takes its leases back — the pool's supervisor on a timeout or a
+stop, or the parent of a dead worker process — can settle the finished, put the unstarted
+back without counting an attempt, and count an attempt only for the job that was running.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import redis
+
+from jobsim.errors import PermanentError, UnknownTaskError
+from jobsim.scripts import Completion, Dequeued, Failure
+from jobsim.tasks import AbandonJob, JobContext
+
+if TYPE_CHECKING:
+    from jobsim.pool import WorkerPool
+
+log = logging.getLogger("jobsim.worker")
+
+IDLE_BLOCK_MAX_S = 2.0  # longest single block on the wake list (below client socket timeouts)
+MAX_PREFETCH = 64  # most jobs one worker leases ahead
+_ERROR_CHARS = 2000
+
+
+@dataclass
+class Running:
+    """The job a worker is running, and when it times out (``time.monotonic()``)."""
+
+    job: Dequeued
+    deadline: float | None
+    timeout_s: float | None
+
+
+@dataclass
+class Holdings:
+    """The leases of a worker that someone else must settle or give back."""
+
+    done: list[Completion] = field(default_factory=list)  # finished, result known
+    failed: list[Failure] = field(default_factory=list)  # finished, failure known
+    ran: list[tuple[str, int]] = field(default_factory=list)  # started, outcome lost
+    running: Running | None = None
+    unstarted: list[Dequeued] = field(default_factory=list)
+
+
+class Report(Protocol):
+    """Where a worker reports its leases beyond its own memory (a worker process's slot)."""
+
+    def batch(self, jobs: list[Dequeued]) -> None: ...
+    def started(self, running: Running) -> None: ...
+    def finished(self) -> None: ...
+
+
+class _NoReport:
+    def batch(self, jobs: list[Dequeued]) -> None:
+        pass
+
+    def started(self, running: Running) -> None:
+        pass
+
+    def finished(self) -> None:
+        pass
+
+
+class ThreadWorker(threading.Thread):
+    """A worker thread of a :class:`jobsim.pool.WorkerPool`."""
+
+    def __init__(self, pool: WorkerPool, index: int, report: Report | None = None) -> None:
+        super().__init__(name=f"jobsim-worker-{pool.id}-{index}", daemon=True)
+        self.pool = pool
+        self.worker_id = f"{pool.id}-{index}"
+        self.rng = random.Random(f"{pool.seed}:{self.worker_id}")
+        self.report = report or _NoReport()
+        self.in_process_worker = report is not None
+        self.running: Running | None = None
+        self._lock = threading.Lock()  # guards the books below against the supervisor
+        self._buffer: deque[Dequeued] = deque()
+        self._done: list[Completion] = []
+        self._failed: list[Failure] = []
+        self._unsettled_since = 0.0
+        self._anchor = (0, 0.0)  # (Redis TIME µs, time.monotonic()) of the last lease
+        self._service_s: float | None = None  # moving average of run times
+
+    # --- the books, shared with the supervisor ---------------------------------------------
+
+    def leases(self) -> list[tuple[str, int]]:
+        """Every lease this worker holds, for the heartbeat."""
+        with self._lock:
+            held = [(j.id, j.attempt) for j in self._buffer]
+            held += [(c[0], c[1]) for c in self._done] + [(f[0], f[1]) for f in self._failed]
+            if self.running is not None:
+                held.append((self.running.job.id, self.running.job.attempt))
+        return held
+
+    def take_holdings(self) -> Holdings:
+        """Hand every lease over (a hung job, or a stop after the grace period).
+
+        If the running job later finishes, its result is still sent, and is fenced.
+        """
+        with self._lock:
+            holdings = Holdings(
+                done=self._done, failed=self._failed, running=self.running,
+                unstarted=list(self._buffer),
+            )  # fmt: skip
+            self._done, self._failed, self.running = [], [], None
+            self._buffer.clear()
+        return holdings
+
+    def unsettled_since(self) -> float | None:
+        """When the oldest result still waiting to be sent was booked, if any."""
+        with self._lock:
+            return self._unsettled_since if (self._done or self._failed) else None
+
+    def take_unsettled(self) -> Holdings:
+        """Hand over the finished results (the supervisor sends them while a job runs long)."""
+        with self._lock:
+            holdings = Holdings(done=self._done, failed=self._failed)
+            self._done, self._failed = [], []
+        return holdings
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> None:
+        pool = self.pool
+        pause = 0.05
+        try:
+            while not pool._stopping.is_set():
+                try:
+                    job = self._next_job()
+                    if job is not None:
+                        self._execute(job)
+                    pause = 0.05
+                except redis.RedisError as exc:
+                    # Redis restarting or the connection dropped: results are kept and sent
+                    # again (a replay is harmless); leases we lose expire and are redelivered.
+                    log.warning("worker %s: %s; retrying in %.2f s", self.worker_id, exc, pause)
+                    pool._stopping.wait(pause)
+                    pause = min(pause * 2, 1.0)
+        finally:
+            self._settle_on_exit()
+
+    def _next_job(self) -> Dequeued | None:
+        with self._lock:
+            stale = bool(self._done or self._failed) and (
+                time.monotonic() - self._unsettled_since > self.pool.settle_after_s
+            )
+            empty = not self._buffer
+        if stale or empty:
+            self._exchange(count=self._batch_size() if empty else 0)
+        with self._lock:
+            return self._buffer.popleft() if self._buffer else None
+
+    def _exchange(self, count: int) -> None:
+        """Settle what is finished; lease up to ``count`` jobs, blocking if there are none."""
+        queue = self.pool.queue
+        with self._lock:
+            done, failed = list(self._done), list(self._failed)
+        exchange = queue._exchange(self.worker_id, count, done, failed)
+        with self._lock:
+            # Slices, not clear(): take_holdings() may have swapped the lists meanwhile.
+            del self._done[: len(done)], self._failed[: len(failed)]
+            self._buffer.extend(exchange.jobs)
+        for job_id in exchange.fenced:
+            log.info("worker %s: late result for job %s was fenced", self.worker_id, job_id)
+        if count == 0:
+            return
+        self._anchor = (exchange.now_us, time.monotonic())
+        self.report.batch(exchange.jobs)
+        if not exchange.jobs:
+            due = exchange.next_due_s
+            block = IDLE_BLOCK_MAX_S if due is None else min(due, IDLE_BLOCK_MAX_S)
+            queue._wait_for_work(max(block, 0.001), self.pool._stop_key)
+
+    def _batch_size(self) -> int:
+        if self._service_s is None or self.pool.prefetch_s <= 0:
+            return 1
+        return max(1, min(MAX_PREFETCH, int(self.pool.prefetch_s / max(self._service_s, 1e-6))))
+
+    def _settle_on_exit(self) -> None:
+        """Stopping (or dying): send results, put never-started jobs back in the queue."""
+        holdings = self.take_holdings()
+        if holdings.running is not None:  # only if the loop itself broke mid-job
+            self.pool._take_back(
+                self.worker_id, holdings, outcome="crashed", error="worker thread died mid-job"
+            )
+        else:
+            self.pool._take_back(self.worker_id, holdings, outcome="interrupted", error="")
+
+    # --- one job ----------------------------------------------------------------------------
+
+    def _execute(self, job: Dequeued) -> None:
+        pool = self.pool
+        started = time.monotonic()
+        try:
+            spec = pool.queue.registry.get(job.task)
+        except UnknownTaskError as exc:
+            # Another worker may know the task: a retryable failure, not a permanent one.
+            self._record(job, ("retry", f"{exc} (on worker {self.worker_id})"), started, started)
+            return
+        timeout = pool._timeout_for(spec)
+        running = Running(job, started + timeout if timeout else None, timeout)
+        with self._lock:
+            self.running = running
+        self.report.started(running)
+        if running.deadline is not None or self.unsettled_since() is not None:
+            pool._wakeup.set()  # the supervisor watches the deadline, and sends the results
+        ctx = JobContext(job.id, job.attempt, self.worker_id, self.in_process_worker)
+        try:
+            result = spec.run(json.loads(job.payload), ctx)
+            outcome: tuple[str, Any] = ("ok", _encode_result(result))
+        except AbandonJob:
+            outcome = ("abandon", None)
+        except PermanentError as exc:
+            outcome = ("permanent", _describe(exc))
+        except BaseException as exc:  # SystemExit from a task fails the job, not the worker
+            outcome = ("retry", _describe(exc))
+        ended = time.monotonic()
+        run_s = ended - started
+        self._service_s = run_s if self._service_s is None else 0.8 * self._service_s + 0.2 * run_s
+        self._record(job, outcome, started, ended)
+
+    def _record(
+        self, job: Dequeued, outcome: tuple[str, Any], started: float, ended: float
+    ) -> None:
+        """Book the job's result for the next round trip."""
+        kind, detail = outcome
+        self.report.finished()
+        with self._lock:
+            self.running = None
+            if kind == "abandon":
+                return  # as if the thread died: no result, no heartbeat; the lease expires
+            if kind == "ok" and isinstance(detail, _ResultError):
+                kind, detail = "permanent", str(detail)
+            times = (self._server_us(started), self._server_us(ended))
+            if not (self._done or self._failed):
+                self._unsettled_since = ended
+            if kind == "ok":
+                self._done.append((job.id, job.attempt, detail, *times))
+            else:
+                backoff = self.pool.backoff_s(job, self.rng) if kind == "retry" else 0.0
+                self._failed.append(
+                    (job.id, job.attempt, detail, kind == "retry", round(backoff * 1e6), "", *times)
+                )
+
+    def _server_us(self, mono: float) -> str:
+        now_us, anchor = self._anchor
+        return str(now_us + int((mono - anchor) * 1e6))
+
+
+class _ResultError(str):
+    """A task returned something that is not JSON."""
+
+
+def _encode_result(result: Any) -> str:
+    if result is None:
+        return ""
+    try:
+        return json.dumps(result, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        return _ResultError(f"TypeError: task result is not JSON: {exc}")
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:_ERROR_CHARS]
