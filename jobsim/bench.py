@@ -347,10 +347,10 @@ def _chart(results: dict[str, Any], path: Path) -> Path | None:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.5))
     drains = results["jobsim"]["drain_noop_per_s"]
-    for mode in ("thread", "process"):
+    for mode, label in (("thread", "jobsim, threads"), ("process", "jobsim, processes")):
         points = sorted((int(k.split(":")[1]), v) for k, v in drains.items() if k.startswith(mode))
         if points:
-            ax.plot(*zip(*points, strict=True), marker="o", label=f"jobsim, {mode}s")
+            ax.plot(*zip(*points, strict=True), marker="o", label=label)
     for name, row in (results.get("peers") or {}).items():
         xs = [w for w in (1, 4) if row.get(f"drain_noop_{w}_per_s")]
         ys = [row[f"drain_noop_{w}_per_s"] for w in xs]
