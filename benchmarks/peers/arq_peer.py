@@ -11,30 +11,22 @@ drained when ``ZCARD`` of it (what arq's own burst mode checks) reaches 0.
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 import sys
-import tempfile
-import time
-from pathlib import Path
 from typing import Any
+
+from benchmarks.peers import _common as common
 
 NAME = "arq"
 POLL_DELAY = 0.005
 NOTE = f"arq CLI worker, 1 process, max_jobs = concurrency, poll_delay = {POLL_DELAY} s"
 
-ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = "benchmarks.peers._arq_tasks.WorkerSettings"
 FUNCTIONS = {"noop": "noop", "retry_once": "retry_once"}
 
 
 def available() -> bool:
     """True when arq imports."""
-    try:
-        import arq  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return common.library_installed("arq")
 
 
 async def _pool(url: str) -> Any:
@@ -50,34 +42,11 @@ def enqueue(url: str, n: int) -> float:
     async def run() -> float:
         pool = await _pool(url)
         try:
-            start = time.perf_counter()
-            for _ in range(n):
-                await pool.enqueue_job("noop")
-            return n / (time.perf_counter() - start)
+            return await common.calls_per_second_async(n, pool.enqueue_job, "noop")
         finally:
             await pool.aclose()
 
     return asyncio.run(run())
-
-
-def _start_worker(url: str, workers: int, log: Any) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env.update(
-        BENCH_ARQ_URL=url, BENCH_ARQ_MAX_JOBS=str(workers), BENCH_ARQ_POLL_DELAY=str(POLL_DELAY)
-    )
-    cmd = [sys.executable, "-m", "arq", SETTINGS]
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 async def _drain(url: str, n: int, workers: int, function: str) -> float:
@@ -88,26 +57,26 @@ async def _drain(url: str, n: int, workers: int, function: str) -> float:
         await pool.enqueue_job("marker")
         for _ in range(n):
             await pool.enqueue_job(function)
-        deadline = time.monotonic() + 120 + n / 50
-        with tempfile.TemporaryFile() as log:
-            proc = _start_worker(url, workers, log)
-            try:
-                while await pool.zcard(default_queue_name) > 0:
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        log.seek(0)
-                        tail = log.read().decode(errors="replace")[-2000:]
-                        raise RuntimeError(f"arq worker stalled or exited:\n{tail}")
-                    await asyncio.sleep(0.005)
-                t_done = time.time()
-            finally:
-                _stop(proc)
-        t0 = float(await pool.get("bench:t0"))
+        env = common.worker_env(
+            "BENCH_ARQ_URL",
+            url,
+            BENCH_ARQ_MAX_JOBS=str(workers),
+            BENCH_ARQ_POLL_DELAY=str(POLL_DELAY),
+        )
+        cmd = [sys.executable, "-m", "arq", SETTINGS]
+        with common.running_workers(cmd, env, name="arq worker") as check:
+
+            async def drained() -> bool:
+                return await pool.zcard(default_queue_name) == 0
+
+            t_done = await common.poll_until_async(drained, 120 + n / 50, check=check)
+        t0 = await pool.get("bench:t0")
         results = await pool.all_job_results()
         tries = 2 if function == "retry_once" else 1
         good = sum(r.success and r.job_try == tries for r in results if r.function == function)
         if good != n:
             raise RuntimeError(f"arq: {good} of {n} jobs succeeded on try {tries}")
-        return n / (t_done - t0)
+        return common.rate(n, t0, t_done)
     finally:
         await pool.aclose()
 

@@ -8,12 +8,9 @@ the queue's FinishedJobRegistry; retries use ``Retry(max=1)`` (interval 0: reque
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
-import tempfile
-import time
-from pathlib import Path
+
+from benchmarks.peers import _common as common
 
 NAME = "RQ"
 NOTE = (
@@ -22,18 +19,12 @@ NOTE = (
 )
 
 QUEUE = "bench"
-ROOT = Path(__file__).resolve().parents[2]
 TASKS = "benchmarks.peers._rq_tasks"
-POLL = 0.005  # seconds between polls of the registry
 
 
 def available() -> bool:
     """True when rq imports."""
-    try:
-        import rq  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return common.library_installed("rq")
 
 
 def enqueue(url: str, n: int) -> float:
@@ -42,10 +33,7 @@ def enqueue(url: str, n: int) -> float:
     from rq import Queue
 
     queue = Queue(QUEUE, connection=redis.Redis.from_url(url))
-    start = time.perf_counter()
-    for _ in range(n):
-        queue.enqueue(f"{TASKS}.noop")
-    return n / (time.perf_counter() - start)
+    return common.calls_per_second(n, queue.enqueue, f"{TASKS}.noop")
 
 
 def drain(url: str, n: int, workers: int, scenario: str) -> float | None:
@@ -80,45 +68,19 @@ def _drain(url: str, n: int, workers: int, scenario: str, worker_class: str) -> 
             pipe.execute()
     finished = queue.finished_job_registry
     failed = queue.failed_job_registry
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-        URL_ENV: url,
-    }
     cmd = [sys.executable, "-m", "rq.cli", "worker", "--url", url, "--quiet"]
     cmd += ["--worker-class", worker_class, QUEUE]
-    procs: list[subprocess.Popen[bytes]] = []
-    with tempfile.TemporaryFile() as log:
-        try:
-            for _ in range(workers):
-                procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=log))
-            deadline = time.time() + 60 + n / 10  # forking RQ retries run near 30 jobs/s
-            while finished.get_job_count(cleanup=False) < n + 1:
-                if failed.get_job_count(cleanup=False) or any(p.poll() is not None for p in procs):
-                    log.seek(0)
-                    raise RuntimeError(
-                        "rq jobs failed: " + log.read()[-2000:].decode(errors="replace")
-                    )
-                if time.time() > deadline:
-                    raise TimeoutError(f"rq did not finish {n} jobs in time")
-                time.sleep(POLL)
-            t_done = time.time()
-        finally:
-            _stop(procs)
-    t0 = conn.get("bench:t0")
-    if t0 is None:
-        raise RuntimeError("the marker job did not write bench:t0")
-    return n / (t_done - float(t0))
+    env = common.worker_env(URL_ENV, url)
+    with common.running_workers(cmd, env, count=workers, name="rq worker") as check:
 
+        def all_finished() -> bool:
+            """All n + 1 jobs are in the FinishedJobRegistry (a failed job raises)."""
+            if finished.get_job_count(cleanup=False) >= n + 1:
+                return True
+            if failed.get_job_count(cleanup=False):
+                check("rq jobs failed")
+            return False
 
-def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    """Terminate every worker process; kill those still alive after 5 s."""
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        timeout_s = 60 + n / 10  # forking RQ retries run near 30 jobs/s
+        t_done = common.poll_until(all_finished, timeout_s, check=check)
+    return common.rate(n, conn.get("bench:t0"), t_done)

@@ -11,29 +11,21 @@ is drained when ``Queue.count("incomplete")`` reaches 0.
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 import sys
-import tempfile
-import time
-from pathlib import Path
 from typing import Any
+
+from benchmarks.peers import _common as common
 
 NAME = "SAQ"
 NOTE = "saq CLI worker, 1 process, concurrency = workers (BLMOVE per slot), default settings"
 
-ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = "benchmarks.peers._saq_tasks.settings"
 JOBS = {"noop": ("noop", {}), "retry_once": ("retry_once", {"retries": 2})}
 
 
 def available() -> bool:
     """True when SAQ imports."""
-    try:
-        import saq  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return common.library_installed("saq")
 
 
 async def _queue(url: str) -> Any:
@@ -50,32 +42,11 @@ def enqueue(url: str, n: int) -> float:
     async def run() -> float:
         queue = await _queue(url)
         try:
-            start = time.perf_counter()
-            for _ in range(n):
-                await queue.enqueue("noop")
-            return n / (time.perf_counter() - start)
+            return await common.calls_per_second_async(n, queue.enqueue, "noop")
         finally:
             await queue.disconnect()
 
     return asyncio.run(run())
-
-
-def _start_worker(url: str, workers: int, log: Any) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env.update(BENCH_SAQ_URL=url, BENCH_SAQ_CONCURRENCY=str(workers))
-    cmd = [sys.executable, "-m", "saq", SETTINGS]
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 async def _drain(url: str, n: int, workers: int, scenario: str) -> float:
@@ -86,20 +57,15 @@ async def _drain(url: str, n: int, workers: int, scenario: str) -> float:
     try:
         await queue.enqueue("marker")
         keys = [(await queue.enqueue(function, **options)).key for _ in range(n)]
-        deadline = time.monotonic() + 120 + n / 50
-        with tempfile.TemporaryFile() as log:
-            proc = _start_worker(url, workers, log)
-            try:
-                while await queue.count("incomplete") > 0:
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        log.seek(0)
-                        tail = log.read().decode(errors="replace")[-2000:]
-                        raise RuntimeError(f"saq worker stalled or exited:\n{tail}")
-                    await asyncio.sleep(0.005)
-                t_done = time.time()
-            finally:
-                _stop(proc)
-        t0 = float(await queue.redis.get("bench:t0"))
+        env = common.worker_env("BENCH_SAQ_URL", url, BENCH_SAQ_CONCURRENCY=str(workers))
+        cmd = [sys.executable, "-m", "saq", SETTINGS]
+        with common.running_workers(cmd, env, name="saq worker") as check:
+
+            async def drained() -> bool:
+                return await queue.count("incomplete") == 0
+
+            t_done = await common.poll_until_async(drained, 120 + n / 50, check=check)
+        t0 = await queue.redis.get("bench:t0")
         tries = options.get("retries", 1)
         jobs = await queue.jobs(keys)
         good = sum(
@@ -107,7 +73,7 @@ async def _drain(url: str, n: int, workers: int, scenario: str) -> float:
         )
         if good != n:
             raise RuntimeError(f"saq: {good} of {n} jobs completed on attempt {tries}")
-        return n / (t_done - t0)
+        return common.rate(n, t0, t_done)
     finally:
         await queue.disconnect()
 
