@@ -17,6 +17,7 @@ import logging
 import multiprocessing.connection
 import os
 import random
+import signal
 import socket
 import sys
 import threading
@@ -377,6 +378,27 @@ class WorkerPool:
             elif now >= child.respawn_at:
                 child.respawn_at = 0.0
                 child.spawn()
+
+    # --- fault injection (the simulator) --------------------------------------------------
+
+    def _crash_worker(self, rng: random.Random) -> str | None:
+        """Kill one worker mid-job, as a fault: a process gets SIGKILL; a thread loses every
+        lease it holds when its running job ends (no result sent, no heartbeat), as if it
+        had died. Returns the worker id, or None if no worker is busy."""
+        if self.mode == "process":
+            with self._children_lock:
+                alive = [c for c in self._children if c.alive() and c.pid]
+                if not alive:
+                    return None
+                child = rng.choice(alive)
+                os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
+                return child.worker_id
+        busy = [t for t in self._threads if t.running is not None and not t.crash_requested]
+        if not busy:
+            return None
+        thread = rng.choice(busy)
+        thread.crash_requested = True
+        return thread.worker_id
 
     # --- used by workers ------------------------------------------------------------------
 

@@ -97,6 +97,7 @@ class ThreadWorker(threading.Thread):
         self._unsettled_since = 0.0
         self._anchor = (0, 0.0)  # (Redis TIME µs, time.monotonic()) of the last lease
         self._service_s: float | None = None  # moving average of run times
+        self.crash_requested = False  # fault injection: die when the running job ends
 
     # --- the books, shared with the supervisor ---------------------------------------------
 
@@ -244,6 +245,11 @@ class ThreadWorker(threading.Thread):
         self.report.finished()
         with self._lock:
             self.running = None
+            if self.crash_requested:  # an injected crash: everything this thread held is lost
+                self.crash_requested = False
+                self._done, self._failed = [], []
+                self._buffer.clear()
+                return
             if kind == "abandon":
                 return  # as if the thread died: no result, no heartbeat; the lease expires
             if kind == "ok" and isinstance(detail, _ResultError):

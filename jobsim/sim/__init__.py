@@ -1,0 +1,51 @@
+"""The simulator: seeded workloads and fault plans run on the real queue, with timing
+capture, a checker, and the theory beside every measurement.
+
+Needs the ``sim`` extra: ``pip install 'jobsim[sim]'``.
+"""
+
+try:
+    import numpy  # noqa: F401
+    import pandas  # noqa: F401
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError("the simulator needs numpy and pandas: pip install 'jobsim[sim]'") from exc
+
+from jobsim.sim.checker import Verdict, check
+from jobsim.sim.faults import FaultPlan, Pause, Restart, Spike
+from jobsim.sim.runner import RunResult, Setup, flatten, run, sweep
+from jobsim.sim.workload import (
+    AllAtOnce,
+    Bimodal,
+    Bursty,
+    Constant,
+    Exponential,
+    Fixed,
+    Lognormal,
+    Poisson,
+    Replay,
+    Workload,
+)
+
+__all__ = [
+    "AllAtOnce",
+    "Bimodal",
+    "Bursty",
+    "Constant",
+    "Exponential",
+    "FaultPlan",
+    "Fixed",
+    "Lognormal",
+    "Pause",
+    "Poisson",
+    "Replay",
+    "Restart",
+    "RunResult",
+    "Setup",
+    "Spike",
+    "Verdict",
+    "Workload",
+    "check",
+    "flatten",
+    "run",
+    "sweep",
+]

@@ -1,0 +1,94 @@
+"""The checker, after Jepsen's ``total-queue``: after a drain, was every submitted job
+accounted for exactly once?
+
+- ``lost``: submitted, but with no record, or not in a terminal status after the drain;
+- ``unexpected``: in the completed set or the dead-letter queue without having been
+  submitted in this run;
+- ``misplaced``: in both terminal sets, or in one that disagrees with its status;
+- ``duplicates``: jobs that certainly ran to the end more than once (a late result was
+  fenced); ``redelivered``: jobs delivered again after a lost lease (possible duplicates).
+
+``valid`` means nothing lost, nothing unexpected and nothing misplaced. Duplicates are
+allowed under at-least-once delivery, and always reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from jobsim.models import JobStatus
+from jobsim.queue import JobQueue
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the checker found."""
+
+    submitted: int
+    completed: int
+    dead_lettered: int
+    lost: int
+    unexpected: int
+    misplaced: int
+    duplicates: int
+    redelivered: int
+    lost_ids: tuple[str, ...] = ()
+
+    @property
+    def valid(self) -> bool:
+        """Nothing lost, nothing unexpected, every job in exactly one terminal place."""
+        return self.lost == 0 and self.unexpected == 0 and self.misplaced == 0
+
+    def as_dict(self) -> dict[str, object]:
+        """The counts and the verdict, for a JSON summary."""
+        out: dict[str, object] = asdict(self)
+        out["lost_ids"] = list(self.lost_ids[:20])
+        out["valid"] = self.valid
+        return out
+
+
+def check(queue: JobQueue, submitted: Sequence[str]) -> Verdict:
+    """Check a drained queue against the ids submitted to it."""
+    ids = set(submitted)
+    completed = _all_ids(queue, JobStatus.COMPLETED)
+    dead = _all_ids(queue, JobStatus.FAILED)
+    records = {job.id: job for job in _fetch_all(queue, sorted(ids))}
+    lost = sorted(
+        i
+        for i in ids
+        if i not in records or records[i].status not in (JobStatus.COMPLETED, JobStatus.FAILED)
+    )
+    misplaced = len(completed & dead) + sum(
+        1
+        for i, job in records.items()
+        if (job.status == JobStatus.COMPLETED) != (i in completed)
+        or (job.status == JobStatus.FAILED) != (i in dead)
+    )
+    return Verdict(
+        submitted=len(ids),
+        completed=len(completed & ids),
+        dead_lettered=len(dead & ids),
+        lost=len(lost),
+        unexpected=len((completed | dead) - ids),
+        misplaced=misplaced,
+        duplicates=sum(1 for job in records.values() if job.fenced > 0),
+        redelivered=sum(1 for job in records.values() if job.redeliveries > 0),
+        lost_ids=tuple(lost),
+    )
+
+
+def _all_ids(queue: JobQueue, status: JobStatus) -> set[str]:
+    out: set[str] = set()
+    offset = 0
+    while batch := queue.job_ids(status, limit=5000, offset=offset):
+        out.update(batch)
+        offset += len(batch)
+    return out
+
+
+def _fetch_all(queue: JobQueue, ids: list[str]) -> list:  # type: ignore[type-arg]
+    jobs = []
+    for start in range(0, len(ids), 1000):
+        jobs += queue._fetch(ids[start : start + 1000])
+    return jobs

@@ -1,0 +1,121 @@
+"""Fault plans: a declarative, seeded description of what goes wrong during a run.
+
+Per-job faults (poison jobs, latency spikes, a slow worker) travel in the job's payload and
+are applied by the simulated task itself; timed faults (worker crashes, Redis connection
+drops, pauses and restarts) are applied by the runner's injector at their model times.
+The same plan and seed give the same schedule.
+
+Example:
+    >>> plan = FaultPlan(poison={3: "crash"}, worker_crashes=2, redis_drops=(1.5,), seed=4)
+    >>> plan.crash_times(horizon_s=10.0) == plan.crash_times(horizon_s=10.0)
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from jobsim.errors import InvalidInputError
+
+Poison = Literal["fail", "crash", "fail_once"]
+Persistence = Literal["none", "everysec", "always"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Spike:
+    """Jobs that start between ``start_s`` and ``end_s`` (model time) take ``extra_s`` longer."""
+
+    start_s: float
+    end_s: float
+    extra_s: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pause:
+    """``CLIENT PAUSE`` for ``duration_s`` at ``at_s`` (model time)."""
+
+    at_s: float
+    duration_s: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class Restart:
+    """Kill the Redis server at ``at_s`` (model time) and start it again with ``persistence``.
+
+    Only possible on a server the run started itself (``backend="local"``).
+    """
+
+    at_s: float
+    persistence: Persistence = "always"
+
+
+@dataclass(frozen=True, kw_only=True)
+class FaultPlan:
+    """What goes wrong during a run.
+
+    Args:
+        exception_probability: extra chance that any attempt raises, on top of the
+            workload's failures.
+        poison: job index -> ``fail`` (always fails), ``crash`` (kills every worker that
+            runs it), ``fail_once`` (fails its first attempt only).
+        spikes: windows of extra latency.
+        worker_crashes: how many workers die at random times (a process is SIGKILLed; a
+            thread abandons its leases as if it had died).
+        redis_drops: model times at which every client connection is killed (``CLIENT KILL``).
+        redis_pauses: ``CLIENT PAUSE`` windows.
+        redis_restart: kill and restart the server (a local one only).
+        slow_worker_factor: the first worker runs every job this many times slower.
+        seed: seeds the crash times.
+    """
+
+    exception_probability: float = 0.0
+    poison: Mapping[int, Poison] = field(default_factory=dict)
+    spikes: tuple[Spike, ...] = ()
+    worker_crashes: int = 0
+    redis_drops: tuple[float, ...] = ()
+    redis_pauses: tuple[Pause, ...] = ()
+    redis_restart: Restart | None = None
+    slow_worker_factor: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.exception_probability <= 1:
+            raise InvalidInputError(
+                "exception_probability must be in [0, 1]",
+                field="exception_probability",
+                value=self.exception_probability,
+            )
+        bad = {k: v for k, v in self.poison.items() if v not in ("fail", "crash", "fail_once")}
+        if bad:
+            raise InvalidInputError(
+                "poison modes are fail, crash and fail_once", field="poison", value=bad
+            )
+        if self.slow_worker_factor < 1:
+            raise InvalidInputError(
+                "slow_worker_factor must be >= 1",
+                field="slow_worker_factor",
+                value=self.slow_worker_factor,
+            )
+
+    @property
+    def empty(self) -> bool:
+        """Whether the plan injects nothing."""
+        return self == FaultPlan(seed=self.seed)
+
+    def crash_times(self, horizon_s: float) -> list[float]:
+        """When workers die: uniform over the first 80% of the arrival horizon, sorted."""
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, 1]))
+        return sorted(float(t) for t in rng.uniform(0, 0.8 * horizon_s, self.worker_crashes))
+
+    def timeline(self, horizon_s: float) -> list[tuple[float, str, float]]:
+        """Every timed fault as (model time, kind, argument), in time order."""
+        events = [(t, "crash", 0.0) for t in self.crash_times(horizon_s)]
+        events += [(t, "drop", 0.0) for t in self.redis_drops]
+        events += [(p.at_s, "pause", p.duration_s) for p in self.redis_pauses]
+        if self.redis_restart is not None:
+            events.append((self.redis_restart.at_s, "restart", 0.0))
+        return sorted(events)

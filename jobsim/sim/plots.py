@@ -1,0 +1,158 @@
+"""Charts of a run (or a sweep), each with a title, labelled axes and units, and the theory
+drawn beside the measurement where a formula applies. Times are model seconds.
+
+Every function takes an optional matplotlib ``Axes`` and returns the one it drew on.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from jobsim import theory
+from jobsim.sim.timing import throughput
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+    from jobsim.sim.runner import RunResult
+
+_OUTCOME_COLOURS = {
+    "completed": "tab:green",
+    "retry": "tab:orange",
+    "failed": "tab:red",
+    "expired": "tab:purple",
+    "crashed": "tab:brown",
+    "timeout": "tab:pink",
+    "interrupted": "tab:gray",
+    "running": "tab:blue",
+}
+
+
+def _axes(ax: Axes | None) -> Axes:
+    if ax is not None:
+        return ax
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("charts need matplotlib: pip install 'jobsim[sim]'") from exc
+    _, new = plt.subplots(figsize=(7, 4))
+    return new
+
+
+def throughput_over_time(
+    result: RunResult, *, bin_s: float | None = None, ax: Axes | None = None
+) -> Axes:
+    """Jobs finished per model second, completed and dead-lettered, with the arrival rate."""
+    ax = _axes(ax)
+    scale = result.workload.time_scale
+    jobs = result.jobs.assign(finished=result.jobs["finished"] / scale)
+    span = float(jobs["finished"].max() or 1.0)
+    frame = throughput(jobs, bin_s=bin_s or max(span / 40, 1e-9))
+    ax.plot(frame["t"], frame["completed"], label="completed", color="tab:green")
+    ax.plot(frame["t"], frame["failed"], label="dead-lettered", color="tab:red")
+    rate = result.workload.arrival_rate_per_s
+    if math.isfinite(rate):
+        ax.axhline(rate, linestyle="--", color="gray", label=f"arrival rate {rate:g}/s")
+    ax.set(
+        title="Throughput over time", xlabel="time (model s)", ylabel="jobs finished per model s"
+    )
+    ax.legend()
+    return ax
+
+
+def wait_vs_theory(result: RunResult, *, ax: Axes | None = None) -> Axes:
+    """The measured distribution of waits (P(wait > t)) beside the M/M/c prediction."""
+    ax = _axes(ax)
+    scale = result.workload.time_scale
+    waits = np.sort(result.jobs["wait_s"].dropna().to_numpy() / scale)
+    if waits.size:
+        survival = 1.0 - np.arange(1, waits.size + 1) / waits.size
+        ax.step(waits, survival, where="post", label="measured")
+    predicted = result.summary["theory"]
+    if predicted.get("model") == "M/M/c" and waits.size:
+        w = result.workload
+        mmc = theory.mmc(
+            w.arrival_rate_per_s * theory.expected_attempts(w.fail_probability, w.max_retries),
+            1.0 / w.service.mean_s,
+            result.setup.workers,
+        )
+        t = np.linspace(0, float(waits.max()), 200)
+        ax.plot(t, [mmc.p_wait_longer_than(x) for x in t], "--", label="Erlang C")
+    ax.set_yscale("log")
+    ax.set(
+        title="Waiting time vs theory",
+        xlabel="wait before first start (model s)",
+        ylabel="P(wait > t)",
+    )
+    ax.legend()
+    return ax
+
+
+def attempts_histogram(result: RunResult, *, ax: Axes | None = None) -> Axes:
+    """Attempts per job, measured and as the truncated geometric law predicts."""
+    ax = _axes(ax)
+    w = result.workload
+    counts = result.jobs["attempts"].value_counts().sort_index()
+    n = len(result.jobs)
+    ks = np.arange(1, w.max_retries + 2)
+    ax.bar(counts.index, counts.to_numpy() / n, width=0.6, label="measured")
+    p, r = w.fail_probability, w.max_retries
+    predicted = [p ** (k - 1) * (1 - p) if k <= r else p**r for k in ks]
+    ax.plot(ks, predicted, "o--", color="black", label=f"theory (p={p:g}, r={r})")
+    ax.set(title="Attempts per job", xlabel="attempts", ylabel="share of jobs", xticks=ks)
+    ax.legend()
+    return ax
+
+
+def dead_letter_vs_failure(
+    sweep: pd.DataFrame, *, max_retries: int, ax: Axes | None = None
+) -> Axes:
+    """Dead-letter rate against the failure probability, from a sweep over
+    ``fail_probability``, beside p^(r+1) and its binomial band."""
+    ax = _axes(ax)
+    frame = sweep.groupby("fail_probability", as_index=False).agg(
+        rate=("dead_letter_rate", "mean"), n=("submitted", "sum")
+    )
+    ax.plot(frame["fail_probability"], frame["rate"], "o", label="measured")
+    ps = np.linspace(0, float(frame["fail_probability"].max()), 100)
+    q = ps ** (max_retries + 1)
+    ax.plot(ps, q, "--", label=f"p^(r+1), r={max_retries}")
+    n = float(frame["n"].mean())
+    band = [theory.binomial_band(float(x), round(n)) for x in q]
+    ax.fill_between(ps, np.maximum(q - band, 0), q + band, alpha=0.2, label="binomial band")
+    ax.set(
+        title="Dead-letter rate vs failure probability",
+        xlabel="failure probability per attempt",
+        ylabel="share dead-lettered",
+    )
+    ax.legend()
+    return ax
+
+
+def worker_timeline(result: RunResult, *, ax: Axes | None = None, max_attempts: int = 400) -> Axes:
+    """Each worker's attempts as bars over time, coloured by outcome."""
+    ax = _axes(ax)
+    scale = result.workload.time_scale
+    attempts = result.attempts.dropna(subset=["started", "ended"]).head(max_attempts)
+    workers = sorted(attempts["worker"].dropna().unique())
+    for row, worker in enumerate(workers):
+        mine = attempts[attempts["worker"] == worker]
+        spans: list[tuple[float, float]] = [
+            (s / scale, (e - s) / scale)
+            for s, e in zip(mine["started"], mine["ended"], strict=True)
+        ]
+        colours: list[Any] = [_OUTCOME_COLOURS.get(o, "black") for o in mine["outcome"]]
+        ax.broken_barh(spans, (row - 0.4, 0.8), facecolors=colours)
+    ax.set_yticks(range(len(workers)), [str(w)[-12:] for w in workers])
+    ax.set(title="Attempts per worker", xlabel="time (model s)", ylabel="worker")
+    handles = [
+        __import__("matplotlib.patches", fromlist=["Patch"]).Patch(color=c, label=o)
+        for o, c in _OUTCOME_COLOURS.items()
+        if o in set(attempts["outcome"])
+    ]
+    ax.legend(handles=handles, fontsize=8)
+    return ax

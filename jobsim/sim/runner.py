@@ -1,0 +1,410 @@
+"""``run`` a workload on the real queue with a fault plan, and ``sweep`` a grid of runs.
+
+A run submits the planned jobs at their (scaled) arrival times, lets a worker pool serve
+them while an injector applies the timed faults, drains the queue, and returns tidy
+DataFrames, a summary in model units, the checker's verdict and the theory that applies.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import fakeredis
+import pandas as pd
+import redis
+
+from jobsim.connection import connect, embedded_client, is_embedded
+from jobsim.localredis import LocalRedis
+from jobsim.pool import Mode, WorkerPool
+from jobsim.queue import JobQueue, JobRequest, Lease, QueueConfig
+from jobsim.retry import RetryPolicy
+from jobsim.sim.checker import Verdict, check
+from jobsim.sim.faults import FaultPlan
+from jobsim.sim.predict import predictions
+from jobsim.sim.timing import (
+    attempt_frame,
+    busy_gap_s,
+    job_frame,
+    percentiles,
+    time_average_in_system,
+)
+from jobsim.sim.workload import PlannedJob, Workload
+
+Backend = Literal["embedded", "local"] | str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Setup:
+    """How the queue and workers are set up for a run (everything but workload and faults).
+
+    Args:
+        workers: worker count.
+        mode: ``thread`` or ``process``.
+        backend: ``embedded`` (a fresh in-process fakeredis), ``local`` (a throwaway
+            redis-server this run starts, needed to restart Redis), or a ``redis://`` URL.
+        retry: backoff between attempts, in wall seconds.
+        lease_s: lease length in wall seconds.
+        aging_s: wall seconds of waiting worth one priority level (None: strict).
+        job_timeout_s: per-job timeout in wall seconds.
+        prefetch_s: how much work a worker leases ahead.
+        drain_timeout_s: give up waiting for the drain after this long.
+    """
+
+    workers: int = 4
+    mode: Mode = "thread"
+    backend: Backend = "embedded"
+    retry: RetryPolicy = field(default_factory=RetryPolicy.immediate)
+    lease_s: float = 5.0
+    aging_s: float | None = None
+    job_timeout_s: float | None = None
+    prefetch_s: float = 0.002
+    drain_timeout_s: float = 300.0
+
+
+@dataclass
+class RunResult:
+    """Everything one run produced."""
+
+    workload: Workload
+    faults: FaultPlan
+    setup: Setup
+    jobs: pd.DataFrame
+    attempts: pd.DataFrame
+    verdict: Verdict
+    summary: dict[str, Any]
+    events: list[tuple[float, str, str]]  # (model time, fault, detail) as applied
+
+
+def run(
+    workload: Workload,
+    faults: FaultPlan | None = None,
+    setup: Setup | None = None,
+    *,
+    progress: bool | Callable[[int, int], None] = False,
+) -> RunResult:
+    """Run ``workload`` on the real queue and report what happened.
+
+    Example:
+        >>> result = run(Workload(jobs=200), setup=Setup(workers=4))  # doctest: +SKIP
+        >>> result.summary["valid"], result.summary["wait_s"]["mean"]  # doctest: +SKIP
+
+    Args:
+        workload: what to submit, when.
+        faults: what goes wrong (default: nothing).
+        setup: workers, backend and queue settings.
+        progress: True for a progress bar on stderr, or a callback (done, total).
+    """
+    faults = faults or FaultPlan()
+    setup = setup or Setup()
+    with _backend(setup, faults) as (client, server):
+        config = QueueConfig(
+            retry=setup.retry,
+            lease=Lease(duration_s=setup.lease_s),
+            aging_s=setup.aging_s,
+            default_max_retries=workload.max_retries,
+        )
+        queue = JobQueue(client, f"sim-{uuid.uuid4().hex[:8]}", config)
+        plan = workload.plan()
+        pool = WorkerPool(
+            queue,
+            setup.workers,
+            setup.mode,
+            job_timeout_s=setup.job_timeout_s,
+            prefetch_s=setup.prefetch_s,
+            seed=workload.seed,
+        )
+        with pool:
+            t0 = _server_seconds(client)
+            started = time.monotonic()
+            injector = _Injector(faults, workload, pool, client, server, started)
+            injector.start()
+            ids = _submit(queue, plan, workload, faults, pool, started)
+            _drain(queue, len(plan), setup.drain_timeout_s, progress)
+            injector.stop()
+            wall_s = time.monotonic() - started
+        records = [job for i in range(0, len(ids), 1000) for job in queue._fetch(ids[i : i + 1000])]
+        verdict = check(queue, ids)
+        index = {job_id: i for i, job_id in enumerate(ids)}
+        jobs = job_frame(records, t0=t0, index=index)
+        attempts = attempt_frame(records, t0=t0)
+        summary = summarize(jobs, attempts, verdict, workload, setup, wall_s)
+        queue.delete()
+    return RunResult(workload, faults, setup, jobs, attempts, verdict, summary, injector.events)
+
+
+def sweep(
+    grid: Mapping[str, Sequence[Any]],
+    *,
+    workload: Workload | None = None,
+    faults: FaultPlan | None = None,
+    setup: Setup | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Run every combination of ``grid`` and return one tidy row per run.
+
+    Keys of ``grid`` name fields of :class:`Workload` (``jobs``, ``fail_probability``,
+    ``seed`` ...) or :class:`Setup` (``workers``, ``mode`` ...), or ``rate_per_s`` for a
+    Poisson arrival rate.
+
+    Example:
+        >>> sweep({"workers": [1, 2, 4], "seed": [1, 2]})  # doctest: +SKIP
+    """
+    workload, setup = workload or Workload(), setup or Setup()
+    keys = list(grid)
+    rows = []
+    combos = list(itertools.product(*(grid[k] for k in keys)))
+    for n, values in enumerate(combos, 1):
+        point = dict(zip(keys, values, strict=True))
+        w, s = _apply(point, workload, setup)
+        if progress:
+            print(f"[{n}/{len(combos)}] {point}", file=sys.stderr, flush=True)
+        result = run(w, faults, s)
+        rows.append({**point, **flatten(result.summary)})
+    return pd.DataFrame(rows)
+
+
+def summarize(
+    jobs: pd.DataFrame,
+    attempts: pd.DataFrame,
+    verdict: Verdict,
+    workload: Workload,
+    setup: Setup,
+    wall_s: float,
+) -> dict[str, Any]:
+    """The run's summary, in model units (wall seconds divided by ``time_scale``).
+
+    Wait and sojourn statistics skip the first 10% of jobs (warm-up). ``theory`` uses the
+    workload's service time; ``theory_at_measured_service`` uses the measured mean attempt
+    time plus the queue's own cost per attempt, ``overhead_per_attempt_s`` (the busy gap
+    between attempts on one worker, see :func:`jobsim.sim.timing.busy_gap_s`).
+    """
+    scale = workload.time_scale
+    service = float(attempts["service_s"].mean()) / scale
+    overhead = busy_gap_s(attempts, jobs) / scale
+    effective = service + (overhead if math.isfinite(overhead) else 0.0)
+    steady = jobs.iloc[len(jobs) // 10 :]
+    finished = jobs.dropna(subset=["finished"])
+    span = (finished["finished"].max() - jobs["submitted"].min()) if len(finished) else float("nan")
+    in_system, window = time_average_in_system(jobs)
+    n = max(len(jobs), 1)
+    return {
+        "submitted": verdict.submitted,
+        "completed": verdict.completed,
+        "failed": verdict.dead_lettered,
+        "lost": verdict.lost,
+        "duplicates": verdict.duplicates,
+        "redelivered": verdict.redelivered,
+        "attempts_per_job": float(jobs["attempts"].mean()) if len(jobs) else float("nan"),
+        "dead_letter_rate": verdict.dead_lettered / n,
+        "throughput_per_s": len(finished) / span * scale if span and span > 0 else float("nan"),
+        "wait_s": _scaled(percentiles(steady["wait_s"]), scale),
+        "sojourn_s": _scaled(percentiles(steady["sojourn_s"]), scale),
+        "littles_law": {
+            "l_measured": in_system,
+            "lambda_w": (len(finished) / window) * float(finished["sojourn_s"].mean())
+            if window
+            else float("nan"),
+        },
+        "service_s": service,
+        "overhead_per_attempt_s": overhead,
+        "theory": predictions(workload, setup.workers),
+        "theory_at_measured_service": predictions(
+            workload, setup.workers, mean_service_s=effective
+        ),
+        "valid": verdict.valid,
+        "wall_s": wall_s,
+        "time_scale": scale,
+    }
+
+
+def flatten(summary: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested summary -> flat ``a.b`` keys, for a tidy DataFrame row or CSV."""
+    out: dict[str, Any] = {}
+    for key, value in summary.items():
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+# --- internals ------------------------------------------------------------------------------
+
+
+@contextmanager
+def _backend(setup: Setup, faults: FaultPlan) -> Iterator[tuple[redis.Redis, LocalRedis | None]]:
+    if setup.backend == "embedded":
+        yield embedded_client(fakeredis.FakeServer()), None
+    elif setup.backend == "local":
+        persistence = faults.redis_restart.persistence if faults.redis_restart else "none"
+        with LocalRedis(persistence=persistence) as server:
+            yield connect(server.url), server
+    else:
+        yield connect(setup.backend), None
+
+
+def _payload(
+    job: PlannedJob, workload: Workload, faults: FaultPlan, pool: WorkerPool, t_epoch: float
+) -> dict[str, Any]:
+    scale = workload.time_scale
+    p = 1 - (1 - job.fail_probability) * (1 - faults.exception_probability)
+    payload: dict[str, Any] = {
+        "seconds": job.service_s * scale,
+        "fail_probability": p,
+        "seed": workload.seed,
+    }
+    if job.index in faults.poison:
+        payload["poison"] = faults.poison[job.index]
+    for spike in faults.spikes:
+        payload["spike"] = [
+            t_epoch + spike.start_s * scale,
+            t_epoch + spike.end_s * scale,
+            spike.extra_s * scale,
+        ]
+    if faults.slow_worker_factor > 1 and pool.worker_ids:
+        payload["slow_workers"] = pool.worker_ids[:1]
+        payload["slow_factor"] = faults.slow_worker_factor
+    return payload
+
+
+def _submit(
+    queue: JobQueue,
+    plan: list[PlannedJob],
+    workload: Workload,
+    faults: FaultPlan,
+    pool: WorkerPool,
+    started: float,
+) -> list[str]:
+    """Submit each job at its arrival time; jobs already due go together in one batch."""
+    t_epoch = time.time()
+    ids = [f"j{job.index:06d}" for job in plan]
+    pending = 0
+    while pending < len(plan):
+        now = time.monotonic() - started
+        due = pending
+        while due < len(plan) and plan[due].arrival_s * workload.time_scale <= now:
+            due += 1
+        if due == pending:
+            time.sleep(min(plan[pending].arrival_s * workload.time_scale - now, 0.05))
+            continue
+        queue.submit_many(
+            JobRequest(
+                "sim",
+                _payload(job, workload, faults, pool, t_epoch),
+                job.priority,
+                workload.max_retries,
+                ids[job.index],
+            )
+            for job in plan[pending:due]
+        )
+        pending = due
+    return ids
+
+
+def _drain(
+    queue: JobQueue, total: int, timeout_s: float, progress: bool | Callable[[int, int], None]
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    report = progress if callable(progress) else (_bar if progress else None)
+    while True:
+        stats = queue.stats()
+        done = stats.completed + stats.failed
+        if report:
+            report(done, total)
+        if stats.active == 0 and stats.totals.get("submitted", 0) >= total:
+            break
+        if time.monotonic() > deadline:
+            break  # the checker reports what is left
+        time.sleep(0.05)
+    if progress is True:
+        sys.stderr.write("\n")
+
+
+def _bar(done: int, total: int) -> None:
+    width = 30
+    filled = width * done // max(total, 1)
+    sys.stderr.write(f"\r[{'#' * filled:<{width}}] {done}/{total} jobs finished")
+    sys.stderr.flush()
+
+
+class _Injector(threading.Thread):
+    """Applies the plan's timed faults at their model times."""
+
+    def __init__(
+        self,
+        faults: FaultPlan,
+        workload: Workload,
+        pool: WorkerPool,
+        client: redis.Redis,
+        server: LocalRedis | None,
+        started: float,
+    ) -> None:
+        super().__init__(name="jobsim-fault-injector", daemon=True)
+        horizon = max((j.arrival_s for j in workload.plan()), default=0.0)
+        self.timeline = faults.timeline(horizon)
+        self.scale = workload.time_scale
+        self.pool, self.client, self.server, self.started = pool, client, server, started
+        self.rng = random.Random(f"{faults.seed}:injector")
+        self.events: list[tuple[float, str, str]] = []
+        self._done = threading.Event()
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
+
+    def run(self) -> None:
+        for at_s, kind, arg in self.timeline:
+            wait = self.started + at_s * self.scale - time.monotonic()
+            if wait > 0 and self._done.wait(wait):
+                return
+            self.events.append((at_s, kind, self._apply(kind, arg)))
+
+    def _apply(self, kind: str, arg: float) -> str:
+        embedded = is_embedded(self.client)
+        try:
+            if kind == "crash":
+                return f"worker {self.pool._crash_worker(self.rng)}"
+            if embedded and kind in ("drop", "pause"):
+                return "skipped: the embedded backend has no client connections"
+            if kind == "drop":
+                killed = self.client.client_kill_filter(_type="normal", skipme=True)
+                return f"{killed} connections killed"
+            if kind == "pause":
+                self.client.client_pause(round(arg * self.scale * 1000), all=True)
+                return f"paused {arg * self.scale:.3f} s"
+            if self.server is None:
+                return "skipped: only a server this run started (backend='local') can restart"
+            self.server.restart(hard=True)
+            return f"restarted ({self.server.persistence})"
+        except redis.RedisError as exc:
+            return f"failed: {exc}"
+
+
+def _apply(point: Mapping[str, Any], workload: Workload, setup: Setup) -> tuple[Workload, Setup]:
+    w_fields = {k: v for k, v in point.items() if k in Workload.__dataclass_fields__}
+    s_fields = {k: v for k, v in point.items() if k in Setup.__dataclass_fields__}
+    if "rate_per_s" in point:
+        w_fields["arrival"] = replace(workload.arrival, rate_per_s=point["rate_per_s"])
+    unknown = set(point) - set(w_fields) - set(s_fields) - {"rate_per_s"}
+    if unknown:
+        raise ValueError(f"sweep keys must name Workload or Setup fields: {sorted(unknown)}")
+    return replace(workload, **w_fields), replace(setup, **s_fields)
+
+
+def _scaled(stats: dict[str, float], scale: float) -> dict[str, float]:
+    return {k: v / scale for k, v in stats.items()}
+
+
+def _server_seconds(client: redis.Redis) -> float:
+    seconds, micros = client.time()  # type: ignore[misc]
+    return int(seconds) + int(micros) / 1e6

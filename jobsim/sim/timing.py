@@ -1,0 +1,152 @@
+"""Timing capture as pandas DataFrames, built from the Redis-``TIME`` timestamps the queue
+records (one clock for every worker and host).
+
+``jobs``: one row per job — ``submitted``, ``started`` (first attempt), ``finished``,
+``wait_s`` (first start minus submit), ``service_s`` (time spent running, all attempts),
+``sojourn_s`` (finish minus submit), ``attempts``, ``outcome`` (completed / failed),
+``priority``, ``worker`` (last), ``redeliveries``, ``fenced``, ``duplicate`` (a fenced
+late result: the job certainly ran more than once to the end).
+
+``attempts``: one row per attempt — ``job_id``, ``number``, ``worker``, ``started``,
+``ended``, ``service_s``, ``outcome``, ``error``.
+
+Times are seconds relative to ``t0`` (the run's start, Redis time) when given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from jobsim.models import Job
+
+JOB_COLUMNS = [
+    "job_id", "index", "priority", "submitted", "started", "finished", "wait_s", "service_s",
+    "sojourn_s", "attempts", "outcome", "worker", "redeliveries", "fenced", "duplicate",
+]  # fmt: skip
+ATTEMPT_COLUMNS = [
+    "job_id", "number", "worker", "started", "ended", "service_s", "outcome", "error",
+]  # fmt: skip
+
+
+def job_frame(
+    jobs: Iterable[Job], *, t0: float = 0.0, index: dict[str, int] | None = None
+) -> pd.DataFrame:
+    """One row per job (see the module docstring)."""
+    rows = []
+    for job in jobs:
+        log = job.attempt_log
+        started = log[0].started_at if log else None
+        ran = sum(
+            (a.ended_at or 0) - (a.started_at or 0) for a in log if a.ended_at and a.started_at
+        )
+        rows.append(
+            {
+                "job_id": job.id,
+                "index": (index or {}).get(job.id, -1),
+                "priority": job.priority,
+                "submitted": job.submitted_at - t0,
+                "started": _rel(started, t0),
+                "finished": _rel(job.finished_at, t0),
+                "wait_s": started - job.submitted_at if started is not None else np.nan,
+                "service_s": ran if log else np.nan,
+                "sojourn_s": (
+                    job.finished_at - job.submitted_at if job.finished_at is not None else np.nan
+                ),
+                "attempts": job.attempts,
+                "outcome": job.status.value,
+                "worker": job.worker,
+                "redeliveries": job.redeliveries,
+                "fenced": job.fenced,
+                "duplicate": job.fenced > 0,
+            }
+        )
+    frame = pd.DataFrame(rows, columns=JOB_COLUMNS)
+    return frame.sort_values("submitted", kind="stable").reset_index(drop=True)
+
+
+def attempt_frame(jobs: Iterable[Job], *, t0: float = 0.0) -> pd.DataFrame:
+    """One row per attempt (see the module docstring)."""
+    rows = [
+        {
+            "job_id": job.id,
+            "number": a.number,
+            "worker": a.worker,
+            "started": _rel(a.started_at, t0),
+            "ended": _rel(a.ended_at, t0),
+            "service_s": (a.ended_at - a.started_at if a.ended_at and a.started_at else np.nan),
+            "outcome": a.outcome.value,
+            "error": a.error,
+        }
+        for job in jobs
+        for a in job.attempt_log
+    ]
+    return pd.DataFrame(rows, columns=ATTEMPT_COLUMNS)
+
+
+def throughput(jobs: pd.DataFrame, *, bin_s: float) -> pd.DataFrame:
+    """Jobs finished per second in bins of ``bin_s``, by outcome: columns ``t``, ``completed``,
+    ``failed``."""
+    finished = jobs.dropna(subset=["finished"])
+    if finished.empty:
+        return pd.DataFrame(columns=["t", "completed", "failed"])
+    edges = np.arange(0.0, finished["finished"].max() + bin_s, bin_s)
+    out = pd.DataFrame({"t": edges[:-1] + bin_s / 2})
+    for outcome in ("completed", "failed"):
+        counts, _ = np.histogram(finished.loc[finished.outcome == outcome, "finished"], edges)
+        out[outcome] = counts / bin_s
+    return out
+
+
+def percentiles(
+    values: Sequence[float] | pd.Series, qs: Sequence[int] = (50, 95, 99)
+) -> dict[str, float]:
+    """``mean`` and ``p50``/``p95``/``p99`` of the finite values (NaN when there are none)."""
+    arr = np.asarray(values, dtype=float)
+    arr = arr[np.isfinite(arr)]
+    if arr.size == 0:
+        return {"mean": float("nan"), **{f"p{q}": float("nan") for q in qs}}
+    return {"mean": float(arr.mean()), **{f"p{q}": float(np.percentile(arr, q)) for q in qs}}
+
+
+def time_average_in_system(jobs: pd.DataFrame) -> tuple[float, float]:
+    """The mean number of jobs in the system, by integrating the step function "submitted
+    and not yet finished" over the window from the first submit to the last finish.
+
+    Returns:
+        (L, window length in seconds). Little's law on that window says L equals
+        (jobs finished / window) x mean sojourn, exactly, when the window starts and ends
+        empty.
+    """
+    done = jobs.dropna(subset=["finished"])
+    if done.empty:
+        return float("nan"), 0.0
+    times = np.concatenate([done["submitted"].to_numpy(), done["finished"].to_numpy()])
+    steps = np.concatenate([np.ones(len(done)), -np.ones(len(done))])
+    order = np.argsort(times, kind="stable")
+    times, in_system = times[order], np.cumsum(steps[order])
+    window = float(times[-1] - times[0])
+    area = float(np.sum(in_system[:-1] * np.diff(times)))
+    return (area / window if window > 0 else float("nan")), window
+
+
+def busy_gap_s(attempts: pd.DataFrame, jobs: pd.DataFrame) -> float:
+    """The queue's own cost per attempt: on each worker, the mean time from the end of one
+    attempt to the start of its next, counted only when that next job was already waiting
+    (so the worker was not idle). NaN when no such pair exists."""
+    submitted = jobs.set_index("job_id")["submitted"]
+    frame = attempts.dropna(subset=["started", "ended"]).sort_values(["worker", "started"])
+    gaps = []
+    for _, runs in frame.groupby("worker"):
+        starts, ends = runs["started"].to_numpy(), runs["ended"].to_numpy()
+        waiting = submitted.reindex(runs["job_id"]).to_numpy()
+        for i in range(len(runs) - 1):
+            if waiting[i + 1] <= ends[i]:
+                gaps.append(starts[i + 1] - ends[i])
+    return float(np.mean(gaps)) if gaps else float("nan")
+
+
+def _rel(t: float | None, t0: float) -> float:
+    return t - t0 if t is not None else np.nan

@@ -1,0 +1,333 @@
+"""Queueing theory to put beside every measurement of the simulator.
+
+Pure functions of their arguments: no I/O, no randomness, stdlib ``math`` only. The
+formulas and reference values are those of ``EXPERIMENTS.md``.
+
+Notation and units: arrival rate ``lam`` (jobs/s), per-worker service rate ``mu``
+(jobs/s, ``1/E[S]``), ``c`` workers, offered load ``a = lam/mu`` (erlangs), utilisation
+``rho = lam/(c*mu)``, failure probability per attempt ``p``, retry limit ``r`` (at most
+``r+1`` attempts, ``None`` for unlimited). Times are in seconds, SCVs are dimensionless.
+
+Every function raises ``InvalidInputError`` (a ``ValueError`` carrying ``.field`` and
+``.value``) on out-of-range or NaN input, and on an unstable queue (``rho >= 1``).
+
+Example:
+    >>> m = mmc(8.0, 1.0, 10)
+    >>> round(m.p_wait, 5), round(m.wq, 5)
+    (0.40918, 0.20459)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from jobsim.errors import InvalidInputError
+from jobsim.retry import KINDS, Kind
+
+
+def _require(ok: bool, message: str, *, field: str, value: object) -> None:
+    # Every check is phrased so that it is False for NaN, which is rejected with the rest.
+    if not ok:
+        raise InvalidInputError(f"{message}, got {field}={value!r}", field=field, value=value)
+
+
+def _check_mmc(lam: float, mu: float, c: int) -> None:
+    _require(lam >= 0, "arrival rate must be >= 0 jobs/s", field="lam", value=lam)
+    _require(mu > 0, "service rate must be > 0 jobs/s", field="mu", value=mu)
+    _require(c >= 1, "need at least one worker", field="c", value=c)
+    rho = lam / (c * mu)
+    _require(rho < 1, f"unstable queue: rho = lam/(c*mu) = {rho:.4g} >= 1", field="lam", value=lam)
+
+
+def _check_retries(p: float, r: int | None) -> None:
+    _require(0 <= p <= 1, "failure probability must be within [0, 1]", field="p", value=p)
+    _require(r is None or r >= 0, "retry limit must be >= 0 or None", field="r", value=r)
+    _require(r is not None or p < 1, "p = 1 with unlimited retries never ends", field="p", value=p)
+
+
+def erlang_b(c: int, a: float) -> float:
+    """Erlang B: probability that an M/M/c/c arrival finds every server busy.
+
+    Stable recursion: ``B(0,a) = 1``, ``B(k,a) = a*B(k-1,a) / (k + a*B(k-1,a))``.
+
+    Args:
+        c: number of servers, ``>= 0``.
+        a: offered load ``lam/mu`` in erlangs, ``>= 0``.
+
+    Returns:
+        The blocking probability, within ``[0, 1]``.
+    """
+    _require(c >= 0, "server count must be >= 0", field="c", value=c)
+    _require(a >= 0, "offered load must be >= 0", field="a", value=a)
+    b = 1.0
+    for k in range(1, c + 1):
+        b = a * b / (k + a * b)
+    return b
+
+
+def erlang_c(c: int, a: float) -> float:
+    """Erlang C: probability that an M/M/c arrival has to wait.
+
+    ``C(c,a) = B / (1 - rho*(1 - B))`` with ``B = erlang_b(c, a)`` and ``rho = a/c``.
+
+    Args:
+        c: number of workers, ``>= 1``.
+        a: offered load ``lam/mu`` in erlangs, ``0 <= a < c`` (stable).
+
+    Returns:
+        ``P(Wq > 0)``, within ``[0, 1]``.
+    """
+    _require(c >= 1, "need at least one worker", field="c", value=c)
+    _require(0 <= a < c, "offered load must be within [0, c) to be stable", field="a", value=a)
+    b = erlang_b(c, a)
+    return b / (1 - (a / c) * (1 - b))
+
+
+@dataclass(frozen=True, kw_only=True)
+class MMc:
+    """Steady-state results of an M/M/c FCFS queue; build it with ``mmc()``.
+
+    Attributes:
+        lam: arrival rate, jobs/s.
+        mu: per-worker service rate, jobs/s.
+        c: number of workers.
+        rho: utilisation ``lam/(c*mu)``.
+        p_wait: Erlang C, the probability of waiting at all.
+        wq: mean wait in queue, seconds.
+        w: mean sojourn (wait + service), seconds.
+        lq: mean number waiting, jobs.
+        l: mean number in system, jobs.
+    """
+
+    lam: float
+    mu: float
+    c: int
+    rho: float
+    p_wait: float
+    wq: float
+    w: float
+    lq: float
+    l: float  # noqa: E741 (the textbook name, beside lq)
+
+    def p_wait_longer_than(self, t: float) -> float:
+        """Tail of the wait: ``P(Wq > t) = C * exp(-(c*mu - lam) * t)``.
+
+        Args:
+            t: a wait in seconds, ``>= 0``.
+
+        Returns:
+            The probability that a job waits longer than ``t`` seconds.
+        """
+        _require(t >= 0, "wait must be >= 0 s", field="t", value=t)
+        return self.p_wait * math.exp(-(self.c * self.mu - self.lam) * t)
+
+    def wait_quantile(self, q: float) -> float:
+        """The ``q``-quantile of the wait in queue, the inverse of ``p_wait_longer_than``.
+
+        ``0`` if ``q <= 1 - C`` (that many jobs do not wait at all), else the ``t`` solving
+        ``C * exp(-(c*mu - lam) * t) = 1 - q``, i.e. ``ln(C / (1 - q)) / (c*mu - lam)``.
+
+        Args:
+            q: probability, ``0 <= q < 1``.
+
+        Returns:
+            Seconds such that a fraction ``q`` of jobs waits no longer.
+        """
+        _require(0 <= q < 1, "quantile must be within [0, 1)", field="q", value=q)
+        if q <= 1 - self.p_wait:
+            return 0.0
+        return math.log(self.p_wait / (1 - q)) / (self.c * self.mu - self.lam)
+
+
+def mmc(lam: float, mu: float, c: int) -> MMc:
+    """Solve an M/M/c FCFS queue (``lam``, ``mu``, ``c`` as in the module notation).
+
+    ``Wq = C(c,a) / (c*mu - lam)``, ``W = Wq + 1/mu``, ``Lq = lam*Wq``, ``L = lam*W``.
+
+    Raises:
+        InvalidInputError: also when ``rho >= 1``: the queue grows without bound.
+    """
+    _check_mmc(lam, mu, c)
+    p_wait = erlang_c(c, lam / mu)
+    wq = p_wait / (c * mu - lam)
+    w = wq + 1 / mu
+    return MMc(
+        lam=lam, mu=mu, c=c, rho=lam / (c * mu), p_wait=p_wait, wq=wq, w=w, lq=lam * wq, l=lam * w
+    )
+
+
+def mg1_wait(lam: float, mean_s: float, *, scv_s: float) -> float:
+    """Pollaczek-Khinchine mean wait of an M/G/1 queue (exact), in seconds.
+
+    ``Wq = rho/(1 - rho) * (1 + scv_s)/2 * E[S]`` with ``rho = lam * E[S]``.
+
+    Args:
+        lam: arrival rate, jobs/s, ``>= 0``.
+        mean_s: mean service time ``E[S]``, seconds, ``> 0``.
+        scv_s: squared coefficient of variation of service (constant 0, exponential 1).
+    """
+    _require(mean_s > 0, "mean service time must be > 0 s", field="mean_s", value=mean_s)
+    _require(scv_s >= 0, "service SCV must be >= 0", field="scv_s", value=scv_s)
+    _check_mmc(lam, 1 / mean_s, 1)
+    rho = lam * mean_s
+    return rho / (1 - rho) * (1 + scv_s) / 2 * mean_s
+
+
+def allen_cunneen_wait(lam: float, mu: float, c: int, *, scv_a: float, scv_s: float) -> float:
+    """Allen-Cunneen G/G/c mean wait in seconds (approximate: compare within +-20%).
+
+    ``Wq ~= Wq(M/M/c) * (scv_a + scv_s) / 2``.
+
+    Args:
+        scv_a: squared coefficient of variation of interarrival times, ``>= 0``.
+        scv_s: squared coefficient of variation of service times, ``>= 0``.
+    """
+    _require(scv_a >= 0, "arrival SCV must be >= 0", field="scv_a", value=scv_a)
+    _require(scv_s >= 0, "service SCV must be >= 0", field="scv_s", value=scv_s)
+    return mmc(lam, mu, c).wq * (scv_a + scv_s) / 2
+
+
+def priority_waits(lams: Sequence[float], mu: float, c: int) -> list[float]:
+    """Per-class mean waits of a non-preemptive priority M/M/c queue with equal ``mu``.
+
+    ``W_q,k = W0 / ((1 - sigma_{k-1}) * (1 - sigma_k))``, ``W0 = C(c,a) / (c*mu)``,
+    ``sigma_k = sum(lams[:k]) / (c*mu)``. Their ``lam``-weighted mean is the FCFS ``Wq``:
+    priority only redistributes waiting.
+
+    Args:
+        lams: arrival rate of each class, jobs/s, highest priority first.
+
+    Returns:
+        Mean wait in queue of each class, seconds, in the order of ``lams``.
+    """
+    _require(len(lams) > 0, "need at least one class", field="lams", value=lams)
+    _require(all(x >= 0 for x in lams), "class rates must be >= 0", field="lams", value=lams)
+    w0 = mmc(math.fsum(lams), mu, c).p_wait / (c * mu)
+    waits: list[float] = []
+    sigma = 0.0
+    for lam_k in lams:
+        before, sigma = sigma, sigma + lam_k / (c * mu)
+        waits.append(w0 / ((1 - before) * (1 - sigma)))
+    return waits
+
+
+def expected_attempts(p: float, r: int | None) -> float:
+    """Mean attempts per job: ``E[A] = (1 - p**(r+1)) / (1 - p)``; unlimited ``1/(1 - p)``."""
+    _check_retries(p, r)
+    if r is None:
+        return 1 / (1 - p)
+    if p == 1:
+        return float(r + 1)
+    return (1 - p ** (r + 1)) / (1 - p)
+
+
+def dead_letter_probability(p: float, r: int | None) -> float:
+    """Probability that all ``r+1`` attempts fail: ``p**(r+1)`` (unlimited retries: 0)."""
+    _check_retries(p, r)
+    return 0.0 if r is None else p ** (r + 1)
+
+
+def attempts_variance(p: float, r: int | None) -> float:
+    """Variance of the attempts count ``A = min(Geometric(1 - p), r + 1)``, in attempts².
+
+    With ``n = r + 1``: ``Var[A] = 2*S - E[A] - E[A]**2`` where
+    ``S = sum(k * p**(k-1), k=1..n) = (1 - (n+1)*p**n + n*p**(n+1)) / (1 - p)**2``;
+    unlimited retries give ``p / (1 - p)**2``.
+    """
+    _check_retries(p, r)
+    if r is None:
+        return p / (1 - p) ** 2
+    if p == 1:
+        return 0.0
+    n = r + 1
+    s = (1 - (n + 1) * p**n + n * p ** (n + 1)) / (1 - p) ** 2
+    mean = expected_attempts(p, r)
+    return max(0.0, 2 * s - mean - mean**2)  # rounding may leave -1e-16 where Var is 0
+
+
+def effective_arrival_rate(lam: float, p: float, r: int | None) -> float:
+    """Attempts reaching the workers with immediate retries: ``lam * E[A]``, attempts/s.
+
+    With unlimited retries this is ``lam / (1 - p)``, the Jackson-network rate to give
+    ``mmc()``.
+    """
+    _require(lam >= 0, "arrival rate must be >= 0 jobs/s", field="lam", value=lam)
+    return lam * expected_attempts(p, r)
+
+
+def littles_law_l(lam: float, w: float) -> float:
+    """Little's law ``L = lam * W``: jobs/s times seconds gives mean jobs in the system."""
+    return lam * w
+
+
+def binomial_band(q: float, n: int, *, k: float = 4.0) -> float:
+    """Half-width ``k * sqrt(q*(1 - q)/n)`` of the band for a proportion from ``n`` trials.
+
+    Args:
+        q: the theoretical probability, within ``[0, 1]``.
+        n: number of trials, ``>= 1``.
+        k: band width in standard errors.
+    """
+    _require(0 <= q <= 1, "probability must be within [0, 1]", field="q", value=q)
+    _require(n >= 1, "need at least one trial", field="n", value=n)
+    return k * math.sqrt(q * (1 - q) / n)
+
+
+def mean_band(sd: float, n: int, *, k: float = 4.0) -> float:
+    """Half-width ``k * sd / sqrt(n)`` of the band for a mean of ``n`` samples (their unit).
+
+    Args:
+        sd: standard deviation of one sample, ``>= 0``.
+        n: number of independent samples, ``>= 1``.
+        k: band width in standard errors.
+    """
+    _require(sd >= 0, "standard deviation must be >= 0", field="sd", value=sd)
+    _require(n >= 1, "need at least one sample", field="n", value=n)
+    return k * sd / math.sqrt(n)
+
+
+def staffing(lam: float, mu: float, *, max_p_wait: float) -> int:
+    """Smallest worker count ``c`` with Erlang C ``C(c, lam/mu) <= max_p_wait``.
+
+    Args:
+        max_p_wait: largest acceptable probability of waiting, within ``(0, 1]``.
+
+    Returns:
+        The number of workers, always more than the offered load (so stable).
+    """
+    _require(lam >= 0, "arrival rate must be >= 0 jobs/s", field="lam", value=lam)
+    _require(mu > 0, "service rate must be > 0 jobs/s", field="mu", value=mu)
+    _require(0 < max_p_wait <= 1, "must be within (0, 1]", field="max_p_wait", value=max_p_wait)
+    a = lam / mu
+    c = math.floor(a) + 1
+    while erlang_c(c, a) > max_p_wait:
+        c += 1
+    return c
+
+
+def expected_backoff_s(kind: Kind, n: int, *, base_s: float, cap_s: float) -> float | None:
+    """Mean delay of ``RetryPolicy(kind=kind, base_s=base_s, cap_s=cap_s)`` after ``n`` failures.
+
+    With ``e = min(cap_s, base_s * 2**(n-1))``: fixed ``base_s``, exponential ``e``, full
+    jitter ``e/2``, equal jitter ``3e/4``. ``n`` counts failures as ``jobsim.retry`` does
+    (the first retry waits ``base_s``); EXPERIMENTS.md's ``2**n`` counts from 0 instead.
+
+    Args:
+        kind: one of ``fixed``, ``exponential``, ``full``, ``equal``, ``decorrelated``.
+        n: failures so far, ``>= 1``.
+        base_s: first delay, seconds, ``>= 0``.
+        cap_s: largest delay, seconds, ``>= base_s``.
+
+    Returns:
+        The mean delay in seconds, or ``None`` for ``decorrelated``: each of its delays
+        depends on the previous draw, so its mean has no closed form here.
+    """
+    _require(kind in KINDS, f"kind must be one of {', '.join(KINDS)}", field="kind", value=kind)
+    _require(n >= 1, "failure count must be >= 1", field="n", value=n)
+    _require(base_s >= 0, "base delay must be >= 0 s", field="base_s", value=base_s)
+    _require(cap_s >= base_s, "cap must be >= base_s", field="cap_s", value=cap_s)
+    ceiling = min(cap_s, base_s * 2.0 ** min(n - 1, 60))  # beyond 2**60 every cap has won
+    means = {"fixed": base_s, "exponential": ceiling, "full": ceiling / 2, "equal": 0.75 * ceiling}
+    return means.get(kind)

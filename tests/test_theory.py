@@ -1,0 +1,296 @@
+"""The theory the simulator is measured against: every reference value in EXPERIMENTS.md,
+the invariants the formulas must keep, and the inputs they refuse.
+
+Pure math: no Redis, no fixtures.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from jobsim.errors import InvalidInputError
+from jobsim.retry import Kind, RetryPolicy
+from jobsim.theory import (
+    MMc,
+    allen_cunneen_wait,
+    attempts_variance,
+    binomial_band,
+    dead_letter_probability,
+    effective_arrival_rate,
+    erlang_b,
+    erlang_c,
+    expected_attempts,
+    expected_backoff_s,
+    littles_law_l,
+    mean_band,
+    mg1_wait,
+    mmc,
+    priority_waits,
+    staffing,
+)
+
+
+def matches_printed(value: float, printed: str) -> bool:
+    """True if ``value`` rounds to ``printed`` at the number of decimals printed."""
+    decimals = len(printed.partition(".")[2])
+    return abs(value - float(printed)) <= 0.5 * 10.0**-decimals + 1e-12
+
+
+# The M/M/c table of EXPERIMENTS.md, as printed: c, lam, mu, rho, C(c,a), Wq.
+MMC_TABLE = [
+    (1, 0.8, 1.0, "0.8", "0.8", "4.0"),
+    (3, 0.2, 0.1, "0.667", "0.4444", "4.4444"),
+    (4, 0.2, 0.1, "0.5", "0.1739", "0.8696"),
+    (4, 3.2, 1.0, "0.8", "0.5964", "0.7455"),
+    (10, 8.0, 1.0, "0.8", "0.40918", "0.20459"),
+    (10, 9.0, 1.0, "0.9", "0.66873", "0.66873"),
+    (50, 45.0, 1.0, "0.9", "0.36386", "0.07277"),
+]
+
+
+@pytest.mark.parametrize(("c", "lam", "mu", "rho", "p_wait", "wq"), MMC_TABLE)
+def test_mmc_matches_every_reference_row(
+    c: int, lam: float, mu: float, rho: str, p_wait: str, wq: str
+) -> None:
+    """Each M/M/c row of EXPERIMENTS.md is reproduced to the precision it is printed with."""
+    m = mmc(lam, mu, c)
+    assert matches_printed(m.rho, rho)
+    assert matches_printed(m.p_wait, p_wait)
+    assert matches_printed(erlang_c(c, lam / mu), p_wait)
+    assert matches_printed(m.wq, wq)
+
+
+@pytest.mark.parametrize("c", range(0, 21))
+@pytest.mark.parametrize("a", [0.0, 0.3, 2.0, 7.5, 15.0])
+def test_erlang_b_and_c_agree_with_the_factorial_formulas(c: int, a: float) -> None:
+    """The stable recursion gives the textbook factorial-sum values where those are safe."""
+    terms = [a**k / math.factorial(k) for k in range(c + 1)]
+    assert erlang_b(c, a) == pytest.approx(terms[-1] / math.fsum(terms), rel=1e-12, abs=1e-15)
+    if c >= 1 and a < c:
+        tail = terms[-1] * c / (c - a)
+        expected_c = tail / (math.fsum(terms[:-1]) + tail)
+        assert erlang_c(c, a) == pytest.approx(expected_c, rel=1e-12, abs=1e-15)
+
+
+@pytest.mark.parametrize("a", [0.1, 0.8, 3.2, 8.0, 45.0])
+def test_erlang_c_is_a_probability_that_falls_as_workers_are_added(a: float) -> None:
+    """At a fixed load, C(c,a) stays in [0, 1] and strictly decreases with every added worker."""
+    values = [erlang_c(c, a) for c in range(math.floor(a) + 1, math.floor(a) + 40)]
+    assert all(0.0 <= v <= 1.0 for v in values)
+    assert all(later < earlier for earlier, later in itertools.pairwise(values))
+
+
+@pytest.mark.parametrize(("lam", "mu", "c"), [(0.0, 1.0, 1), (0.8, 1.0, 1), (8.0, 1.0, 10)])
+def test_mmc_results_obey_littles_law(lam: float, mu: float, c: int) -> None:
+    """L = lam*W and Lq = lam*Wq, and the two differ by the offered load lam/mu."""
+    m = mmc(lam, mu, c)
+    assert m.l == littles_law_l(lam, m.w)
+    assert m.lq == littles_law_l(lam, m.wq)
+    assert m.l == pytest.approx(m.lq + lam / mu, rel=1e-12)
+    assert m.w == pytest.approx(m.wq + 1 / mu, rel=1e-12)
+
+
+def test_mmc_result_is_frozen() -> None:
+    """The results are a value object: nothing can change them after the fact."""
+    m = mmc(8.0, 1.0, 10)
+    assert isinstance(m, MMc)
+    with pytest.raises(AttributeError):
+        m.wq = 0.0  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("lam", "mu", "c"), [(0.8, 1.0, 1), (8.0, 1.0, 10), (45.0, 1.0, 50)])
+def test_wait_quantile_inverts_the_wait_tail(lam: float, mu: float, c: int) -> None:
+    """P(Wq > quantile(q)) = 1 - q wherever jobs wait, and the quantile is 0 where they do not."""
+    m = mmc(lam, mu, c)
+    assert m.p_wait_longer_than(0.0) == m.p_wait
+    quantiles = [m.wait_quantile(q / 100) for q in range(100)]
+    assert all(later >= earlier for earlier, later in itertools.pairwise(quantiles))
+    for q in (i / 100 for i in range(100)):
+        t = m.wait_quantile(q)
+        if q <= 1 - m.p_wait:
+            assert t == 0.0
+        else:
+            assert m.p_wait_longer_than(t) == pytest.approx(1 - q, rel=1e-9)
+
+
+def test_constant_service_waits_half_as_long_as_exponential() -> None:
+    """Pollaczek-Khinchine at rho = 0.8: M/D/1 waits 2.0, M/M/1 waits 4.0 (= Erlang C)."""
+    assert mg1_wait(0.8, 1.0, scv_s=0.0) == pytest.approx(2.0, rel=1e-12)
+    assert mg1_wait(0.8, 1.0, scv_s=1.0) == pytest.approx(4.0, rel=1e-12)
+    assert mg1_wait(0.8, 1.0, scv_s=1.0) == pytest.approx(mmc(0.8, 1.0, 1).wq, rel=1e-12)
+
+
+def test_allen_cunneen_is_exact_for_poisson_exponential_and_scales_with_variability() -> None:
+    """With both SCVs 1 it is Erlang C; it scales linearly with (scv_a + scv_s)/2."""
+    exact = mmc(8.0, 1.0, 10).wq
+    assert allen_cunneen_wait(8.0, 1.0, 10, scv_a=1.0, scv_s=1.0) == pytest.approx(exact)
+    assert allen_cunneen_wait(8.0, 1.0, 10, scv_a=1.0, scv_s=0.0) == pytest.approx(exact / 2)
+    assert allen_cunneen_wait(8.0, 1.0, 10, scv_a=1.0, scv_s=4.0) == pytest.approx(exact * 2.5)
+
+
+def test_priority_example_matches_reference_and_conserves_the_fcfs_wait() -> None:
+    """M/M/10 with 4+4 jobs/s: waits 0.0682 and 0.3410, whose mean is the FCFS Wq 0.20459."""
+    high, low = priority_waits([4.0, 4.0], 1.0, 10)
+    assert matches_printed(high, "0.0682")
+    assert matches_printed(low, "0.3410")
+    weighted = (4.0 * high + 4.0 * low) / 8.0
+    assert matches_printed(weighted, "0.20459")
+    assert weighted == pytest.approx(mmc(8.0, 1.0, 10).wq, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("lams", "mu", "c"),
+    [
+        ([0.8], 1.0, 1),
+        ([1.0, 2.0, 3.0], 1.0, 7),
+        ([0.0, 0.05, 0.1], 0.1, 2),
+        ([40.0, 5.0], 1.0, 50),
+    ],
+)
+def test_priority_only_redistributes_waiting(lams: list[float], mu: float, c: int) -> None:
+    """For any split, the rate-weighted mean of the class waits equals the FCFS Wq."""
+    waits = priority_waits(lams, mu, c)
+    assert all(later >= earlier for earlier, later in itertools.pairwise(waits))
+    weighted = sum(lam * w for lam, w in zip(lams, waits, strict=True)) / sum(lams)
+    assert weighted == pytest.approx(mmc(sum(lams), mu, c).wq, rel=1e-12)
+
+
+def test_retry_example_matches_reference() -> None:
+    """p = 0.3, r = 3: 1.417 attempts per job and 0.0081 of jobs dead-lettered."""
+    assert matches_printed(expected_attempts(0.3, 3), "1.417")
+    assert matches_printed(dead_letter_probability(0.3, 3), "0.0081")
+
+
+@pytest.mark.parametrize("p", [0.0, 0.1, 0.3, 0.9, 1.0])
+@pytest.mark.parametrize("r", [0, 1, 3, 10])
+def test_attempt_moments_match_the_truncated_geometric_distribution(p: float, r: int) -> None:
+    """Mean, variance and DLQ share equal those of the enumerated distribution of attempts."""
+    n = r + 1
+    probs = {k: p ** (k - 1) * (1 - p) for k in range(1, n)}
+    probs[n] = p ** (n - 1)
+    mean = math.fsum(k * q for k, q in probs.items())
+    variance = math.fsum((k - mean) ** 2 * q for k, q in probs.items())
+    assert expected_attempts(p, r) == pytest.approx(mean, rel=1e-9)
+    assert attempts_variance(p, r) == pytest.approx(variance, rel=1e-9, abs=1e-12)
+    assert dead_letter_probability(p, r) == pytest.approx(p**n, rel=1e-12)
+
+
+@pytest.mark.parametrize("p", [0.0, 0.2, 0.5, 0.9])
+def test_unlimited_retries_are_the_limit_of_many_retries(p: float) -> None:
+    """r = None gives 1/(1-p) attempts, variance p/(1-p)^2 and no dead letters."""
+    assert expected_attempts(p, None) == pytest.approx(1 / (1 - p))
+    assert expected_attempts(p, 2000) == pytest.approx(expected_attempts(p, None), rel=1e-9)
+    assert attempts_variance(p, None) == pytest.approx(p / (1 - p) ** 2)
+    assert attempts_variance(p, 2000) == pytest.approx(attempts_variance(p, None), rel=1e-6)
+    assert dead_letter_probability(p, None) == 0.0
+
+
+def test_immediate_unlimited_retries_make_the_reference_queue_unstable_at_p_0_2() -> None:
+    """Jackson: c=10, mu=1, lam=8 is stable at p=0.19 and unstable from p=0.2 on."""
+    assert effective_arrival_rate(8.0, 0.3, 3) == pytest.approx(8.0 * (1 - 0.3**4) / 0.7)
+    assert mmc(effective_arrival_rate(8.0, 0.19, None), 1.0, 10).rho < 1
+    for p in (0.2, 0.25):
+        with pytest.raises(ValueError, match="unstable"):
+            mmc(effective_arrival_rate(8.0, p, None), 1.0, 10)
+
+
+def test_staffing_matches_reference_and_is_the_smallest_count() -> None:
+    """a = 8 needs c = 12 for P(wait) <= 0.2, and 11 workers would not do."""
+    assert staffing(8.0, 1.0, max_p_wait=0.2) == 12
+    assert staffing(0.8, 0.1, max_p_wait=0.2) == 12
+    assert erlang_c(11, 8.0) > 0.2 >= erlang_c(12, 8.0)
+    assert staffing(0.0, 1.0, max_p_wait=0.01) == 1
+    assert staffing(8.0, 1.0, max_p_wait=1.0) == 9
+
+
+def test_bands_have_the_documented_half_widths() -> None:
+    """4 standard errors by default: binomial sqrt(q(1-q)/n), mean sd/sqrt(n)."""
+    assert binomial_band(0.5, 100) == pytest.approx(0.2)
+    assert binomial_band(0.5, 100, k=2.0) == pytest.approx(0.1)
+    assert binomial_band(0.0, 10) == 0.0
+    assert mean_band(2.0, 16) == pytest.approx(2.0)
+    assert mean_band(2.0, 16, k=1.0) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 6, 12])
+def test_backoff_means_follow_the_retry_policy(n: int) -> None:
+    """The means match RetryPolicy's ceiling exactly, and its seeded draws within a 4-sigma band."""
+    base_s, cap_s = 0.1, 2.0
+    ceiling = RetryPolicy(kind="exponential", base_s=base_s, cap_s=cap_s).exponential_s(n)
+    assert expected_backoff_s("fixed", n, base_s=base_s, cap_s=cap_s) == base_s
+    assert expected_backoff_s("exponential", n, base_s=base_s, cap_s=cap_s) == ceiling
+    assert expected_backoff_s("decorrelated", n, base_s=base_s, cap_s=cap_s) is None
+    draws = 20_000
+    jittered: tuple[tuple[Kind, float], ...] = (("full", ceiling), ("equal", ceiling / 2))
+    for kind, width in jittered:
+        policy = RetryPolicy(kind=kind, base_s=base_s, cap_s=cap_s)
+        rng = random.Random(n)
+        sample_mean = sum(policy.delay_s(n, rng=rng) for _ in range(draws)) / draws
+        expected = expected_backoff_s(kind, n, base_s=base_s, cap_s=cap_s)
+        assert expected is not None
+        assert abs(sample_mean - expected) <= mean_band(width / math.sqrt(12), draws)
+
+
+BAD_KIND: Any = "linear"  # typed Any: a wrong kind is the point of the test
+
+INVALID_CALLS: list[tuple[str, Callable[[], object]]] = [
+    ("unstable", lambda: mmc(1.0, 1.0, 1)),
+    ("unstable", lambda: mmc(12.0, 1.0, 10)),
+    ("arrival rate", lambda: mmc(-1.0, 1.0, 1)),
+    ("arrival rate", lambda: mmc(math.nan, 1.0, 1)),
+    ("service rate", lambda: mmc(1.0, 0.0, 1)),
+    ("worker", lambda: mmc(0.5, 1.0, 0)),
+    ("server count", lambda: erlang_b(-1, 1.0)),
+    ("offered load", lambda: erlang_b(1, -1.0)),
+    ("stable", lambda: erlang_c(2, 2.0)),
+    ("worker", lambda: erlang_c(0, 0.5)),
+    ("unstable", lambda: mg1_wait(1.0, 1.0, scv_s=1.0)),
+    ("mean service", lambda: mg1_wait(0.5, 0.0, scv_s=1.0)),
+    ("SCV", lambda: mg1_wait(0.5, 1.0, scv_s=-1.0)),
+    ("SCV", lambda: allen_cunneen_wait(0.5, 1.0, 1, scv_a=-1.0, scv_s=1.0)),
+    ("class", lambda: priority_waits([], 1.0, 1)),
+    ("class rates", lambda: priority_waits([-1.0, 2.0], 1.0, 2)),
+    ("unstable", lambda: priority_waits([4.0, 6.0], 1.0, 10)),
+    ("never ends", lambda: expected_attempts(1.0, None)),
+    ("failure probability", lambda: expected_attempts(1.5, 3)),
+    ("failure probability", lambda: attempts_variance(math.nan, 3)),
+    ("retry limit", lambda: dead_letter_probability(0.3, -1)),
+    ("arrival rate", lambda: effective_arrival_rate(-1.0, 0.1, 3)),
+    ("probability", lambda: binomial_band(1.5, 10)),
+    ("trial", lambda: binomial_band(0.5, 0)),
+    ("standard deviation", lambda: mean_band(-1.0, 10)),
+    ("sample", lambda: mean_band(1.0, 0)),
+    ("max_p_wait", lambda: staffing(8.0, 1.0, max_p_wait=0.0)),
+    ("service rate", lambda: staffing(8.0, 0.0, max_p_wait=0.2)),
+    ("kind", lambda: expected_backoff_s(BAD_KIND, 1, base_s=0.1, cap_s=1.0)),
+    ("failure count", lambda: expected_backoff_s("full", 0, base_s=0.1, cap_s=1.0)),
+    ("cap", lambda: expected_backoff_s("full", 1, base_s=1.0, cap_s=0.1)),
+    ("wait", lambda: mmc(0.5, 1.0, 1).p_wait_longer_than(-1.0)),
+    ("quantile", lambda: mmc(0.5, 1.0, 1).wait_quantile(1.0)),
+    ("quantile", lambda: mmc(0.5, 1.0, 1).wait_quantile(-0.1)),
+]
+
+
+@pytest.mark.parametrize(("message", "call"), INVALID_CALLS)
+def test_invalid_inputs_raise_value_error_naming_the_problem(
+    message: str, call: Callable[[], object]
+) -> None:
+    """Bad input or an unstable queue raises InvalidInputError, a ValueError, saying what."""
+    with pytest.raises(ValueError, match=message) as caught:
+        call()
+    assert isinstance(caught.value, InvalidInputError)
+
+
+def test_unstable_error_carries_the_offending_rate() -> None:
+    """The error for rho >= 1 names lam and its value, so a caller can report it."""
+    with pytest.raises(InvalidInputError) as caught:
+        mmc(10.0, 1.0, 10)
+    assert caught.value.field == "lam"
+    assert caught.value.value == 10.0
+    assert "rho" in str(caught.value)
