@@ -15,6 +15,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import fakeredis
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from jobsim.errors import ConnectError, InvalidURLError
 
@@ -53,6 +55,10 @@ def connect(url: str | None = None, *, timeout_s: float = 5.0) -> redis.Redis:
             decode_responses=True,
             socket_connect_timeout=timeout_s,
             health_check_interval=30,
+            # A dropped connection is retried (the scripts recognise a replayed call), so a
+            # CLIENT KILL or a failover costs a reconnect, not an error.
+            retry=Retry(ExponentialBackoff(cap=1.0, base=0.01), 5),
+            retry_on_error=[redis.ConnectionError, redis.TimeoutError],
         )
         client.ping()
     except (ValueError, TypeError) as exc:

@@ -17,7 +17,8 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from functools import partial
+from typing import Any, Literal, TypeVar
 
 import fakeredis
 import pandas as pd
@@ -297,7 +298,7 @@ def _submit(
         if due == pending:
             time.sleep(min(plan[pending].arrival_s * workload.time_scale - now, 0.05))
             continue
-        queue.submit_many(
+        requests = [
             JobRequest(
                 "sim",
                 _payload(job, workload, faults, pool, t_epoch),
@@ -306,7 +307,8 @@ def _submit(
                 ids[job.index],
             )
             for job in plan[pending:due]
-        )
+        ]
+        _patiently(partial(queue.submit_many, requests))  # same ids: a replay is a no-op
         pending = due
     return ids
 
@@ -317,11 +319,11 @@ def _drain(
     deadline = time.monotonic() + timeout_s
     report = progress if callable(progress) else (_bar if progress else None)
     while True:
-        stats = queue.stats()
+        stats = _patiently(queue.stats)
         done = stats.completed + stats.failed
         if report:
             report(done, total)
-        if stats.active == 0 and stats.totals.get("submitted", 0) >= total:
+        if stats.active == 0:  # every job was submitted before the drain began
             break
         if time.monotonic() > deadline:
             break  # the checker reports what is left
@@ -399,6 +401,23 @@ def _apply(point: Mapping[str, Any], workload: Workload, setup: Setup) -> tuple[
     if unknown:
         raise ValueError(f"sweep keys must name Workload or Setup fields: {sorted(unknown)}")
     return replace(workload, **w_fields), replace(setup, **s_fields)
+
+
+T = TypeVar("T")
+
+
+def _patiently(call: Callable[[], T], patience_s: float = 30.0) -> T:
+    """Retry a replay-safe call while Redis is unreachable (a restart, a failover)."""
+    deadline = time.monotonic() + patience_s
+    pause = 0.05
+    while True:
+        try:
+            return call()
+        except (redis.ConnectionError, redis.TimeoutError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
 
 
 def _scaled(stats: dict[str, float], scale: float) -> dict[str, float]:

@@ -1,0 +1,473 @@
+"""The HTTP service: the seed's ``POST /submit`` and ``GET /status/{task_id}``, plus listing,
+dead-letter operations, stats, health and Prometheus metrics; workers run in the lifespan.
+
+Example:
+    >>> app = create_app(JobQueue(jobsim.connect()), workers=4)   # doctest: +SKIP
+    >>> uvicorn.run(app, host="127.0.0.1", port=8000)           # or: jobsim serve
+
+Errors are answered in one place (:func:`_install_error_handlers`): the exception tree of
+:mod:`jobsim.errors` maps to HTTP codes (input 422, payload too large 413, unknown id 404,
+wrong state 409, Redis unreachable 503), and every error body names the offending field.
+The API key and the body size are checked before any route runs, so a rejected request
+never reaches the queue.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import redis
+
+try:
+    from fastapi import APIRouter, Body, Depends, FastAPI, Path, Query, Request, Response, Security
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse, PlainTextResponse
+    from fastapi.security import APIKeyHeader
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+    from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise ImportError("the HTTP API needs its extra: pip install 'jobsim[api]'") from exc
+
+from jobsim import __version__
+from jobsim.api_metrics import QueueCollector, throughput
+from jobsim.api_models import (
+    SEED_TASK,
+    SEED_TASK_SECONDS,
+    DeadLetterList,
+    ErrorBody,
+    HealthResponse,
+    JobDetail,
+    JobList,
+    JobView,
+    Purged,
+    RequeuedAll,
+    StatsResponse,
+    SubmitRequest,
+    SubmitResponse,
+)
+from jobsim.errors import (
+    ConnectError,
+    InvalidInputError,
+    InvalidStateError,
+    JobNotFoundError,
+    PayloadTooLargeError,
+)
+from jobsim.models import JobStatus
+from jobsim.pool import Mode, WorkerPool
+from jobsim.queue import JobQueue
+
+API_KEY_ENV = "JOBSIM_API_KEY"
+API_KEY_HEADER = "X-API-Key"
+OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+"""Paths served without the API key: the health probe, and the docs (they hold no data)."""
+
+# The exception tree -> HTTP status, most specific first. The one table of error codes.
+_STATUS_OF: tuple[tuple[type[Exception], int], ...] = (
+    (PayloadTooLargeError, 413),
+    (InvalidInputError, 422),
+    (JobNotFoundError, 404),
+    (InvalidStateError, 409),
+    (ConnectError, 503),
+    (redis.ConnectionError, 503),
+    (redis.TimeoutError, 503),
+    (RecursionError, 422),  # a payload nested deeper than Python's JSON codec goes
+)
+
+
+def create_app(
+    queue: JobQueue,
+    *,
+    workers: int = 4,
+    mode: Mode = "thread",
+    grace_s: float = 5.0,
+    job_timeout_s: float | None = None,
+    api_key: str | None = None,
+    max_body_bytes: int | None = None,
+) -> FastAPI:
+    """Build the HTTP service of one queue.
+
+    Args:
+        queue: the queue to serve; kept on ``app.state.queue``.
+        workers: workers the lifespan starts (0: none, e.g. when ``jobsim worker`` runs them).
+        mode: ``"thread"`` or ``"process"`` workers.
+        grace_s: on shutdown, how long in-flight jobs may run before they go back to the queue.
+        job_timeout_s: default per-job timeout of the workers.
+        api_key: required in the ``X-API-Key`` header of every request but ``/health`` and the
+            docs. ``None`` reads ``$JOBSIM_API_KEY``; empty means no key.
+        max_body_bytes: largest request body (default: 4 x the queue's payload limit + 4 KiB,
+            room for JSON whitespace and escapes; the queue enforces the exact payload limit).
+
+    Returns:
+        The FastAPI application; serve it with uvicorn, or ``jobsim serve``.
+
+    Raises:
+        InvalidInputError: a setting out of range.
+    """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise InvalidInputError("workers must be an integer >= 0", field="workers", value=workers)
+    if not grace_s >= 0:
+        raise InvalidInputError("grace_s must be >= 0", field="grace_s", value=grace_s)
+    key = os.environ.get(API_KEY_ENV, "") if api_key is None else api_key
+    app = FastAPI(
+        title="jobsim",
+        version=__version__,
+        description=_DESCRIPTION.format(task=SEED_TASK, seconds=SEED_TASK_SECONDS),
+        lifespan=_lifespan,
+    )
+    state = app.state
+    state.queue = queue
+    state.pool = None
+    state.pool_settings = {"concurrency": workers, "mode": mode, "grace_s": grace_s}
+    state.job_timeout_s = job_timeout_s
+    state.metrics = QueueCollector(queue)
+    state.registry = CollectorRegistry(auto_describe=False)
+    state.registry.register(state.metrics)
+    limit = max_body_bytes or 4 * queue.config.max_payload_bytes + 4096
+    app.add_middleware(_Guard, api_key=key or None, max_body_bytes=limit)
+    _install_error_handlers(app)
+    common: Responses = {503: _error_doc("Redis unreachable")}
+    secured = []
+    if key:
+        common[401] = _error_doc(f"missing or wrong {API_KEY_HEADER}")
+        secured = [Security(APIKeyHeader(name=API_KEY_HEADER, auto_error=False))]
+    app.include_router(_router, dependencies=secured, responses=common)
+    app.include_router(_open_router)
+    return app
+
+
+_DESCRIPTION = """\
+A Redis-backed priority job queue. `POST /submit` a job, then watch `GET /status/{{task_id}}`
+go `queued` -> `processing` -> `completed` (or `retrying`, and finally `failed`: the
+dead-letter queue).
+
+A body without `task` runs the seed's simulated work, `{task}`, for the payload's `seconds`
+(default {seconds:g}). Errors answer `{{"detail", "field", "error"}}`: 422 bad input, 413 payload
+too large, 404 unknown id, 409 wrong state, 503 Redis unreachable. If the service has an API
+key, send it in the `X-API-Key` header (use *Authorize*).
+"""
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Start the workers; on shutdown stop them gracefully (in-flight jobs get the grace
+    period, then go back to the queue)."""
+    state = app.state
+    await run_in_threadpool(state.metrics.start)
+    pool: WorkerPool | None = None
+    if state.pool_settings["concurrency"]:
+        pool = WorkerPool(state.queue, job_timeout_s=state.job_timeout_s, **state.pool_settings)
+        pool.start()
+    state.pool = pool
+    try:
+        yield
+    finally:
+        if pool is not None:
+            await run_in_threadpool(pool.stop)
+        state.pool = None
+
+
+# --- routes ---------------------------------------------------------------------------------
+
+
+def _queue(request: Request) -> JobQueue:
+    queue: JobQueue = request.app.state.queue
+    return queue
+
+
+def _error_doc(description: str) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": description}
+
+
+QueueDep = Annotated[JobQueue, Depends(_queue)]
+TaskId = Annotated[str, Path(description="the id `POST /submit` answered")]
+Limit = Annotated[int, Query(ge=1, le=1000, description="at most this many jobs")]
+Offset = Annotated[int, Query(ge=0, le=10**9, description="skip this many jobs first")]
+Responses = dict[int | str, dict[str, Any]]
+_NOT_FOUND: Responses = {404: _error_doc("no job with this id")}
+_BAD_INPUT: Responses = {422: _error_doc("a parameter is out of range; `field` names it")}
+
+_router = APIRouter()
+_open_router = APIRouter()
+
+SUBMIT_EXAMPLES: dict[str, Any] = {
+    "seed": {
+        "summary": "The seed's body: simulated work",
+        "value": {"payload": {"image": "cat.png"}},
+    },
+    "flaky": {
+        "summary": "Fails 30% of attempts, retried up to 3 times",
+        "value": {"task": "flaky", "payload": {"fail_probability": 0.3, "seconds": 1}},
+    },
+    "urgent": {
+        "summary": "Highest priority, served first",
+        "value": {"task": "sleep", "payload": {"seconds": 0.5}, "priority": 9},
+    },
+    "dead": {
+        "summary": "Always fails: ends in the dead-letter queue",
+        "value": {"task": "fail", "payload": {}, "max_retries": 1},
+    },
+}
+
+
+@_router.post(
+    "/submit",
+    response_model=SubmitResponse,
+    tags=["jobs"],
+    responses={**_BAD_INPUT, 413: _error_doc("payload over the size limit")},
+)
+def submit(
+    body: Annotated[SubmitRequest, Body(openapi_examples=SUBMIT_EXAMPLES)], queue: QueueDep
+) -> SubmitResponse:
+    """Submit one job; nothing is written if any field is rejected."""
+    task, payload = body.task_and_payload()
+    job_id = queue.submit(task, payload, priority=body.priority, max_retries=body.max_retries)
+    return SubmitResponse(task_id=job_id)
+
+
+@_router.get("/status/{task_id}", response_model=JobView, tags=["jobs"], responses=_NOT_FOUND)
+def status(task_id: TaskId, queue: QueueDep) -> JobView:
+    """A job's status, attempts, retries left, timestamps, last error and result."""
+    return JobView.of(queue.status(task_id))
+
+
+@_router.get("/jobs", response_model=JobList, tags=["jobs"], responses=_BAD_INPUT)
+def list_jobs(
+    queue: QueueDep,
+    status: Annotated[JobStatus, Query(description="list the jobs in this status")],
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> JobList:
+    """Jobs in one status: queued in service order, processing by lease deadline, retrying
+    by due time, completed and failed by finish time (oldest first)."""
+    total = queue.stats().by_status()[status.value]
+    jobs = queue.jobs(status, limit=limit, offset=offset)
+    return JobList(status=status, total=total, offset=offset, jobs=[JobView.of(j) for j in jobs])
+
+
+@_router.get("/jobs/{task_id}", response_model=JobDetail, tags=["jobs"], responses=_NOT_FOUND)
+def job_detail(task_id: TaskId, queue: QueueDep) -> JobDetail:
+    """A job with every attempt: worker, start, end, outcome and error."""
+    return JobDetail.of(queue.status(task_id))
+
+
+@_router.get("/dead-letters", response_model=DeadLetterList, tags=["dead letters"])
+def dead_letters(queue: QueueDep, limit: Limit = 100, offset: Offset = 0) -> DeadLetterList:
+    """The dead-letter queue, oldest first, with every attempt's error."""
+    jobs = queue.dead_letters(limit=limit, offset=offset)
+    total = queue.stats().failed
+    return DeadLetterList(total=total, offset=offset, jobs=[JobDetail.of(j) for j in jobs])
+
+
+@_router.get(
+    "/dead-letters/{task_id}", response_model=JobDetail, tags=["dead letters"], responses=_NOT_FOUND
+)
+def dead_letter(task_id: TaskId, queue: QueueDep) -> JobDetail:
+    """One dead letter: payload and every attempt's error (404 if the job is not dead)."""
+    job = queue.status(task_id)
+    if job.status is not JobStatus.FAILED:
+        raise NotADeadLetterError(task_id, job.status)
+    return JobDetail.of(job)
+
+
+@_router.post(
+    "/dead-letters/{task_id}/requeue",
+    response_model=SubmitResponse,
+    tags=["dead letters"],
+    responses={**_NOT_FOUND, 409: _error_doc("the job is not in the dead-letter queue")},
+)
+def requeue_dead(task_id: TaskId, queue: QueueDep) -> SubmitResponse:
+    """Put one dead letter back in the queue with ``max_retries + 1`` fresh attempts."""
+    queue.requeue_dead(task_id)
+    return SubmitResponse(task_id=task_id)
+
+
+@_router.post("/dead-letters/requeue", response_model=RequeuedAll, tags=["dead letters"])
+def requeue_all_dead(queue: QueueDep) -> RequeuedAll:
+    """Put every dead letter back in the queue."""
+    return RequeuedAll(requeued=queue.requeue_all_dead())
+
+
+@_router.delete("/dead-letters", response_model=Purged, tags=["dead letters"])
+def purge_dead(queue: QueueDep) -> Purged:
+    """Delete every dead letter and its record."""
+    return Purged(purged=queue.purge_dead())
+
+
+@_router.get("/stats", response_model=StatsResponse, tags=["service"], responses=_BAD_INPUT)
+def stats(
+    queue: QueueDep,
+    window_s: Annotated[float, Query(gt=0, le=86400, description="throughput window")] = 60.0,
+) -> StatsResponse:
+    """Counts per status, running totals, throughput over the window, and the workers."""
+    now = queue.stats()
+    return StatsResponse(
+        queue=queue.name,
+        counts=now.by_status(),
+        totals=now.totals,
+        throughput=throughput(queue, window_s),
+        workers=queue.workers(),
+    )
+
+
+@_router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    tags=["service"],
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
+def metrics(request: Request) -> Response:
+    """Prometheus text format: job counters, wait and run time histograms, depth per status."""
+    text = generate_latest(request.app.state.registry)
+    return Response(text, media_type=CONTENT_TYPE_LATEST)
+
+
+@_open_router.get(
+    "/health",
+    response_model=HealthResponse,
+    tags=["service"],
+    responses={503: {"model": HealthResponse, "description": "not ok: Redis or workers"}},
+)
+def health(request: Request, response: Response) -> HealthResponse:
+    """Whether Redis answers and this service's workers heartbeat; 200 only when ok."""
+    queue: JobQueue = request.app.state.queue
+    pool: WorkerPool | None = request.app.state.pool
+    ids = pool.worker_ids if pool is not None else []
+    try:
+        queue.client.ping()
+        alive_ids = {w.id for w in queue.workers() if w.alive}
+    except redis.RedisError:
+        response.status_code = 503
+        return HealthResponse(
+            status="down", queue=queue.name, redis=False, workers_expected=len(ids), workers_alive=0
+        )
+    alive = sum(worker_id in alive_ids for worker_id in ids)
+    if alive < len(ids):
+        response.status_code = 503
+    return HealthResponse(
+        status="ok" if alive == len(ids) else "degraded",
+        queue=queue.name,
+        redis=True,
+        workers_expected=len(ids),
+        workers_alive=alive,
+    )
+
+
+class NotADeadLetterError(JobNotFoundError):
+    """The job exists but is not in the dead-letter queue (404 for a dead-letter route)."""
+
+    def __init__(self, job_id: str, status: JobStatus) -> None:
+        super().__init__(job_id)
+        self.args = (f"job {job_id!r} is {status.value}, not in the dead-letter queue",)
+
+
+# --- errors and the guard -------------------------------------------------------------------
+
+
+def _error(status: int, detail: str, field: str | None, error: str) -> JSONResponse:
+    body = ErrorBody(detail=f"{field}: {detail}" if field else detail, field=field, error=error)
+    return JSONResponse(body.model_dump(), status_code=status)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    """Map the exception tree to HTTP codes; FastAPI's own validation errors name the field."""
+
+    async def jobsim_error(request: Request, exc: Exception) -> JSONResponse:
+        code = next(code for kind, code in _STATUS_OF if isinstance(exc, kind))
+        field, detail, error = getattr(exc, "field", None), str(exc), type(exc).__name__
+        if isinstance(exc, (JobNotFoundError, InvalidStateError)):
+            field = "task_id"
+        elif isinstance(exc, RecursionError):
+            field, detail, error = "payload", "nested too deeply", "InvalidPayloadError"
+        elif code == 503:
+            detail, error = f"Redis unreachable: {exc}", "unavailable"
+        return _error(code, detail, field, error)
+
+    async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        first = exc.errors()[0]
+        loc = [str(p) for p in first.get("loc", ())]
+        if loc and loc[0] in ("body", "query", "path", "header", "cookie"):
+            loc = loc[1:]
+        if first.get("type") == "json_invalid":
+            error = first.get("ctx", {}).get("error", "")
+            return _error(422, f"not valid JSON ({error})", "body", "json_invalid")
+        msg = str(first.get("msg")).removeprefix("Value error, ")
+        return _error(422, msg, ".".join(loc) or "body", "validation_error")
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 400:  # FastAPI could not parse the body (bad encoding, depth)
+            return _error(422, f"cannot be parsed: {exc.detail}", "body", "body_invalid")
+        response = _error(exc.status_code, str(exc.detail), None, "http_error")
+        response.headers.update(exc.headers or {})
+        return response
+
+    for kind, _ in _STATUS_OF:
+        app.add_exception_handler(kind, jobsim_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(HTTPException, http_error)
+
+
+class _Guard:
+    """Checks the API key, then the body size, before anything else runs.
+
+    Bodies are read here up to the limit (with or without a ``Content-Length``) and handed on,
+    so an oversized or unauthorized request never reaches a route.
+    """
+
+    def __init__(self, app: ASGIApp, *, api_key: str | None, max_body_bytes: int) -> None:
+        self.app = app
+        self.api_key = api_key.encode() if api_key else None
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        if self.api_key is not None and scope["path"] not in OPEN_PATHS:
+            given = headers.get(API_KEY_HEADER.lower().encode(), b"")
+            if not hmac.compare_digest(given, self.api_key):
+                msg = "missing or wrong API key"
+                await _error(401, msg, API_KEY_HEADER, "unauthorized")(scope, receive, send)
+                return
+        declared = headers.get(b"content-length", b"0")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            await self._too_large(int(declared))(scope, receive, send)
+            return
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_body_bytes:
+                await self._too_large(size)(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        await self.app(scope, _replay(b"".join(chunks), receive), send)
+
+    def _too_large(self, size: int) -> JSONResponse:
+        detail = f"request body of {size} bytes is over the limit of {self.max_body_bytes}"
+        return _error(413, detail, "body", "PayloadTooLargeError")
+
+
+def _replay(body: bytes, receive: Receive) -> Callable[[], Awaitable[Message]]:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()  # after the body: wait for the disconnect
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay

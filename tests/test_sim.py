@@ -1,0 +1,232 @@
+"""The simulator: reproducible plans, fidelity against the theory, every fault type ending
+with a valid checker verdict (or, for a restart without persistence, reported losses)."""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+import numpy as np
+import pytest
+
+from jobsim import theory
+from jobsim.sim import (
+    AllAtOnce,
+    Bimodal,
+    Bursty,
+    Constant,
+    Exponential,
+    FaultPlan,
+    Fixed,
+    Lognormal,
+    Pause,
+    Poisson,
+    Replay,
+    Restart,
+    Setup,
+    Spike,
+    Workload,
+    run,
+    sweep,
+)
+
+
+def _backend(backend: str, redis_server) -> str:  # type: ignore[no-untyped-def]
+    return "embedded" if backend == "fake" else redis_server.url
+
+
+@pytest.fixture
+def url(backend, request):  # type: ignore[no-untyped-def]
+    """'embedded' or the suite's redis-server URL, per the backend parameter."""
+    if backend == "fake":
+        return "embedded"
+    return request.getfixturevalue("redis_server").url
+
+
+# --- plans ------------------------------------------------------------------------------------
+
+
+def test_the_same_seed_gives_the_same_workload_and_fault_schedule() -> None:
+    w = Workload(jobs=300, arrival=Bursty(on_rate_per_s=10, on_s=1, off_s=2),
+                 service=Lognormal(mean_s=0.5), priorities={0: 1, 5: 2, 9: 1},
+                 fail_probability=0.2, seed=11)  # fmt: skip
+    assert w.plan() == w.plan()
+    assert w.plan() != Workload(**{**w.__dict__, "seed": 12}).plan()
+    plan = FaultPlan(worker_crashes=5, redis_drops=(1.0,), seed=3)
+    assert plan.timeline(100.0) == plan.timeline(100.0)
+    assert plan.crash_times(100.0) != FaultPlan(worker_crashes=5, seed=4).crash_times(100.0)
+
+
+@pytest.mark.parametrize(
+    "service, scv",
+    [(Fixed(seconds=2.0), 0.0), (Exponential(mean_s=2.0), 1.0),
+     (Lognormal(mean_s=2.0, scv=4.0), 4.0), (Bimodal(fast_s=1.0, slow_s=11.0, p_slow=0.1), None)],
+)  # fmt: skip
+def test_service_distributions_have_their_stated_mean(service, scv) -> None:  # type: ignore[no-untyped-def]
+    """Sample mean of 20,000 draws within 4 standard errors of the stated mean."""
+    draws = service.draw(20_000, np.random.default_rng(5))
+    sd = math.sqrt(service.scv) * service.mean_s
+    assert abs(draws.mean() - service.mean_s) <= 4 * sd / math.sqrt(len(draws)) + 1e-12
+    if scv is not None:
+        assert service.scv == scv
+
+
+@pytest.mark.parametrize(
+    "arrival, rate",
+    [(Poisson(rate_per_s=5.0), 5.0), (Constant(rate_per_s=5.0), 5.0),
+     (Bursty(on_rate_per_s=10.0, on_s=1.0, off_s=1.0), 5.0)],
+)  # fmt: skip
+def test_arrival_processes_have_their_stated_rate(arrival, rate) -> None:  # type: ignore[no-untyped-def]
+    times = arrival.times(20_000, np.random.default_rng(9))
+    assert np.all(np.diff(times) >= 0)
+    assert abs(len(times) / times[-1] - rate) / rate < 0.05
+
+
+def test_replay_and_all_at_once() -> None:
+    assert list(Replay(times_s=(3.0, 1.0, 2.0)).times(3, np.random.default_rng())) == [
+        1.0,
+        2.0,
+        3.0,
+    ]
+    assert not AllAtOnce().times(4, np.random.default_rng()).any()
+
+
+# --- fidelity ---------------------------------------------------------------------------------
+
+
+def test_mmc_mean_wait_matches_erlang_c_at_the_measured_service_rate(redis_server) -> None:
+    """M/M/4 at rho = 0.75 on a real server, 5 seeded replications: the mean wait's t-interval
+    (99%) holds Erlang C evaluated at the measured service rate (service plus the queue's
+    measured per-attempt cost)."""
+    waits, predicted = [], []
+    for seed in range(1, 6):
+        workload = Workload(jobs=600, arrival=Poisson(rate_per_s=3.0),
+                            service=Exponential(mean_s=1.0), time_scale=0.01,
+                            seed=seed)  # fmt: skip
+        summary = run(workload, setup=Setup(workers=4, backend=redis_server.url)).summary
+        assert summary["valid"]
+        waits.append(summary["wait_s"]["mean"])
+        predicted.append(summary["theory_at_measured_service"]["wait_s"])
+    half_width = 4.604 * statistics.stdev(waits) / math.sqrt(len(waits))  # t(0.995, 4)
+    assert abs(statistics.mean(waits) - statistics.mean(predicted)) <= half_width
+
+
+def test_attempts_and_dead_letters_match_the_retry_formulas(url) -> None:  # type: ignore[no-untyped-def]
+    p, r, n = 0.3, 3, 1500
+    workload = Workload(jobs=n, arrival=AllAtOnce(), service=Fixed(seconds=0.0),
+                        fail_probability=p, max_retries=r, seed=7)  # fmt: skip
+    summary = run(workload, setup=Setup(workers=4, backend=url)).summary
+    assert summary["valid"] and summary["completed"] + summary["failed"] == n
+    q = theory.dead_letter_probability(p, r)
+    assert abs(summary["dead_letter_rate"] - q) <= theory.binomial_band(q, n)
+    mean_band = theory.mean_band(math.sqrt(theory.attempts_variance(p, r)), n)
+    assert abs(summary["attempts_per_job"] - theory.expected_attempts(p, r)) <= mean_band
+    assert summary["theory"]["attempts_per_job"] == pytest.approx(1.417, abs=5e-4)
+
+
+def test_littles_law_holds_exactly_on_the_drained_window(url) -> None:  # type: ignore[no-untyped-def]
+    workload = Workload(jobs=300, arrival=Poisson(rate_per_s=3.0), service=Exponential(mean_s=1.0),
+                        time_scale=0.005, seed=2)  # fmt: skip
+    little = run(workload, setup=Setup(workers=4, backend=url)).summary["littles_law"]
+    assert little["l_measured"] == pytest.approx(little["lambda_w"], rel=1e-9)
+
+
+# --- faults -----------------------------------------------------------------------------------
+
+# 200 jobs over about 100 model seconds (0.2 s of wall time) at rho = 2/3 on 3 workers
+QUICK = Workload(jobs=200, arrival=Poisson(rate_per_s=2.0), service=Exponential(mean_s=1.0),
+                 time_scale=0.002, max_retries=4, seed=5)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        FaultPlan(exception_probability=0.2, seed=1),
+        FaultPlan(poison={3: "fail", 5: "fail_once", 8: "crash"}, seed=1),
+        FaultPlan(spikes=(Spike(start_s=20.0, end_s=40.0, extra_s=20.0),), seed=1),
+        FaultPlan(slow_worker_factor=5.0, seed=1),
+        FaultPlan(worker_crashes=3, seed=1),
+    ],
+    ids=["exceptions", "poison", "spike", "slow-worker", "thread-crashes"],
+)
+def test_each_job_fault_ends_with_a_valid_verdict(url, faults) -> None:  # type: ignore[no-untyped-def]
+    result = run(QUICK, faults, Setup(workers=3, backend=url, lease_s=0.5))
+    assert result.summary["valid"], result.verdict
+    assert result.summary["completed"] + result.summary["failed"] == QUICK.jobs
+    if faults.poison:
+        by_index = result.jobs.set_index("index")
+        assert by_index.loc[3, "outcome"] == "failed" and by_index.loc[5, "outcome"] == "completed"
+        assert by_index.loc[8, "outcome"] == "failed"  # crashed every worker: delivery cap
+
+
+def test_worker_processes_sigkilled_mid_job_lose_nothing(redis_server) -> None:
+    setup = Setup(workers=2, mode="process", backend=redis_server.url, lease_s=1.0)
+    result = run(QUICK, FaultPlan(worker_crashes=2, seed=2), setup)
+    assert result.summary["valid"], result.verdict
+    assert [e for e in result.events if e[1] == "crash"]
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [FaultPlan(redis_drops=(20.0, 50.0), seed=1),
+     FaultPlan(redis_pauses=(Pause(at_s=30.0, duration_s=25.0),), seed=1)],
+    ids=["connection-drops", "pause"],
+)  # fmt: skip
+def test_redis_connection_faults_lose_nothing(redis_server, faults) -> None:  # type: ignore[no-untyped-def]
+    result = run(QUICK, faults, Setup(workers=3, backend=redis_server.url, lease_s=1.0))
+    assert result.summary["valid"], result.verdict
+    assert all("skipped" not in detail and "failed" not in detail for _, _, detail in result.events)
+
+
+def test_redis_restart_with_aof_always_loses_nothing(redis_server) -> None:
+    result = run(QUICK, FaultPlan(redis_restart=Restart(at_s=50.0, persistence="always")),
+                 Setup(workers=3, backend="local", lease_s=1.0))  # fmt: skip
+    assert result.events and result.events[0][2] == "restarted (always)"
+    assert result.summary["valid"], result.verdict
+
+
+def test_redis_restart_without_persistence_is_reported_as_lost_jobs(redis_server) -> None:
+    result = run(QUICK, FaultPlan(redis_restart=Restart(at_s=50.0, persistence="none")),
+                 Setup(workers=3, backend="local", lease_s=1.0, drain_timeout_s=20))  # fmt: skip
+    assert result.summary["lost"] > 0 and not result.summary["valid"]
+
+
+# --- sweep and charts -------------------------------------------------------------------------
+
+INSTANT = Workload(jobs=40, arrival=AllAtOnce(), service=Fixed(seconds=0.0))
+
+
+def test_sweep_returns_one_tidy_row_per_run() -> None:
+    frame = sweep({"workers": [1, 2], "fail_probability": [0.0, 0.5]},
+                  workload=INSTANT)  # fmt: skip
+    assert len(frame) == 4
+    assert {
+        "workers",
+        "fail_probability",
+        "valid",
+        "wait_s.mean",
+        "theory.dead_letter_rate",
+    } <= set(frame)
+    assert frame["valid"].all()
+
+
+def test_every_chart_has_a_title_and_labelled_axes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from jobsim.sim import plots
+
+    result = run(Workload(jobs=120, arrival=Poisson(rate_per_s=3.0), fail_probability=0.3,
+                          time_scale=0.002, seed=1))  # fmt: skip
+    frame = sweep({"fail_probability": [0.1, 0.5]},
+                  workload=INSTANT)  # fmt: skip
+    axes = [
+        plots.throughput_over_time(result),
+        plots.wait_vs_theory(result),
+        plots.attempts_histogram(result),
+        plots.worker_timeline(result),
+        plots.dead_letter_vs_failure(frame, max_retries=3),
+    ]
+    for ax in axes:
+        assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
+        ax.figure.savefig(tmp_path / f"{ax.get_title()}.png")
