@@ -20,13 +20,18 @@ from jobsim.sim.workload import Exponential, Poisson, Workload
 
 
 def predictions(
-    workload: Workload, workers: int, *, mean_service_s: float | None = None
+    workload: Workload,
+    workers: int,
+    *,
+    mean_service_s: float | None = None,
+    arrival_rate_per_s: float | None = None,
 ) -> dict[str, Any]:
     """The predictions that apply to ``workload`` served by ``workers`` workers.
 
     Args:
         mean_service_s: use this mean service time (e.g. the measured one, which includes
             the queue's own overhead) instead of the workload's.
+        arrival_rate_per_s: use this arrival rate (e.g. the one the run's draws realised).
     """
     out: dict[str, Any] = {}
     p, r = workload.fail_probability, workload.max_retries
@@ -34,7 +39,7 @@ def predictions(
     if p > 0:
         out["attempts_per_job"] = attempts
         out["dead_letter_rate"] = theory.dead_letter_probability(p, r)
-    lam = workload.arrival_rate_per_s
+    lam = workload.arrival_rate_per_s if arrival_rate_per_s is None else arrival_rate_per_s
     service = workload.service
     mean_s = service.mean_s if mean_service_s is None else mean_service_s
     if not math.isfinite(lam) or mean_s <= 0:

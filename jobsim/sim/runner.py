@@ -38,6 +38,7 @@ from jobsim.sim.timing import (
     job_frame,
     percentiles,
     time_average_in_system,
+    worked,
 )
 from jobsim.sim.workload import PlannedJob, Workload
 
@@ -185,14 +186,17 @@ def summarize(
     """The run's summary, in model units (wall seconds divided by ``time_scale``).
 
     Wait and sojourn statistics skip the first 10% of jobs (warm-up). ``theory`` uses the
-    workload's service time; ``theory_at_measured_service`` uses the measured mean attempt
-    time plus the queue's own cost per attempt, ``overhead_per_attempt_s`` (the busy gap
-    between attempts on one worker, see :func:`jobsim.sim.timing.busy_gap_s`).
+    workload's rates; ``theory_at_measured_service`` plugs in what the run measured: the
+    realised arrival rate, and the mean attempt time plus the queue's own cost per attempt,
+    ``overhead_per_attempt_s`` (the busy gap between attempts on one worker, see
+    :func:`jobsim.sim.timing.busy_gap_s`).
     """
     scale = workload.time_scale
-    service = float(attempts["service_s"].mean()) / scale
+    service = float(worked(attempts)["service_s"].mean()) / scale
     overhead = busy_gap_s(attempts, jobs) / scale
     effective = service + (overhead if math.isfinite(overhead) else 0.0)
+    submit_span = (jobs["submitted"].max() - jobs["submitted"].min()) / scale
+    arrivals = (len(jobs) - 1) / submit_span if submit_span > 0 else math.inf
     steady = jobs.iloc[len(jobs) // 10 :]
     finished = jobs.dropna(subset=["finished"])
     span = (finished["finished"].max() - jobs["submitted"].min()) if len(finished) else float("nan")
@@ -219,8 +223,9 @@ def summarize(
         "service_s": service,
         "overhead_per_attempt_s": overhead,
         "theory": predictions(workload, setup.workers),
+        "arrival_rate_per_s": arrivals,
         "theory_at_measured_service": predictions(
-            workload, setup.workers, mean_service_s=effective
+            workload, setup.workers, mean_service_s=effective, arrival_rate_per_s=arrivals
         ),
         "valid": verdict.valid,
         "wall_s": wall_s,

@@ -132,12 +132,21 @@ def time_average_in_system(jobs: pd.DataFrame) -> tuple[float, float]:
     return (area / window if window > 0 else float("nan")), window
 
 
+WORKER_ENDED = ("completed", "retry", "failed")
+"""Outcomes of attempts a worker ran to the end itself (not cut short by a lost lease)."""
+
+
+def worked(attempts: pd.DataFrame) -> pd.DataFrame:
+    """The attempts a worker ran to the end itself: their times are service times."""
+    return attempts[attempts["outcome"].isin(WORKER_ENDED)].dropna(subset=["started", "ended"])
+
+
 def busy_gap_s(attempts: pd.DataFrame, jobs: pd.DataFrame) -> float:
     """The queue's own cost per attempt: on each worker, the mean time from the end of one
     attempt to the start of its next, counted only when that next job was already waiting
     (so the worker was not idle). NaN when no such pair exists."""
     submitted = jobs.set_index("job_id")["submitted"]
-    frame = attempts.dropna(subset=["started", "ended"]).sort_values(["worker", "started"])
+    frame = worked(attempts).sort_values(["worker", "started"])
     gaps = []
     for _, runs in frame.groupby("worker"):
         starts, ends = runs["started"].to_numpy(), runs["ended"].to_numpy()

@@ -1,0 +1,355 @@
+"""The simulator's command-line commands: ``jobsim demo``, ``jobsim run``, ``jobsim sweep``.
+
+:mod:`jobsim.cli` registers them; the parsing of workload, fault and setup flags lives here
+beside the objects they build.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from jobsim.sim.faults import FaultPlan, Pause, Poison, Restart
+from jobsim.sim.runner import RunResult, Setup, run, sweep
+from jobsim.sim.workload import (
+    AllAtOnce,
+    Arrival,
+    Bimodal,
+    Bursty,
+    Constant,
+    Exponential,
+    Fixed,
+    Lognormal,
+    Poisson,
+    Service,
+    Workload,
+)
+
+# --- flags ------------------------------------------------------------------------------------
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Workload, fault and setup flags shared by ``run`` and ``sweep``."""
+    w = parser.add_argument_group("workload (model seconds)")
+    w.add_argument("--jobs", type=int, default=1000, help="jobs to submit (1000)")
+    w.add_argument(
+        "--arrival",
+        choices=["poisson", "constant", "bursty", "all"],
+        default="poisson",
+        help="arrival process (poisson)",
+    )
+    w.add_argument("--rate", type=float, default=3.0, help="arrivals per model second (3)")
+    w.add_argument("--burst-on-s", type=float, default=5.0, help="bursty: on-period (5)")
+    w.add_argument("--burst-off-s", type=float, default=5.0, help="bursty: off-period (5)")
+    w.add_argument(
+        "--service",
+        choices=["exponential", "fixed", "lognormal", "bimodal"],
+        default="exponential",
+        help="service-time distribution (exponential)",
+    )
+    w.add_argument("--mean-s", type=float, default=1.0, help="mean service time (1.0)")
+    w.add_argument("--scv", type=float, default=4.0, help="lognormal: squared coeff. of variation")
+    w.add_argument(
+        "--priorities",
+        default="0:1",
+        metavar="P:SHARE,...",
+        help="priority mix, e.g. 9:0.2,0:0.8 (all priority 0)",
+    )
+    w.add_argument("--fail-probability", type=float, default=0.0, help="per attempt (0)")
+    w.add_argument("--max-retries", type=int, default=3, help="retries per job (3)")
+    w.add_argument(
+        "--time-scale",
+        type=float,
+        default=0.01,
+        help="wall seconds per model second (0.01: 100x faster)",
+    )
+    w.add_argument("--seed", type=int, default=0, help="seed of every draw (0)")
+    f = parser.add_argument_group("faults (times in model seconds)")
+    f.add_argument(
+        "--exception-probability", type=float, default=0.0, help="extra chance any attempt raises"
+    )
+    f.add_argument(
+        "--poison",
+        default="",
+        metavar="I:MODE,...",
+        help="job index -> fail, crash or fail_once, e.g. 3:crash,7:fail",
+    )
+    f.add_argument("--crashes", type=int, default=0, help="workers killed mid-job")
+    f.add_argument("--drops", default="", metavar="T,...", help="CLIENT KILL at these times")
+    f.add_argument("--pause", default="", metavar="T:D,...", help="CLIENT PAUSE D at time T")
+    f.add_argument(
+        "--restart",
+        default=None,
+        metavar="T:PERSISTENCE",
+        help="restart Redis at T with none, everysec or always (needs --local)",
+    )
+    f.add_argument("--slow-factor", type=float, default=1.0, help="first worker this much slower")
+    s = parser.add_argument_group("setup")
+    s.add_argument("--workers", type=int, default=4, help="workers (4)")
+    s.add_argument("--processes", action="store_true", help="worker processes, not threads")
+    s.add_argument("--lease-s", type=float, default=5.0, help="lease, wall seconds (5)")
+    where = s.add_mutually_exclusive_group()
+    where.add_argument("--redis", metavar="URL", default=None, help="a real server")
+    where.add_argument(
+        "--local", action="store_true", help="start a throwaway redis-server (needed for --restart)"
+    )
+
+
+def workload_from(args: argparse.Namespace) -> Workload:
+    """The :class:`Workload` the flags describe."""
+    return Workload(
+        jobs=args.jobs,
+        arrival=_arrival(args),
+        service=_service(args),
+        priorities=_pairs(args.priorities, int, float),
+        fail_probability=args.fail_probability,
+        max_retries=args.max_retries,
+        time_scale=args.time_scale,
+        seed=args.seed,
+    )
+
+
+def _arrival(args: argparse.Namespace) -> Arrival:
+    if args.arrival == "constant":
+        return Constant(rate_per_s=args.rate)
+    if args.arrival == "bursty":
+        on, off = args.burst_on_s, args.burst_off_s
+        return Bursty(on_rate_per_s=args.rate * (on + off) / on, on_s=on, off_s=off)
+    if args.arrival == "all":
+        return AllAtOnce()
+    return Poisson(rate_per_s=args.rate)
+
+
+def _service(args: argparse.Namespace) -> Service:
+    mean = args.mean_s
+    if args.service == "fixed":
+        return Fixed(seconds=mean)
+    if args.service == "lognormal":
+        return Lognormal(mean_s=mean, scv=args.scv)
+    if args.service == "bimodal":  # 90% at half the mean, 10% at 5.5x: the same mean
+        return Bimodal(fast_s=mean / 2, slow_s=mean * 5.5, p_slow=0.1)
+    return Exponential(mean_s=mean)
+
+
+def faults_from(args: argparse.Namespace) -> FaultPlan:
+    """The :class:`FaultPlan` the flags describe."""
+    restart = None
+    if args.restart:
+        at, _, persistence = args.restart.partition(":")
+        restart = Restart(at_s=float(at), persistence=persistence or "always")
+    poison: dict[int, Poison] = _pairs(args.poison, int, str)
+    return FaultPlan(
+        exception_probability=args.exception_probability,
+        poison=poison,
+        worker_crashes=args.crashes,
+        redis_drops=tuple(float(t) for t in args.drops.split(",") if t),
+        redis_pauses=tuple(
+            Pause(at_s=a, duration_s=d) for a, d in _pairs(args.pause, float, float).items()
+        ),
+        redis_restart=restart,
+        slow_worker_factor=args.slow_factor,
+        seed=args.seed,
+    )
+
+
+def setup_from(args: argparse.Namespace) -> Setup:
+    """The :class:`Setup` the flags describe."""
+    backend = args.redis or ("local" if args.local else "embedded")
+    return Setup(
+        workers=args.workers,
+        mode="process" if args.processes else "thread",
+        backend=backend,
+        lease_s=args.lease_s,
+    )
+
+
+def _pairs(text: str, key: type, value: type) -> dict[Any, Any]:
+    out = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        k, sep, v = item.partition(":")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"expected KEY:VALUE, got {item!r}")
+        out[key(k)] = value(v)
+    return out
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """``jobsim run``: one run; prints the summary, writes ``--json`` and ``--out``."""
+    result = run(workload_from(args), faults_from(args), setup_from(args), progress=True)
+    print(format_summary(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(_jsonable(result.summary), indent=2) + "\n")
+        print(f"wrote {args.json}")
+    if args.out:
+        for path in write_outputs(result, Path(args.out)):
+            print(f"wrote {path}")
+    return 0 if result.summary["valid"] else 1
+
+
+def sweep_command(args: argparse.Namespace) -> int:
+    """``jobsim sweep``: every combination of ``--grid`` values; writes ``--csv``."""
+    grid = {}
+    for spec in args.grid:
+        name, _, values = spec.partition("=")
+        grid[name.replace("-", "_")] = [_number(v) for v in values.split(",")]
+    frame = sweep(
+        grid,
+        workload=workload_from(args),
+        faults=faults_from(args),
+        setup=setup_from(args),
+        progress=True,
+    )
+    columns = [*grid, "valid", "completed", "failed", "lost", "attempts_per_job",
+               "dead_letter_rate", "wait_s.mean", "theory.wait_s", "throughput_per_s"]  # fmt: skip
+    print(frame[[c for c in columns if c in frame]].to_string(index=False))
+    if args.csv:
+        frame.to_csv(args.csv, index=False)
+        print(f"wrote {args.csv}")
+    return 0 if frame["valid"].all() else 1
+
+
+def _number(text: str) -> int | float | str:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
+
+
+# --- reporting --------------------------------------------------------------------------------
+
+
+def format_summary(result: RunResult) -> str:
+    """A table of measured beside predicted, then the checker's verdict."""
+    s, w = result.summary, result.workload
+    theory, at_measured = s["theory"], s["theory_at_measured_service"]
+    rows = [
+        ("attempts per job", s["attempts_per_job"], theory.get("attempts_per_job"), None),
+        ("dead-letter rate", s["dead_letter_rate"], theory.get("dead_letter_rate"), None),
+        ("mean wait (s)", s["wait_s"]["mean"], theory.get("wait_s"), at_measured.get("wait_s")),
+        ("mean sojourn (s)", s["sojourn_s"]["mean"], theory.get("sojourn_s"),
+         at_measured.get("sojourn_s")),
+        ("throughput (jobs/s)", s["throughput_per_s"], w.arrival_rate_per_s, None),
+        ("L, time-average in system", s["littles_law"]["l_measured"], s["littles_law"]["lambda_w"],
+         None),
+    ]  # fmt: skip
+    lines = [f"{'':<28}{'measured':>11}{'theory':>11}{'theory*':>11}"]
+    lines += [f"{name:<28}{_cell(m)}{_cell(t)}{_cell(a)}" for name, m, t, a in rows]
+    lines.append(
+        f"theory: {theory.get('model', 'retry formulas only')} at the workload's rates; theory*: "
+        f"at the measured arrival rate {s['arrival_rate_per_s']:.3f}/s and service time "
+        f"{s['service_s']:.3f} s plus the queue's own {s['overhead_per_attempt_s']:.4f} s per "
+        "attempt; L's theory column is lambda x W (Little's law)"
+    )
+    lines.append(
+        f"p50/p95/p99 wait: {s['wait_s']['p50']:.3f} / {s['wait_s']['p95']:.3f} / "
+        f"{s['wait_s']['p99']:.3f} s (model time; first 10% of jobs skipped as warm-up)"
+    )
+    v = result.verdict
+    lines.append(
+        f"checker: submitted {v.submitted}, completed {v.completed}, dead-lettered "
+        f"{v.dead_lettered}, lost {v.lost}, unexpected {v.unexpected}, duplicates "
+        f"{v.duplicates}, redelivered {v.redelivered} -> {'VALID' if v.valid else 'INVALID'}"
+    )
+    for at, kind, detail in result.events:
+        lines.append(f"fault at {at:.2f} s: {kind}: {detail}")
+    return "\n".join(lines)
+
+
+def _cell(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return f"{'-':>11}"
+    return f"{value:>11.4g}"
+
+
+def write_outputs(result: RunResult, out: Path) -> list[Path]:
+    """CSV frames, the JSON summary and the charts (PNG) into ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from jobsim.sim import plots
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "jobs.csv", out / "attempts.csv", out / "summary.json"]
+    result.jobs.to_csv(paths[0], index=False)
+    result.attempts.to_csv(paths[1], index=False)
+    paths[2].write_text(json.dumps(_jsonable(result.summary), indent=2) + "\n")
+    for name, draw in (
+        ("throughput.png", plots.throughput_over_time),
+        ("wait_vs_theory.png", plots.wait_vs_theory),
+        ("attempts.png", plots.attempts_histogram),
+        ("workers.png", plots.worker_timeline),
+    ):
+        figure = draw(result).get_figure(root=True)
+        assert figure is not None
+        figure.tight_layout()
+        figure.savefig(out / name, dpi=110)
+        plt.close(figure)
+        paths.append(out / name)
+    return paths
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+# --- the demo ---------------------------------------------------------------------------------
+
+DEMO = Workload(
+    jobs=600,
+    arrival=Poisson(rate_per_s=5.0),
+    service=Exponential(mean_s=0.5),
+    priorities={9: 0.2, 5: 0.3, 0: 0.5},
+    fail_probability=0.15,
+    max_retries=3,
+    time_scale=0.2,
+    seed=7,
+)
+"""The default scenario: M/M/4 at rho ~0.74 after retries, three priority classes."""
+
+DEMO_FAULTS = FaultPlan(poison={10: "fail", 20: "crash"}, worker_crashes=1, seed=7)
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    """``jobsim demo``: the default scenario on the embedded backend, explained."""
+    workload = Workload(
+        **{**DEMO.__dict__, "jobs": args.jobs, "seed": args.seed, "time_scale": args.time_scale}
+    )
+    setup = Setup(workers=args.workers, backend=args.redis or "embedded", lease_s=1.0)
+    print(
+        f"jobsim demo: {workload.jobs} jobs, Poisson arrivals at "
+        f"{workload.arrival_rate_per_s:g}/s, "
+        f"exponential service with mean {workload.service.mean_s:g} s, priorities 9/5/0, "
+        f"{workload.fail_probability:.0%} of attempts fail (up to {workload.max_retries} retries), "
+        f"one poison job, one job that crashes its worker, one worker killed mid-run; "
+        f"{setup.workers} workers; time runs {1 / workload.time_scale:g}x faster than the model",
+        file=sys.stderr,
+    )
+    result = run(workload, DEMO_FAULTS, setup, progress=True)
+    print(format_summary(result))
+    print(_priority_table(result))
+    paths = write_outputs(result, Path(args.out))
+    print(f"\nwrote {len(paths)} files to {args.out}/: " + ", ".join(p.name for p in paths))
+    return 0 if result.summary["valid"] else 1
+
+
+def _priority_table(result: RunResult) -> str:
+    scale = result.workload.time_scale
+    steady = result.jobs.iloc[len(result.jobs) // 10 :]
+    means = steady.groupby("priority")["wait_s"].mean() / scale
+    cells = ", ".join(f"priority {p}: {w:.3f} s" for p, w in sorted(means.items(), reverse=True))
+    return f"mean wait by priority (higher served first): {cells}"
