@@ -105,7 +105,8 @@ class WorkerPool:
         self._stopping = threading.Event()  # workers take no new jobs
         self._halt = threading.Event()  # the supervisor exits (after the workers stopped)
         self._wakeup = threading.Event()
-        self._rng = random.Random(f"{seed}:{self.id}:supervisor")
+        self._rng = random.Random(f"{seed}:supervisor")
+        self.discarded: list[str] = []  # finished jobs whose results an injected crash lost
         self._threads: list[ThreadWorker] = []
         self._children: list[Child] = []
         self._children_lock = threading.Lock()  # the supervisor respawns, stop() reaps
@@ -384,19 +385,21 @@ class WorkerPool:
     def _crash_worker(self, rng: random.Random) -> str | None:
         """Kill one worker mid-job, as a fault: a process gets SIGKILL; a thread loses every
         lease it holds when its running job ends (no result sent, no heartbeat), as if it
-        had died. Returns the worker id, or None if no worker is busy."""
+        had died (the jobs it had finished run again: :attr:`discarded` lists them).
+        Returns the worker id, or None if no worker is busy."""
         if self.mode == "process":
             with self._children_lock:
-                alive = [c for c in self._children if c.alive() and c.pid]
-                if not alive:
+                busy = [c for c in self._children if c.alive() and c.slot.running() is not None]
+                if not busy:
                     return None
-                child = rng.choice(alive)
+                child = rng.choice(busy)
                 os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
+                child.join(5.0)  # dead before anyone picks a victim again
                 return child.worker_id
-        busy = [t for t in self._threads if t.running is not None and not t.crash_requested]
-        if not busy:
+        threads = [t for t in self._threads if t.running is not None and not t.crash_requested]
+        if not threads:
             return None
-        thread = rng.choice(busy)
+        thread = rng.choice(threads)
         thread.crash_requested = True
         return thread.worker_id
 

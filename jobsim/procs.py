@@ -160,7 +160,9 @@ class Child:
     def spawn(self) -> None:
         self.generation += 1
         self.slot.clear()
-        spec = ChildSpec(**{**self.spec.__dict__, "pool_name": self.name})
+        # Each child, and each restart of it, draws its own reproducible jitter stream.
+        seed = self.spec.seed * 10_007 + self.index * 101 + self.generation
+        spec = ChildSpec(**{**self.spec.__dict__, "pool_name": self.name, "seed": seed})
         process = CONTEXT.Process(target=child_main, args=(spec, self.slot), name=self.name)
         process.daemon = True
         process.start()

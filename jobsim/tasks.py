@@ -196,7 +196,7 @@ class SimPayload(_Payload):
     fail_probability: float = Field(default=0.0, ge=0, le=1)
     seed: int = 0
     poison: Literal["fail", "crash", "fail_once"] | None = None
-    spike: tuple[float, float, float] | None = None  # start, end (epoch s), extra seconds
+    spikes: list[tuple[float, float, float]] = Field(default_factory=list)  # start, end, extra
     slow_workers: list[str] = Field(default_factory=list)
     slow_factor: float = Field(default=1.0, ge=1)
 
@@ -264,9 +264,10 @@ def _sim(payload: dict[str, Any], ctx: JobContext) -> None:
     seconds = float(payload.get("seconds", 0.0))
     if ctx.worker_id in payload.get("slow_workers", ()):
         seconds *= float(payload.get("slow_factor", 1.0))
-    spike = payload.get("spike")
-    if spike and spike[0] <= time.time() <= spike[1]:
-        seconds += float(spike[2])
+    now = time.time()  # spike windows are in epoch seconds
+    seconds += sum(
+        float(extra) for start, end, extra in payload.get("spikes", ()) if start <= now <= end
+    )
     if seconds:
         time.sleep(seconds)
     if poison == "fail" or (poison == "fail_once" and ctx.attempt == 1):

@@ -86,7 +86,7 @@ class ThreadWorker(threading.Thread):
         super().__init__(name=f"jobsim-worker-{pool.id}-{index}", daemon=True)
         self.pool = pool
         self.worker_id = f"{pool.id}-{index}"
-        self.rng = random.Random(f"{pool.seed}:{self.worker_id}")
+        self.rng = random.Random(f"{pool.seed}:{index}")
         self.report = report or _NoReport()
         self.in_process_worker = report is not None
         self.running: Running | None = None
@@ -247,6 +247,8 @@ class ThreadWorker(threading.Thread):
             self.running = None
             if self.crash_requested:  # an injected crash: everything this thread held is lost
                 self.crash_requested = False
+                lost = [c[0] for c in self._done] + [f[0] for f in self._failed] + [job.id]
+                self.pool.discarded.extend(lost)
                 self._done, self._failed = [], []
                 self._buffer.clear()
                 return

@@ -4,7 +4,8 @@ accounted for exactly once?
 - ``lost``: submitted, but with no record, or not in a terminal status after the drain;
 - ``unexpected``: in the completed set or the dead-letter queue without having been
   submitted in this run;
-- ``misplaced``: in both terminal sets, or in one that disagrees with its status;
+- ``misplaced``: in both terminal sets, or in one that disagrees with its status, or still
+  queued, processing or retrying after the drain (``stranded``);
 - ``duplicates``: jobs that certainly ran to the end more than once (a late result was
   fenced); ``redelivered``: jobs delivered again after a lost lease (possible duplicates).
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from jobsim.models import JobStatus
+from jobsim.models import Job, JobStatus
 from jobsim.queue import JobQueue
 
 
@@ -31,6 +32,7 @@ class Verdict:
     lost: int
     unexpected: int
     misplaced: int
+    stranded: int
     duplicates: int
     redelivered: int
     lost_ids: tuple[str, ...] = ()
@@ -48,9 +50,19 @@ class Verdict:
         return out
 
 
-def check(queue: JobQueue, submitted: Sequence[str]) -> Verdict:
-    """Check a drained queue against the ids submitted to it."""
+def check(queue: JobQueue, submitted: Sequence[str], *, ran_twice: Sequence[str] = ()) -> Verdict:
+    """Check a drained queue against the ids submitted to it.
+
+    Args:
+        ran_twice: ids known to have run to the end more than once without a fenced result
+            (an injected crash threw a finished result away); counted as duplicates.
+    """
     ids = set(submitted)
+    stranded = ids & (
+        _all_ids(queue, JobStatus.QUEUED)
+        | _all_ids(queue, JobStatus.PROCESSING)
+        | _all_ids(queue, JobStatus.RETRYING)
+    )
     completed = _all_ids(queue, JobStatus.COMPLETED)
     dead = _all_ids(queue, JobStatus.FAILED)
     records = {job.id: job for job in _fetch_all(queue, sorted(ids))}
@@ -59,11 +71,15 @@ def check(queue: JobQueue, submitted: Sequence[str]) -> Verdict:
         for i in ids
         if i not in records or records[i].status not in (JobStatus.COMPLETED, JobStatus.FAILED)
     )
-    misplaced = len(completed & dead) + sum(
-        1
-        for i, job in records.items()
-        if (job.status == JobStatus.COMPLETED) != (i in completed)
-        or (job.status == JobStatus.FAILED) != (i in dead)
+    misplaced = (
+        len(stranded)
+        + len(completed & dead)
+        + sum(
+            1
+            for i, job in records.items()
+            if (job.status == JobStatus.COMPLETED) != (i in completed)
+            or (job.status == JobStatus.FAILED) != (i in dead)
+        )
     )
     return Verdict(
         submitted=len(ids),
@@ -72,7 +88,10 @@ def check(queue: JobQueue, submitted: Sequence[str]) -> Verdict:
         lost=len(lost),
         unexpected=len((completed | dead) - ids),
         misplaced=misplaced,
-        duplicates=sum(1 for job in records.values() if job.fenced > 0),
+        stranded=len(stranded),
+        duplicates=len(
+            {i for i, job in records.items() if job.fenced > 0} | (set(ran_twice) & ids)
+        ),
         redelivered=sum(1 for job in records.values() if job.redeliveries > 0),
         lost_ids=tuple(lost),
     )
@@ -87,7 +106,7 @@ def _all_ids(queue: JobQueue, status: JobStatus) -> set[str]:
     return out
 
 
-def _fetch_all(queue: JobQueue, ids: list[str]) -> list:  # type: ignore[type-arg]
+def _fetch_all(queue: JobQueue, ids: list[str]) -> list[Job]:
     jobs = []
     for start in range(0, len(ids), 1000):
         jobs += queue._fetch(ids[start : start + 1000])

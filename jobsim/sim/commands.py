@@ -238,8 +238,8 @@ def format_summary(result: RunResult) -> str:
         ("mean sojourn (s)", s["sojourn_s"]["mean"], theory.get("sojourn_s"),
          at_measured.get("sojourn_s")),
         ("throughput (jobs/s)", s["throughput_per_s"], w.arrival_rate_per_s, None),
-        ("L, time-average in system", s["littles_law"]["l_measured"], s["littles_law"]["lambda_w"],
-         None),
+        ("L, jobs in system (sampled)", s["littles_law"]["l_sampled"],
+         s["littles_law"]["lambda_w"], None),
     ]  # fmt: skip
     lines = [f"{'':<28}{'measured':>11}{'theory':>11}{'theory*':>11}"]
     lines += [f"{name:<28}{_cell(m)}{_cell(t)}{_cell(a)}" for name, m, t, a in rows]
@@ -261,6 +261,7 @@ def format_summary(result: RunResult) -> str:
     )
     for at, kind, detail in result.events:
         lines.append(f"fault at {at:.2f} s: {kind}: {detail}")
+    lines += [f"note: {w}" for w in s["warnings"]]
     return "\n".join(lines)
 
 

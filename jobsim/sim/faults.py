@@ -106,14 +106,17 @@ class FaultPlan:
         """Whether the plan injects nothing."""
         return self == FaultPlan(seed=self.seed)
 
-    def crash_times(self, horizon_s: float) -> list[float]:
-        """When workers die: uniform over the first 80% of the arrival horizon, sorted."""
-        rng = np.random.default_rng(np.random.SeedSequence([self.seed, 1]))
+    def crash_times(self, horizon_s: float, run_seed: int = 0) -> list[float]:
+        """When workers die: uniform over the first 80% of the arrival horizon, sorted.
+
+        ``run_seed`` (the workload's seed) varies the schedule between replications.
+        """
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, run_seed, 1]))
         return sorted(float(t) for t in rng.uniform(0, 0.8 * horizon_s, self.worker_crashes))
 
-    def timeline(self, horizon_s: float) -> list[tuple[float, str, float]]:
+    def timeline(self, horizon_s: float, run_seed: int = 0) -> list[tuple[float, str, float]]:
         """Every timed fault as (model time, kind, argument), in time order."""
-        events = [(t, "crash", 0.0) for t in self.crash_times(horizon_s)]
+        events = [(t, "crash", 0.0) for t in self.crash_times(horizon_s, run_seed)]
         events += [(t, "drop", 0.0) for t in self.redis_drops]
         events += [(p.at_s, "pause", p.duration_s) for p in self.redis_pauses]
         if self.redis_restart is not None:

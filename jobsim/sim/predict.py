@@ -1,71 +1,114 @@
-"""Which formulas of :mod:`jobsim.theory` apply to a workload, and what they predict.
+"""Which formulas of :mod:`jobsim.theory` apply to a run, and what they predict.
 
 Every prediction is in model units. A formula is included only when its assumptions hold:
 
-- retries (any workload with failures): attempts per job and the dead-letter probability;
+- retries: attempts per job and the dead-letter probability, at the per-attempt failure
+  probability of the workload and the fault plan together (not with poison jobs, which
+  fail by design);
 - Poisson arrivals and exponential service: M/M/c (Erlang C) at the effective arrival rate
-  λ·E[A] (retries go straight back into the queue); with several priority classes, the
-  non-preemptive priority waits;
-- Poisson arrivals, one worker, any service: Pollaczek-Khinchine (exact);
-- renewal arrivals otherwise: Allen-Cunneen (approximate, within about 20%).
+  λ·E[A] (a retried job re-enters the queue); a job's sojourn is E[A] visits plus the
+  expected backoffs; with several priority classes and strict priority (no aging, no
+  retries), the non-preemptive priority waits;
+- Poisson arrivals, one worker, no retries: Pollaczek-Khinchine (exact);
+- renewal arrivals otherwise, no retries: Allen-Cunneen (approximate, within about 20%).
+
+Queueing formulas are left out when the fault plan breaks their assumptions (crashes,
+spikes, a slow worker, Redis faults), and say so in ``note``.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobsim import theory
+from jobsim.sim.faults import FaultPlan
 from jobsim.sim.workload import Exponential, Poisson, Workload
+
+if TYPE_CHECKING:
+    from jobsim.sim.runner import Setup
 
 
 def predictions(
     workload: Workload,
-    workers: int,
+    setup: Setup,
+    faults: FaultPlan | None = None,
     *,
     mean_service_s: float | None = None,
     arrival_rate_per_s: float | None = None,
 ) -> dict[str, Any]:
-    """The predictions that apply to ``workload`` served by ``workers`` workers.
+    """The predictions that apply to ``workload`` run with ``setup`` and ``faults``.
 
     Args:
         mean_service_s: use this mean service time (e.g. the measured one, which includes
             the queue's own overhead) instead of the workload's.
         arrival_rate_per_s: use this arrival rate (e.g. the one the run's draws realised).
     """
+    faults = faults or FaultPlan()
     out: dict[str, Any] = {}
-    p, r = workload.fail_probability, workload.max_retries
+    p = 1 - (1 - workload.fail_probability) * (1 - faults.exception_probability)
+    r = workload.max_retries
     attempts = theory.expected_attempts(p, r)
-    if p > 0:
+    if p > 0 and not faults.poison:
         out["attempts_per_job"] = attempts
         out["dead_letter_rate"] = theory.dead_letter_probability(p, r)
+    if _breaks_queueing(faults):
+        out["note"] = "queueing formulas left out: the fault plan breaks their assumptions"
+        return out
     lam = workload.arrival_rate_per_s if arrival_rate_per_s is None else arrival_rate_per_s
     service = workload.service
     mean_s = service.mean_s if mean_service_s is None else mean_service_s
     if not math.isfinite(lam) or mean_s <= 0:
         return out
-    lam_eff, mu = lam * attempts, 1.0 / mean_s
-    rho = lam_eff / (workers * mu)
-    out["utilisation"] = rho
-    if rho >= 1:
+    lam_eff, mu, c = lam * attempts, 1.0 / mean_s, setup.workers
+    out["utilisation"] = lam_eff / (c * mu)
+    if lam_eff >= c * mu:
         out["stable"] = False
         return out
-    poisson, exponential = isinstance(workload.arrival, Poisson), isinstance(service, Exponential)
-    if poisson and workload.arrival.scv == 1.0 and exponential:
-        mmc = theory.mmc(lam_eff, mu, workers)
-        out.update(model="M/M/c", wait_s=mmc.wq, sojourn_s=mmc.w, p_wait=mmc.p_wait)
+    if isinstance(workload.arrival, Poisson) and isinstance(service, Exponential):
+        mmc = theory.mmc(lam_eff, mu, c)
+        backoff = _expected_backoff_model_s(p, r, setup, workload.time_scale)
+        out.update(model="M/M/c", wait_s=mmc.wq, p_wait=mmc.p_wait)
+        if backoff is not None:
+            out["sojourn_s"] = attempts * mmc.w + backoff
         classes = workload.class_rates()
-        if len(classes) > 1 and p == 0:
-            waits = theory.priority_waits([rate for _, rate in classes], mu, workers)
+        if len(classes) > 1 and p == 0 and setup.aging_s is None:
+            waits = theory.priority_waits([rate for _, rate in classes], mu, c)
             out["wait_s_by_priority"] = {
                 str(prio): w for (prio, _), w in zip(classes, waits, strict=True)
             }
-    elif poisson and workers == 1 and p == 0:
+    elif p > 0:
+        return out
+    elif isinstance(workload.arrival, Poisson) and c == 1:
         wq = theory.mg1_wait(lam, mean_s, scv_s=service.scv)
         out.update(model="M/G/1", wait_s=wq, sojourn_s=wq + mean_s)
-    elif math.isfinite(workload.arrival.scv) and p == 0:
-        wq = theory.allen_cunneen_wait(
-            lam, mu, workers, scv_a=workload.arrival.scv, scv_s=service.scv
-        )
+    elif math.isfinite(workload.arrival.scv):
+        wq = theory.allen_cunneen_wait(lam, mu, c, scv_a=workload.arrival.scv, scv_s=service.scv)
         out.update(model="G/G/c (Allen-Cunneen)", wait_s=wq, sojourn_s=wq + mean_s)
     return out
+
+
+def _breaks_queueing(faults: FaultPlan) -> bool:
+    return bool(
+        faults.poison
+        or faults.spikes
+        or faults.worker_crashes
+        or faults.redis_drops
+        or faults.redis_pauses
+        or faults.redis_restart
+        or faults.slow_worker_factor > 1
+    )
+
+
+def _expected_backoff_model_s(p: float, r: int, setup: Setup, time_scale: float) -> float | None:
+    """Expected total backoff of a job, model seconds: the k-th backoff happens when the
+    first k attempts failed (probability p^k), for k = 1..r. None for decorrelated jitter,
+    whose mean has no closed form here."""
+    policy = setup.retry
+    total = 0.0
+    for k in range(1, r + 1):
+        mean = theory.expected_backoff_s(policy.kind, k, base_s=policy.base_s, cap_s=policy.cap_s)
+        if mean is None:
+            return None
+        total += p**k * mean
+    return total / time_scale

@@ -21,6 +21,7 @@ from functools import partial
 from typing import Any, Literal, TypeVar
 
 import fakeredis
+import numpy as np
 import pandas as pd
 import redis
 
@@ -37,10 +38,9 @@ from jobsim.sim.timing import (
     busy_gap_s,
     job_frame,
     percentiles,
-    time_average_in_system,
     worked,
 )
-from jobsim.sim.workload import PlannedJob, Workload
+from jobsim.sim.workload import Constant, PlannedJob, Poisson, Workload
 
 Backend = Literal["embedded", "local"] | str
 
@@ -129,17 +129,23 @@ def run(
             t0 = _server_seconds(client)
             started = time.monotonic()
             injector = _Injector(faults, workload, pool, client, server, started)
+            sampler = _Sampler(queue, started)
             injector.start()
+            sampler.start()
             ids = _submit(queue, plan, workload, faults, pool, started)
             _drain(queue, len(plan), setup.drain_timeout_s, progress)
             injector.stop()
+            sampler.stop()
             wall_s = time.monotonic() - started
         records = [job for i in range(0, len(ids), 1000) for job in queue._fetch(ids[i : i + 1000])]
-        verdict = check(queue, ids)
+        verdict = check(queue, ids, ran_twice=pool.discarded)
         index = {job_id: i for i, job_id in enumerate(ids)}
         jobs = job_frame(records, t0=t0, index=index)
         attempts = attempt_frame(records, t0=t0)
-        summary = summarize(jobs, attempts, verdict, workload, setup, wall_s)
+        summary = summarize(
+            jobs, attempts, verdict, workload, setup, faults, wall_s, sampler.samples
+        )
+        summary["faults_applied"] = [f"{at:g} s {kind}: {d}" for at, kind, d in injector.events]
         queue.delete()
     return RunResult(workload, faults, setup, jobs, attempts, verdict, summary, injector.events)
 
@@ -181,7 +187,9 @@ def summarize(
     verdict: Verdict,
     workload: Workload,
     setup: Setup,
+    faults: FaultPlan,
     wall_s: float,
+    samples: Sequence[tuple[float, int]] = (),
 ) -> dict[str, Any]:
     """The run's summary, in model units (wall seconds divided by ``time_scale``).
 
@@ -189,7 +197,8 @@ def summarize(
     workload's rates; ``theory_at_measured_service`` plugs in what the run measured: the
     realised arrival rate, and the mean attempt time plus the queue's own cost per attempt,
     ``overhead_per_attempt_s`` (the busy gap between attempts on one worker, see
-    :func:`jobsim.sim.timing.busy_gap_s`).
+    :func:`jobsim.sim.timing.busy_gap_s`). ``littles_law`` compares L sampled from the
+    queue's own counts during the run with λ·W from the timestamps.
     """
     scale = workload.time_scale
     service = float(worked(attempts)["service_s"].mean()) / scale
@@ -199,9 +208,13 @@ def summarize(
     arrivals = (len(jobs) - 1) / submit_span if submit_span > 0 else math.inf
     steady = jobs.iloc[len(jobs) // 10 :]
     finished = jobs.dropna(subset=["finished"])
-    span = (finished["finished"].max() - jobs["submitted"].min()) if len(finished) else float("nan")
-    in_system, window = time_average_in_system(jobs)
-    n = max(len(jobs), 1)
+    span = (finished["finished"].max() - jobs["submitted"].min()) if len(finished) else math.nan
+    warnings = []
+    if math.isfinite(overhead) and overhead > 0.05 * service:
+        warnings.append(
+            f"the queue's own cost per attempt is {overhead / service:.0%} of the service time; "
+            "raise time_scale for a closer match to the theory"
+        )
     return {
         "submitted": verdict.submitted,
         "completed": verdict.completed,
@@ -209,28 +222,39 @@ def summarize(
         "lost": verdict.lost,
         "duplicates": verdict.duplicates,
         "redelivered": verdict.redelivered,
-        "attempts_per_job": float(jobs["attempts"].mean()) if len(jobs) else float("nan"),
-        "dead_letter_rate": verdict.dead_lettered / n,
-        "throughput_per_s": len(finished) / span * scale if span and span > 0 else float("nan"),
+        "attempts_per_job": float(jobs["attempts"].mean()) if len(jobs) else math.nan,
+        "dead_letter_rate": verdict.dead_lettered / max(verdict.submitted, 1),
+        "throughput_per_s": len(finished) / span * scale if span and span > 0 else math.nan,
         "wait_s": _scaled(percentiles(steady["wait_s"]), scale),
         "sojourn_s": _scaled(percentiles(steady["sojourn_s"]), scale),
-        "littles_law": {
-            "l_measured": in_system,
-            "lambda_w": (len(finished) / window) * float(finished["sojourn_s"].mean())
-            if window
-            else float("nan"),
-        },
+        "littles_law": _littles_law(finished, samples),
+        "arrival_rate_per_s": arrivals,
         "service_s": service,
         "overhead_per_attempt_s": overhead,
-        "theory": predictions(workload, setup.workers),
-        "arrival_rate_per_s": arrivals,
+        "theory": predictions(workload, setup, faults),
         "theory_at_measured_service": predictions(
-            workload, setup.workers, mean_service_s=effective, arrival_rate_per_s=arrivals
+            workload, setup, faults, mean_service_s=effective, arrival_rate_per_s=arrivals
         ),
+        "warnings": warnings,
         "valid": verdict.valid,
         "wall_s": wall_s,
         "time_scale": scale,
     }
+
+
+def _littles_law(finished: pd.DataFrame, samples: Sequence[tuple[float, int]]) -> dict[str, float]:
+    """L sampled from the queue's counts over the busy window, with a 99% batch-means
+    half-width (10 batches), beside λ·W from the jobs' timestamps (same, wall units)."""
+    if finished.empty:
+        return {"l_sampled": math.nan, "l_half_width": math.nan, "lambda_w": math.nan}
+    start, end = float(finished["submitted"].min()), float(finished["finished"].max())
+    counts = np.array([n for t, n in samples if start <= t <= end], dtype=float)
+    lambda_w = len(finished) / (end - start) * float(finished["sojourn_s"].mean())
+    if counts.size < 20:
+        return {"l_sampled": math.nan, "l_half_width": math.nan, "lambda_w": lambda_w}
+    batches = np.array([b.mean() for b in np.array_split(counts, 10)])
+    half_width = 3.25 * float(batches.std(ddof=1)) / math.sqrt(len(batches))  # t(0.995, 9)
+    return {"l_sampled": float(counts.mean()), "l_half_width": half_width, "lambda_w": lambda_w}
 
 
 def flatten(summary: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -271,11 +295,10 @@ def _payload(
     }
     if job.index in faults.poison:
         payload["poison"] = faults.poison[job.index]
-    for spike in faults.spikes:
-        payload["spike"] = [
-            t_epoch + spike.start_s * scale,
-            t_epoch + spike.end_s * scale,
-            spike.extra_s * scale,
+    if faults.spikes:
+        payload["spikes"] = [
+            [t_epoch + sp.start_s * scale, t_epoch + sp.end_s * scale, sp.extra_s * scale]
+            for sp in faults.spikes
         ]
     if faults.slow_worker_factor > 1 and pool.worker_ids:
         payload["slow_workers"] = pool.worker_ids[:1]
@@ -344,6 +367,29 @@ def _bar(done: int, total: int) -> None:
     sys.stderr.flush()
 
 
+class _Sampler(threading.Thread):
+    """Samples how many jobs are in the system (queued, processing, retrying) every few
+    milliseconds, from the queue's own counts: an L independent of the timestamps."""
+
+    def __init__(self, queue: JobQueue, started: float, every_s: float = 0.005) -> None:
+        super().__init__(name="jobsim-sampler", daemon=True)
+        self.queue, self.started, self.every_s = queue, started, every_s
+        self.samples: list[tuple[float, int]] = []  # (seconds since start, jobs in system)
+        self._done = threading.Event()
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
+
+    def run(self) -> None:
+        while not self._done.wait(self.every_s):
+            try:
+                active = self.queue.stats().active
+            except redis.RedisError:
+                continue  # Redis restarting: no sample
+            self.samples.append((time.monotonic() - self.started, active))
+
+
 class _Injector(threading.Thread):
     """Applies the plan's timed faults at their model times."""
 
@@ -358,7 +404,7 @@ class _Injector(threading.Thread):
     ) -> None:
         super().__init__(name="jobsim-fault-injector", daemon=True)
         horizon = max((j.arrival_s for j in workload.plan()), default=0.0)
-        self.timeline = faults.timeline(horizon)
+        self.timeline = faults.timeline(horizon, workload.seed)
         self.scale = workload.time_scale
         self.pool, self.client, self.server, self.started = pool, client, server, started
         self.rng = random.Random(f"{faults.seed}:injector")
@@ -368,19 +414,33 @@ class _Injector(threading.Thread):
     def stop(self) -> None:
         self._done.set()
         self.join()
+        for at_s, kind, _ in self.timeline[len(self.events) :]:
+            self.events.append((at_s, kind, "not applied: the run ended first"))
 
     def run(self) -> None:
         for at_s, kind, arg in self.timeline:
             wait = self.started + at_s * self.scale - time.monotonic()
             if wait > 0 and self._done.wait(wait):
                 return
-            self.events.append((at_s, kind, self._apply(kind, arg)))
+            detail = self._apply(kind, arg)
+            if detail is None:
+                return  # the run ended before a worker was busy; stop() records it
+            self.events.append((at_s, kind, detail))
 
-    def _apply(self, kind: str, arg: float) -> str:
+    def _crash(self) -> str | None:
+        """Kill a busy worker, waiting for one to be busy (a crash is mid-job)."""
+        while not self._done.is_set():
+            worker = self.pool._crash_worker(self.rng)
+            if worker is not None:
+                return f"killed worker {worker}"
+            self._done.wait(0.002)
+        return None
+
+    def _apply(self, kind: str, arg: float) -> str | None:
         embedded = is_embedded(self.client)
         try:
             if kind == "crash":
-                return f"worker {self.pool._crash_worker(self.rng)}"
+                return self._crash()
             if embedded and kind in ("drop", "pause"):
                 return "skipped: the embedded backend has no client connections"
             if kind == "drop":
@@ -401,6 +461,8 @@ def _apply(point: Mapping[str, Any], workload: Workload, setup: Setup) -> tuple[
     w_fields = {k: v for k, v in point.items() if k in Workload.__dataclass_fields__}
     s_fields = {k: v for k, v in point.items() if k in Setup.__dataclass_fields__}
     if "rate_per_s" in point:
+        if not isinstance(workload.arrival, (Poisson, Constant)):
+            raise ValueError("rate_per_s sweeps need Poisson or Constant arrivals")
         w_fields["arrival"] = replace(workload.arrival, rate_per_s=point["rate_per_s"])
     unknown = set(point) - set(w_fields) - set(s_fields) - {"rate_per_s"}
     if unknown:
