@@ -5,7 +5,7 @@ Example:
     >>> app = create_app(JobQueue(jobsim.connect()), workers=4)   # doctest: +SKIP
     >>> uvicorn.run(app, host="127.0.0.1", port=8000)           # or: jobsim serve
 
-Errors are answered in one place (:func:`_install_error_handlers`): the exception tree of
+Errors are answered in one place (:mod:`jobsim.api_guard`): the exception tree of
 :mod:`jobsim.errors` maps to HTTP codes (input 422, payload too large 413, unknown id 404,
 wrong state 409, Redis unreachable 503), and every error body names the offending field.
 The API key and the body size are checked before any route runs, so a rejected request
@@ -14,9 +14,8 @@ never reaches the queue.
 
 from __future__ import annotations
 
-import hmac
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -24,21 +23,22 @@ import redis
 
 try:
     from fastapi import APIRouter, Body, Depends, FastAPI, Path, Query, Request, Response, Security
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse, PlainTextResponse
     from fastapi.security import APIKeyHeader
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
     from starlette.concurrency import run_in_threadpool
-    from starlette.exceptions import HTTPException
-    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError("the HTTP API needs its extra: pip install 'jobsim[api]'") from exc
 
 from jobsim import __version__
+from jobsim.api_guard import (
+    API_KEY_HEADER,
+    Guard,
+    NotADeadLetterError,
+    install_error_handlers,
+    known_query_only,
+)
 from jobsim.api_metrics import QueueCollector, throughput
 from jobsim.api_models import (
-    SEED_TASK,
-    SEED_TASK_SECONDS,
     DeadLetterList,
     ErrorBody,
     HealthResponse,
@@ -48,36 +48,24 @@ from jobsim.api_models import (
     Purged,
     RequeuedAll,
     StatsResponse,
-    SubmitRequest,
     SubmitResponse,
 )
-from jobsim.errors import (
-    ConnectError,
-    InvalidInputError,
-    InvalidStateError,
-    JobNotFoundError,
-    PayloadTooLargeError,
+from jobsim.api_submit import (
+    SEED_TASK,
+    SEED_TASK_SECONDS,
+    SUBMIT_EXAMPLES,
+    SubmitRequest,
+    check_payload_strictly,
+    submit_schema,
 )
+from jobsim.errors import InvalidInputError
 from jobsim.models import JobStatus
 from jobsim.pool import Mode, WorkerPool
 from jobsim.queue import JobQueue
 
 API_KEY_ENV = "JOBSIM_API_KEY"
-API_KEY_HEADER = "X-API-Key"
-OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
-"""Paths served without the API key: the health probe, and the docs (they hold no data)."""
-
-# The exception tree -> HTTP status, most specific first. The one table of error codes.
-_STATUS_OF: tuple[tuple[type[Exception], int], ...] = (
-    (PayloadTooLargeError, 413),
-    (InvalidInputError, 422),
-    (JobNotFoundError, 404),
-    (InvalidStateError, 409),
-    (ConnectError, 503),
-    (redis.ConnectionError, 503),
-    (redis.TimeoutError, 503),
-    (RecursionError, 422),  # a payload nested deeper than Python's JSON codec goes
-)
+"""Environment variable holding the API key, read when ``create_app`` is given none."""
+Responses = dict[int | str, dict[str, Any]]
 
 
 def create_app(
@@ -111,6 +99,8 @@ def create_app(
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise InvalidInputError("workers must be an integer >= 0", field="workers", value=workers)
+    if mode not in ("thread", "process"):
+        raise InvalidInputError("mode must be 'thread' or 'process'", field="mode", value=mode)
     if not grace_s >= 0:
         raise InvalidInputError("grace_s must be >= 0", field="grace_s", value=grace_s)
     key = os.environ.get(API_KEY_ENV, "") if api_key is None else api_key
@@ -129,16 +119,36 @@ def create_app(
     state.registry = CollectorRegistry(auto_describe=False)
     state.registry.register(state.metrics)
     limit = max_body_bytes or 4 * queue.config.max_payload_bytes + 4096
-    app.add_middleware(_Guard, api_key=key or None, max_body_bytes=limit)
-    _install_error_handlers(app)
-    common: Responses = {503: _error_doc("Redis unreachable")}
+    app.add_middleware(Guard, api_key=key or None, max_body_bytes=limit)
+    install_error_handlers(app, [*_router.routes, *_open_router.routes])
+    common: Responses = {
+        422: _error_doc("bad input; `field` names it"),
+        503: _error_doc("Redis unreachable"),
+    }
     secured = []
     if key:
         common[401] = _error_doc(f"missing or wrong {API_KEY_HEADER}")
         secured = [Security(APIKeyHeader(name=API_KEY_HEADER, auto_error=False))]
     app.include_router(_router, dependencies=secured, responses=common)
     app.include_router(_open_router)
+    _publish_submit_schema(app, queue)
     return app
+
+
+def _publish_submit_schema(app: FastAPI, queue: JobQueue) -> None:
+    """Document ``POST /submit`` per task (see :func:`jobsim.api_models.submit_schema`), from
+    the tasks registered when the schema is first served."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            components = generate()["components"]["schemas"]
+            body, defs = submit_schema(queue.registry)
+            components |= defs
+            components["SubmitRequest"] = body
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 _DESCRIPTION = """\
@@ -175,7 +185,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 # --- routes ---------------------------------------------------------------------------------
 
 
-def _queue(request: Request) -> JobQueue:
+async def _queue(request: Request) -> JobQueue:  # async: no thread hop for a lookup
     queue: JobQueue = request.app.state.queue
     return queue
 
@@ -188,44 +198,25 @@ QueueDep = Annotated[JobQueue, Depends(_queue)]
 TaskId = Annotated[str, Path(description="the id `POST /submit` answered")]
 Limit = Annotated[int, Query(ge=1, le=1000, description="at most this many jobs")]
 Offset = Annotated[int, Query(ge=0, le=10**9, description="skip this many jobs first")]
-Responses = dict[int | str, dict[str, Any]]
 _NOT_FOUND: Responses = {404: _error_doc("no job with this id")}
-_BAD_INPUT: Responses = {422: _error_doc("a parameter is out of range; `field` names it")}
 
-_router = APIRouter()
-_open_router = APIRouter()
 
-SUBMIT_EXAMPLES: dict[str, Any] = {
-    "seed": {
-        "summary": "The seed's body: simulated work",
-        "value": {"payload": {"image": "cat.png"}},
-    },
-    "flaky": {
-        "summary": "Fails 30% of attempts, retried up to 3 times",
-        "value": {"task": "flaky", "payload": {"fail_probability": 0.3, "seconds": 1}},
-    },
-    "urgent": {
-        "summary": "Highest priority, served first",
-        "value": {"task": "sleep", "payload": {"seconds": 0.5}, "priority": 9},
-    },
-    "dead": {
-        "summary": "Always fails: ends in the dead-letter queue",
-        "value": {"task": "fail", "payload": {}, "max_retries": 1},
-    },
-}
+_router = APIRouter(dependencies=[Depends(known_query_only)])
+_open_router = APIRouter(dependencies=[Depends(known_query_only)])
 
 
 @_router.post(
     "/submit",
     response_model=SubmitResponse,
     tags=["jobs"],
-    responses={**_BAD_INPUT, 413: _error_doc("payload over the size limit")},
+    responses={413: _error_doc("payload over the size limit")},
 )
 def submit(
     body: Annotated[SubmitRequest, Body(openapi_examples=SUBMIT_EXAMPLES)], queue: QueueDep
 ) -> SubmitResponse:
     """Submit one job; nothing is written if any field is rejected."""
     task, payload = body.task_and_payload()
+    check_payload_strictly(queue.registry, task, payload)
     job_id = queue.submit(task, payload, priority=body.priority, max_retries=body.max_retries)
     return SubmitResponse(task_id=job_id)
 
@@ -236,7 +227,7 @@ def status(task_id: TaskId, queue: QueueDep) -> JobView:
     return JobView.of(queue.status(task_id))
 
 
-@_router.get("/jobs", response_model=JobList, tags=["jobs"], responses=_BAD_INPUT)
+@_router.get("/jobs", response_model=JobList, tags=["jobs"])
 def list_jobs(
     queue: QueueDep,
     status: Annotated[JobStatus, Query(description="list the jobs in this status")],
@@ -299,7 +290,7 @@ def purge_dead(queue: QueueDep) -> Purged:
     return Purged(purged=queue.purge_dead())
 
 
-@_router.get("/stats", response_model=StatsResponse, tags=["service"], responses=_BAD_INPUT)
+@_router.get("/stats", response_model=StatsResponse, tags=["service"])
 def stats(
     queue: QueueDep,
     window_s: Annotated[float, Query(gt=0, le=86400, description="throughput window")] = 60.0,
@@ -317,7 +308,7 @@ def stats(
 
 @_router.get(
     "/metrics",
-    response_class=PlainTextResponse,
+    response_class=Response,
     tags=["service"],
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
 )
@@ -356,118 +347,3 @@ def health(request: Request, response: Response) -> HealthResponse:
         workers_expected=len(ids),
         workers_alive=alive,
     )
-
-
-class NotADeadLetterError(JobNotFoundError):
-    """The job exists but is not in the dead-letter queue (404 for a dead-letter route)."""
-
-    def __init__(self, job_id: str, status: JobStatus) -> None:
-        super().__init__(job_id)
-        self.args = (f"job {job_id!r} is {status.value}, not in the dead-letter queue",)
-
-
-# --- errors and the guard -------------------------------------------------------------------
-
-
-def _error(status: int, detail: str, field: str | None, error: str) -> JSONResponse:
-    body = ErrorBody(detail=f"{field}: {detail}" if field else detail, field=field, error=error)
-    return JSONResponse(body.model_dump(), status_code=status)
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    """Map the exception tree to HTTP codes; FastAPI's own validation errors name the field."""
-
-    async def jobsim_error(request: Request, exc: Exception) -> JSONResponse:
-        code = next(code for kind, code in _STATUS_OF if isinstance(exc, kind))
-        field, detail, error = getattr(exc, "field", None), str(exc), type(exc).__name__
-        if isinstance(exc, (JobNotFoundError, InvalidStateError)):
-            field = "task_id"
-        elif isinstance(exc, RecursionError):
-            field, detail, error = "payload", "nested too deeply", "InvalidPayloadError"
-        elif code == 503:
-            detail, error = f"Redis unreachable: {exc}", "unavailable"
-        return _error(code, detail, field, error)
-
-    async def validation_error(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, RequestValidationError)
-        first = exc.errors()[0]
-        loc = [str(p) for p in first.get("loc", ())]
-        if loc and loc[0] in ("body", "query", "path", "header", "cookie"):
-            loc = loc[1:]
-        if first.get("type") == "json_invalid":
-            error = first.get("ctx", {}).get("error", "")
-            return _error(422, f"not valid JSON ({error})", "body", "json_invalid")
-        msg = str(first.get("msg")).removeprefix("Value error, ")
-        return _error(422, msg, ".".join(loc) or "body", "validation_error")
-
-    async def http_error(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, HTTPException)
-        if exc.status_code == 400:  # FastAPI could not parse the body (bad encoding, depth)
-            return _error(422, f"cannot be parsed: {exc.detail}", "body", "body_invalid")
-        response = _error(exc.status_code, str(exc.detail), None, "http_error")
-        response.headers.update(exc.headers or {})
-        return response
-
-    for kind, _ in _STATUS_OF:
-        app.add_exception_handler(kind, jobsim_error)
-    app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(HTTPException, http_error)
-
-
-class _Guard:
-    """Checks the API key, then the body size, before anything else runs.
-
-    Bodies are read here up to the limit (with or without a ``Content-Length``) and handed on,
-    so an oversized or unauthorized request never reaches a route.
-    """
-
-    def __init__(self, app: ASGIApp, *, api_key: str | None, max_body_bytes: int) -> None:
-        self.app = app
-        self.api_key = api_key.encode() if api_key else None
-        self.max_body_bytes = max_body_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope["headers"])
-        if self.api_key is not None and scope["path"] not in OPEN_PATHS:
-            given = headers.get(API_KEY_HEADER.lower().encode(), b"")
-            if not hmac.compare_digest(given, self.api_key):
-                msg = "missing or wrong API key"
-                await _error(401, msg, API_KEY_HEADER, "unauthorized")(scope, receive, send)
-                return
-        declared = headers.get(b"content-length", b"0")
-        if declared.isdigit() and int(declared) > self.max_body_bytes:
-            await self._too_large(int(declared))(scope, receive, send)
-            return
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > self.max_body_bytes:
-                await self._too_large(size)(scope, receive, send)
-                return
-            if not message.get("more_body", False):
-                break
-        await self.app(scope, _replay(b"".join(chunks), receive), send)
-
-    def _too_large(self, size: int) -> JSONResponse:
-        detail = f"request body of {size} bytes is over the limit of {self.max_body_bytes}"
-        return _error(413, detail, "body", "PayloadTooLargeError")
-
-
-def _replay(body: bytes, receive: Receive) -> Callable[[], Awaitable[Message]]:
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if sent:
-            return await receive()  # after the body: wait for the disconnect
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return replay

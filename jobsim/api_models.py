@@ -1,88 +1,16 @@
-"""Request and response bodies of the HTTP API (:mod:`jobsim.api`), with Swagger examples.
-
-The bounds in :class:`SubmitRequest` are the queue's own constants, so the schema and
-:meth:`jobsim.queue.JobQueue.submit` cannot disagree; the queue still validates everything
-it is given (task, payload, size) and writes nothing for a rejected job.
-"""
+"""Response bodies of the HTTP API (:mod:`jobsim.api`), with Swagger examples; the request
+body of ``POST /submit`` is in :mod:`jobsim.api_submit`."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from jobsim.models import PRIORITY_MAX, PRIORITY_MIN, Job, JobStatus, Outcome, WorkerInfo
-from jobsim.queue import MAX_RETRIES_LIMIT
-
-SEED_TASK = "sleep"
-"""The task a body without ``task`` runs: the seed design's simulated work."""
-SEED_TASK_SECONDS = 2.0
-"""How long the seed task sleeps when the payload does not say (``seconds``)."""
-
-MAX_DEPTH = 64
-"""Deepest nesting of a payload the API accepts and of a payload or result it shows: JSON
-serializers (Python's, pydantic's) stop a few hundred levels down."""
+from jobsim.api_submit import MAX_DEPTH, too_deep
+from jobsim.models import Job, JobStatus, Outcome, WorkerInfo
 
 _EXAMPLE_ID = "3f2b8c1e9d4a4e7f8a6b5c4d3e2f1a0b"
-
-
-class SubmitRequest(BaseModel):
-    """``POST /submit``: the seed's ``{"payload": {...}}``, plus optional settings."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"payload": {"image": "cat.png"}},
-                {"task": "flaky", "payload": {"fail_probability": 0.3, "seconds": 0.5}},
-            ]
-        },
-    )
-
-    payload: Any = Field(
-        default=None,
-        description="One JSON document, handed to the task. Each task checks its own payload "
-        "(`sleep`: `seconds`; `flaky`: `fail_probability`, `seconds`, `seed`; `fail`: `times`, "
-        "`permanent`; `crash`: `times`, `seconds`; `noop`: anything).",
-    )
-    task: str | None = Field(
-        default=None,
-        max_length=200,
-        description=f"A registered task. Omitted: the seed's simulated work, `{SEED_TASK}` for "
-        f"the payload's `seconds` (default {SEED_TASK_SECONDS:g}); the payload must then be an "
-        "object or null.",
-    )
-    priority: int = Field(
-        default=0,
-        strict=True,
-        ge=PRIORITY_MIN,
-        le=PRIORITY_MAX,
-        description=f"{PRIORITY_MIN}..{PRIORITY_MAX}; higher is served first.",
-    )
-    max_retries: int | None = Field(
-        default=None,
-        strict=True,
-        ge=0,
-        le=MAX_RETRIES_LIMIT,
-        description="Retries after the first attempt (default: the queue's, 3).",
-    )
-
-    @field_validator("payload")
-    @classmethod
-    def _not_too_deep(cls, payload: Any) -> Any:
-        if too_deep(payload):
-            raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
-        return payload
-
-    def task_and_payload(self) -> tuple[str, Any]:
-        """The task to run and its payload, with the seed task's default duration filled in."""
-        if self.task is not None:
-            return self.task, self.payload
-        if self.payload is None:
-            return SEED_TASK, {"seconds": SEED_TASK_SECONDS}
-        if isinstance(self.payload, dict):
-            return SEED_TASK, {"seconds": SEED_TASK_SECONDS, **self.payload}
-        return SEED_TASK, self.payload  # not an object: the task's own check names it
 
 
 class SubmitResponse(BaseModel):
@@ -166,21 +94,6 @@ class JobDetail(JobView):
         """The detailed view of a job record."""
         log = [AttemptView(**a.model_dump()) for a in job.attempt_log]
         return cls(**_view_fields(job), attempt_log=log)
-
-
-def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
-    """Whether a JSON value nests lists and objects deeper than ``limit`` levels."""
-    level: list[Any] = [value]
-    for _ in range(limit + 1):
-        level = [
-            child
-            for item in level
-            if isinstance(item, (list, dict))
-            for child in (item.values() if isinstance(item, dict) else item)
-        ]
-        if not level:
-            return False
-    return True
 
 
 def _shown(value: Any) -> Any:

@@ -1,4 +1,5 @@
-"""The ``jobsim`` command line: ``demo``, ``worker``, ``stats``.
+"""The ``jobsim`` command line: ``demo``, ``run``, ``sweep``, ``worker``, ``serve``, ``bench``,
+``stats``.
 
 Run ``jobsim COMMAND --help`` for each command's options.
 """
@@ -11,6 +12,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 from jobsim.connection import connect, mask_url
 from jobsim.errors import JobsimError
@@ -38,29 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = sub.add_parser(
-        "demo",
-        help="submit a mixed workload to the embedded backend and show what happened",
-        description="Submit flaky, failing and prioritised jobs, run a worker pool, and print "
-        "counts, retries and dead letters beside the retry formulas. Needs no server.",
-    )
-    demo.add_argument("--jobs", type=int, default=400, help="jobs to submit (default 400)")
-    demo.add_argument("--workers", type=int, default=4, help="worker threads (default 4)")
-    demo.add_argument(
-        "--fail-probability",
-        type=float,
-        default=0.3,
-        help="per-attempt failure probability of the flaky jobs (default 0.3)",
-    )
-    demo.add_argument("--max-retries", type=int, default=3, help="retries per job (default 3)")
-    demo.add_argument("--seed", type=int, default=7, help="seed of the flaky draws (default 7)")
-    demo.add_argument(
-        "--redis",
-        metavar="URL",
-        default=None,
-        help="run on a real server instead of the embedded backend",
-    )
-    demo.set_defaults(run=_run_demo)
+    _add_sim_commands(sub)
 
     worker = sub.add_parser(
         "worker",
@@ -71,43 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_queue_args(worker)
     worker.add_argument("--concurrency", type=int, default=4, help="workers (default 4)")
-    worker.add_argument(
-        "--processes", action="store_true", help="one process per worker instead of threads"
-    )
-    worker.add_argument("--lease-s", type=float, default=30.0, help="lease length (default 30)")
-    worker.add_argument("--job-timeout-s", type=float, default=None, help="per-job timeout")
-    worker.add_argument(
-        "--grace-s", type=float, default=5.0, help="time in-flight jobs get on shutdown (default 5)"
-    )
-    worker.add_argument(
-        "--import",
-        dest="imports",
-        action="append",
-        default=[],
-        metavar="MODULE",
-        help="import MODULE to register its @task functions",
-    )
-    config = worker.add_argument_group(
-        "queue settings", "use the same values as the producers of this queue"
-    )
-    config.add_argument(
-        "--aging-s",
-        type=float,
-        default=None,
-        help="seconds of waiting worth one priority level (default: strict)",
-    )
-    config.add_argument(
-        "--retry", choices=KINDS, default="exponential", help="backoff kind (default exponential)"
-    )
-    config.add_argument("--retry-base-s", type=float, default=0.05, help="first backoff (0.05)")
-    config.add_argument("--retry-cap-s", type=float, default=30.0, help="largest backoff (30)")
-    config.add_argument(
-        "--keep-completed",
-        type=int,
-        default=None,
-        metavar="N",
-        help="keep only the newest N completed job records",
-    )
+    _add_worker_args(worker)
     worker.set_defaults(run=_run_worker)
 
     bench = sub.add_parser(
@@ -127,6 +71,28 @@ def _parser() -> argparse.ArgumentParser:
     stats = sub.add_parser("stats", help="print a queue's counts per status and its workers")
     _add_queue_args(stats)
     stats.set_defaults(run=_run_stats)
+
+    serve = sub.add_parser(
+        "serve",
+        help="serve the HTTP API (Swagger at /docs) with workers, until SIGTERM or Ctrl-C",
+        description="Serve POST /submit, GET /status/{task_id}, listing, dead-letter operations, "
+        "stats, health and Prometheus metrics, with workers started alongside. Without a URL it "
+        "runs on the embedded backend. If $JOBSIM_API_KEY is set, every endpoint but /health "
+        "requires it in the X-API-Key header. SIGTERM or Ctrl-C stops gracefully: in-flight "
+        "jobs get --grace-s seconds, then go back to the queue.",
+    )
+    _add_queue_args(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free)")
+    serve.add_argument("--workers", type=int, default=4, help="workers to run (default 4; 0: none)")
+    _add_worker_args(serve)
+    serve.add_argument(
+        "--log-level",
+        choices=["critical", "error", "warning", "info", "debug"],
+        default="info",
+        help="server log level; 'warning' hides the access log (default info)",
+    )
+    serve.set_defaults(run=_run_serve)
     return parser
 
 
@@ -140,19 +106,124 @@ def _add_queue_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queue", default="default", help="queue name (default 'default')")
 
 
-def _run_worker(args: argparse.Namespace) -> int:
-    from jobsim.pool import Mode, WorkerPool
+def _add_worker_args(parser: argparse.ArgumentParser) -> None:
+    """Worker options, and the queue settings workers and producers must share."""
+    parser.add_argument(
+        "--processes", action="store_true", help="one process per worker instead of threads"
+    )
+    parser.add_argument("--lease-s", type=float, default=30.0, help="lease length (default 30)")
+    parser.add_argument("--job-timeout-s", type=float, default=None, help="per-job timeout")
+    parser.add_argument(
+        "--grace-s", type=float, default=5.0, help="time in-flight jobs get on shutdown (default 5)"
+    )
+    parser.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE to register its @task functions",
+    )
+    config = parser.add_argument_group(
+        "queue settings", "use the same values everywhere this queue is used"
+    )
+    config.add_argument(
+        "--aging-s",
+        type=float,
+        default=None,
+        help="seconds of waiting worth one priority level (default: strict)",
+    )
+    config.add_argument(
+        "--retry", choices=KINDS, default="exponential", help="backoff kind (default exponential)"
+    )
+    config.add_argument("--retry-base-s", type=float, default=0.05, help="first backoff (0.05)")
+    config.add_argument("--retry-cap-s", type=float, default=30.0, help="largest backoff (30)")
+    config.add_argument(
+        "--keep-completed",
+        type=int,
+        default=None,
+        metavar="N",
+        help="keep only the newest N completed job records",
+    )
 
-    for module in args.imports:
-        importlib.import_module(module)
-    client = connect(args.redis)
-    config = QueueConfig(
+
+def _queue_config(args: argparse.Namespace) -> QueueConfig:
+    return QueueConfig(
         lease=Lease(duration_s=args.lease_s),
         aging_s=args.aging_s,
         retry=RetryPolicy(kind=args.retry, base_s=args.retry_base_s, cap_s=args.retry_cap_s),
         retention=Retention(max_completed=args.keep_completed),
     )
-    queue = JobQueue(client, args.queue, config)
+
+
+def _add_sim_commands(sub: Any) -> None:
+    try:
+        from jobsim.sim import commands
+    except ImportError as exc:
+        missing = str(exc)
+
+        def unavailable(args: argparse.Namespace) -> int:
+            raise JobsimError(missing)
+
+        for name in ("demo", "run", "sweep"):
+            sub.add_parser(name, help="(needs pip install 'jobsim[sim]')").set_defaults(
+                run=unavailable
+            )
+        return
+    demo = sub.add_parser(
+        "demo",
+        help="the main job: a default scenario on the embedded backend, explained (~30 s)",
+        description="Poisson arrivals at three priorities, 15%% of attempts failing with "
+        "retries, a poison job, a job that crashes its worker and a worker killed mid-run, on "
+        "the real queue (embedded backend, no server needed). Prints measured beside theory "
+        "and the checker's verdict; writes charts (PNG) and data (CSV, JSON) to --out.",
+    )
+    demo.add_argument("--jobs", type=int, default=600, help="jobs to submit (600)")
+    demo.add_argument("--workers", type=int, default=4, help="worker threads (4)")
+    demo.add_argument("--seed", type=int, default=7, help="seed of every draw (7)")
+    demo.add_argument(
+        "--time-scale", type=float, default=0.2, help="wall seconds per model second (0.2)"
+    )
+    demo.add_argument("--out", default="jobsim-demo", help="output folder (jobsim-demo)")
+    demo.add_argument("--redis", metavar="URL", default=None, help="a real server instead")
+    demo.set_defaults(run=commands.demo_command)
+
+    run = sub.add_parser(
+        "run",
+        help="run one workload with a fault plan; print measured vs theory; write JSON",
+        description="Submit a seeded workload to the real queue, inject the faults, drain, "
+        "and report measured beside theory with the checker's verdict (exit 1 if invalid).",
+    )
+    commands.add_run_arguments(run)
+    run.add_argument("--json", metavar="FILE", default=None, help="write the summary here")
+    run.add_argument("--out", metavar="DIR", default=None, help="also write CSV and charts here")
+    run.set_defaults(run=commands.run_command)
+
+    sweep = sub.add_parser(
+        "sweep",
+        help="run a grid of workloads and write one tidy CSV row per run",
+        description="Every combination of the --grid values, e.g. --grid workers=1,2,4 --grid "
+        "fail_probability=0,0.2; other flags set the rest of the workload (exit 1 if any run "
+        "is invalid).",
+    )
+    commands.add_run_arguments(sweep)
+    sweep.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="NAME=V1,V2",
+        help="a Workload or Setup field (or rate_per_s) and its values; repeatable",
+    )
+    sweep.add_argument("--csv", metavar="FILE", default=None, help="write the table here")
+    sweep.set_defaults(run=commands.sweep_command)
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    from jobsim.pool import Mode, WorkerPool
+
+    for module in args.imports:
+        importlib.import_module(module)
+    queue = JobQueue(connect(args.redis), args.queue, _queue_config(args))
     mode: Mode = "process" if args.processes else "thread"
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -186,6 +257,58 @@ def _run_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_serve(args: argparse.Namespace) -> int:
+    import os
+    import socket
+
+    try:
+        import uvicorn
+
+        from jobsim.api import API_KEY_ENV, create_app
+        from jobsim.pool import Mode
+    except ImportError as exc:
+        raise JobsimError(f"{exc} (pip install 'jobsim[api]')") from None
+
+    for module in args.imports:
+        importlib.import_module(module)
+    queue = JobQueue(connect(args.redis), args.queue, _queue_config(args))
+    mode: Mode = "process" if args.processes else "thread"
+    app = create_app(
+        queue,
+        workers=args.workers,
+        mode=mode,
+        grace_s=args.grace_s,
+        job_timeout_s=args.job_timeout_s,
+    )
+    if not 0 <= args.port <= 65535:
+        raise JobsimError(f"--port {args.port} is outside 0..65535")
+    try:  # bound before the workers start, so a busy port is a clean error
+        family, kind, proto, _, address = socket.getaddrinfo(
+            args.host, args.port, type=socket.SOCK_STREAM
+        )[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except (OSError, OverflowError) as exc:
+        raise JobsimError(f"cannot listen on {args.host}:{args.port}: {exc}") from None
+    host, port = sock.getsockname()[:2]
+    where = mask_url(args.redis) if args.redis else "$JOBSIM_REDIS_URL or embedded"
+    key = "required" if os.environ.get(API_KEY_ENV) else "off"
+    print(
+        f"jobsim serve: http://{host}:{port}/docs - {args.workers} {mode} workers on queue "
+        f"{args.queue!r} at {where}; API key {key}",
+        flush=True,
+    )
+    # uvicorn handles SIGTERM and Ctrl-C itself (graceful shutdown, then the lifespan stops the
+    # workers) and re-raises the signal afterwards; these handlers make that a clean exit.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    signal.signal(signal.SIGINT, lambda *_: None)
+    config = uvicorn.Config(app, log_level=args.log_level, timeout_graceful_shutdown=args.grace_s)
+    uvicorn.Server(config).run(sockets=[sock])
+    print("jobsim serve: stopped", flush=True)
+    return 0
+
+
 def _run_bench(args: argparse.Namespace) -> int:
     from dataclasses import replace
     from pathlib import Path
@@ -199,12 +322,6 @@ def _run_bench(args: argparse.Namespace) -> int:
     print(markdown(results))
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
-
-
-def _run_demo(args: argparse.Namespace) -> int:
-    from jobsim.demo import run_demo
-
-    return run_demo(args)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -10,7 +11,9 @@ import pytest
 from jobsim.cli import main
 
 
-@pytest.mark.parametrize("command", [[], ["demo"], ["worker"], ["stats"]])
+@pytest.mark.parametrize(
+    "command", [[], ["demo"], ["run"], ["sweep"], ["worker"], ["serve"], ["bench"], ["stats"]]
+)
 def test_help_describes_every_command(command: list[str], capsys) -> None:
     with pytest.raises(SystemExit) as info:
         main([*command, "--help"])
@@ -18,16 +21,42 @@ def test_help_describes_every_command(command: list[str], capsys) -> None:
     assert "usage: jobsim" in capsys.readouterr().out
 
 
-def test_demo_runs_on_the_embedded_backend_and_loses_nothing() -> None:
+def test_demo_runs_on_the_embedded_backend_and_writes_its_charts(tmp_path) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "jobsim", "demo", "--jobs", "60", "--workers", "2"],
+        [sys.executable, "-m", "jobsim", "demo", "--jobs", "80", "--time-scale", "0.02",
+         "--out", str(tmp_path / "demo")],
         capture_output=True,
         text=True,
         timeout=120,
-    )
+    )  # fmt: skip
     assert out.returncode == 0, out.stderr
-    assert "lost jobs: 0" in out.stdout
-    assert "attempts per job" in out.stdout and "dead-letter rate" in out.stdout
+    assert "-> VALID" in out.stdout and "attempts per job" in out.stdout
+    names = {p.name for p in (tmp_path / "demo").iterdir()}
+    assert {"jobs.csv", "attempts.csv", "summary.json", "throughput.png", "workers.png"} <= names
+
+
+def test_run_writes_the_json_summary_the_issue_promises(tmp_path) -> None:
+    path = tmp_path / "run.json"
+    code = main(["run", "--jobs", "60", "--arrival", "all", "--mean-s", "0", "--fail-probability",
+                 "0.3", "--crashes", "1", "--json", str(path)])  # fmt: skip
+    assert code == 0
+    summary = json.loads(path.read_text())
+    for key in ("submitted", "completed", "failed", "lost", "duplicates", "attempts_per_job",
+                "dead_letter_rate", "throughput_per_s", "theory", "valid"):  # fmt: skip
+        assert key in summary
+    for key in ("wait_s", "sojourn_s"):
+        assert set(summary[key]) == {"mean", "p50", "p95", "p99"}
+    assert summary["submitted"] == 60 and summary["valid"] is True
+
+
+def test_sweep_writes_one_csv_row_per_combination(tmp_path) -> None:
+    path = tmp_path / "sweep.csv"
+    grid = ["--grid", "workers=1,2", "--grid", "fail_probability=0,0.5"]
+    code = main(["sweep", "--jobs", "30", "--arrival", "all", "--mean-s", "0", *grid,
+                 "--csv", str(path)])  # fmt: skip
+    assert code == 0
+    lines = path.read_text().splitlines()
+    assert len(lines) == 5 and lines[0].startswith("workers,fail_probability")
 
 
 def test_stats_against_a_real_server(redis_server, capsys) -> None:
