@@ -25,6 +25,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from jobsim.api_models import Throughput
+from jobsim.connection import server_time_s
 from jobsim.models import Job, JobStatus
 from jobsim.queue import JobQueue
 
@@ -36,8 +37,7 @@ _SCAN = 10_000  # finished jobs read per set and scrape; the rest wait for the n
 
 def server_time_us(queue: JobQueue) -> int:
     """Redis ``TIME`` in microseconds: the clock every score of the queue is written in."""
-    seconds, micros = cast(tuple[int, int], queue.client.time())
-    return int(seconds) * 1_000_000 + int(micros)
+    return round(server_time_s(queue.client) * 1_000_000)
 
 
 def throughput(queue: JobQueue, window_s: float) -> Throughput:

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import redis
 
@@ -381,7 +381,8 @@ def _scratch_queue(client: redis.Redis, config: QueueConfig | None = None) -> It
 
 
 def _info(client: redis.Redis, section: str) -> dict[str, Any]:
-    return cast(dict[str, Any], client.info(section))
+    info: Any = client.info(section)
+    return dict(info)
 
 
 def _repeat(fn: Callable[[], Any], n: int) -> None:

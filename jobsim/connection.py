@@ -70,6 +70,12 @@ def connect(url: str | None = None, *, timeout_s: float = 5.0) -> redis.Redis:
     return client
 
 
+def server_time_s(client: redis.Redis) -> float:
+    """Redis ``TIME`` in seconds: the one clock every worker and host shares."""
+    reply: Any = client.time()
+    return int(reply[0]) + int(reply[1]) / 1e6
+
+
 def embedded_client(server: Any = None) -> redis.Redis:
     """A client of the embedded backend (or of ``server``, a ``fakeredis.FakeServer``)."""
     return fakeredis.FakeRedis(server=server or _EMBEDDED, decode_responses=True)

@@ -17,6 +17,7 @@ from typing import Any, cast
 
 import redis
 
+from jobsim.connection import server_time_s
 from jobsim.errors import (
     DrainTimeoutError,
     InvalidInputError,
@@ -341,7 +342,7 @@ class JobQueue:
 
     def workers(self) -> list[WorkerInfo]:
         """The worker registry: every worker that heartbeated, and whether it still does."""
-        now = _server_seconds(self.client)
+        now = server_time_s(self.client)
         infos = []
         entries = cast(dict[str, str], self.client.hgetall(self.keys.workers))
         for worker_id, raw in sorted(entries.items()):
@@ -408,7 +409,7 @@ class JobQueue:
 
         Jobs that fail again while this runs stay in the dead-letter queue.
         """
-        before_us = round(_server_seconds(self.client) * 1e6)
+        before_us = round(server_time_s(self.client) * 1e6)
         moved = 0
         while batch := self._scripts.requeue_dead(
             self._requeue_keys, self.config.band_us, [], limit=_BATCH, before_us=before_us
@@ -592,8 +593,3 @@ def encode_payload(payload: Any, max_bytes: int) -> str:
             value=size,
         )
     return encoded
-
-
-def _server_seconds(client: redis.Redis) -> float:
-    seconds, micros = cast(tuple[int, int], client.time())
-    return int(seconds) + int(micros) / 1e6

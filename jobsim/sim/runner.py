@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import redis
 
-from jobsim.connection import connect, embedded_client, is_embedded
+from jobsim.connection import connect, embedded_client, is_embedded, server_time_s
 from jobsim.localredis import LocalRedis
 from jobsim.pool import Mode, WorkerPool
 from jobsim.queue import JobQueue, JobRequest, Lease, QueueConfig
@@ -126,7 +126,7 @@ def run(
             seed=workload.seed,
         )
         with pool:
-            t0 = _server_seconds(client)
+            t0 = server_time_s(client)
             started = time.monotonic()
             injector = _Injector(faults, workload, pool, client, server, started)
             sampler = _Sampler(queue, started)
@@ -489,8 +489,3 @@ def _patiently(call: Callable[[], T], patience_s: float = 30.0) -> T:
 
 def _scaled(stats: dict[str, float], scale: float) -> dict[str, float]:
     return {k: v / scale for k, v in stats.items()}
-
-
-def _server_seconds(client: redis.Redis) -> float:
-    seconds, micros = client.time()  # type: ignore[misc]
-    return int(seconds) + int(micros) / 1e6
