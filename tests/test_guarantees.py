@@ -438,13 +438,14 @@ def test_a_hung_thread_strands_no_other_job(make_queue) -> None:
 
 
 def test_stop_after_grace_costs_only_the_running_job_an_attempt(make_queue) -> None:
-    queue = make_queue()
+    queue = make_queue(QueueConfig(lease=Lease(duration_s=0.3)))  # registry refreshed at 0.1 s
     ids = queue.submit_many(_noop_batch(100))
     hung = queue.submit("sleep", {"seconds": 2}, max_retries=1)
     ids += queue.submit_many(_noop_batch(100))
     pool = WorkerPool(queue, concurrency=1)
     pool.start()
-    _wait_for(lambda: queue.status(hung).status == "processing")
+    # "processing" would include prefetched jobs not yet started: wait until it runs
+    _wait_for(lambda: any(hung in w.running for w in queue.workers()))
     pool.stop(grace_s=0.2)
     assert queue.status(hung).attempt_log[-1].outcome == "interrupted"
     for job in queue._fetch(ids):
