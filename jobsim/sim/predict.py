@@ -58,8 +58,8 @@ def predictions(
     lam = workload.arrival_rate_per_s if arrival_rate_per_s is None else arrival_rate_per_s
     service = workload.service
     mean_s = service.mean_s if mean_service_s is None else mean_service_s
-    if not math.isfinite(lam) or mean_s <= 0:
-        return out
+    if not (math.isfinite(lam) and math.isfinite(mean_s)) or mean_s <= 0:
+        return out  # nothing measured (no attempt finished), or no arrival rate
     lam_eff, mu, c = lam * attempts, 1.0 / mean_s, setup.workers
     out["utilisation"] = lam_eff / (c * mu)
     if lam_eff >= c * mu:

@@ -1,0 +1,359 @@
+"""Charts for the notebooks' experiments, beside :mod:`jobsim.sim.plots` (charts of one
+run). Each has a title, labelled axes with units, and the theory drawn beside the
+measurement where a formula applies.
+
+Every function takes an optional matplotlib ``Axes`` and returns the one it drew on.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from jobsim import theory
+from jobsim.models import JobStatus
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+    from jobsim.sim.runner import RunResult
+
+STATUS_COLOURS = {
+    JobStatus.QUEUED.value: "tab:blue",
+    JobStatus.PROCESSING.value: "tab:orange",
+    JobStatus.RETRYING.value: "tab:purple",
+    JobStatus.COMPLETED.value: "tab:green",
+    JobStatus.FAILED.value: "tab:red",
+}
+
+
+def _axes(ax: Axes | None) -> Axes:
+    if ax is not None:
+        return ax
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("charts need matplotlib: pip install 'jobsim[sim]'") from exc
+    _, new = plt.subplots(figsize=(7, 4))
+    return new
+
+
+def status_counts(samples: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
+    """Jobs in each status over time, stacked (from ``experiments.sample_statuses``)."""
+    ax = _axes(ax)
+    statuses = list(STATUS_COLOURS)
+    ax.stackplot(
+        samples["t_s"],
+        *(samples[s] for s in statuses),
+        labels=statuses,
+        colors=[STATUS_COLOURS[s] for s in statuses],
+        alpha=0.85,
+    )
+    ax.set(title="Jobs by status over time", xlabel="time (wall s)", ylabel="jobs")
+    ax.legend(loc="center right", fontsize=8)
+    return ax
+
+
+def erlang_c_wait_per_service(c: int, rho: float) -> float:
+    """M/M/c mean wait in units of the mean service time: ``C(c, c*rho) / (c * (1 - rho))``."""
+    return theory.erlang_c(c, c * rho) / (c * (1 - rho))
+
+
+def wait_vs_utilisation(
+    frame: pd.DataFrame, *, log: bool = False, top: float | None = None, ax: Axes | None = None
+) -> Axes:
+    """Measured mean waits on the Erlang C curves, from
+    :func:`~jobsim.sim.experiments.utilisation_sweep`.
+
+    Both axes use what the run measured: utilisation at the realised arrival rate and the
+    effective service time (service plus the queue's own cost per attempt), and the wait in
+    units of that service time, so every worker count shares one dimensionless chart.
+
+    Args:
+        log: a logarithmic wait axis (shows the small waits, and the queue's dispatch floor).
+        top: upper limit of the wait axis (default: fit the points).
+    """
+    ax = _axes(ax)
+    rhos = np.linspace(0.02, 0.985, 200)
+    for i, (c, group) in enumerate(frame.groupby("workers")):
+        colour = f"C{i}"
+        n = int(str(c))
+        ax.plot(rhos, [erlang_c_wait_per_service(n, r) for r in rhos], color=colour,
+                label=f"Erlang C, c={n}")  # fmt: skip
+        ax.plot(group["measured_utilisation"], group["wait_per_service"], "o", color=colour,
+                markeredgecolor="black", label=f"measured, c={n}")  # fmt: skip
+    if log:
+        ax.set_yscale("log")
+    ceiling = top or max(2.0, 1.5 * float(frame["wait_per_service"].max()))
+    ax.set_ylim(1e-3 if log else 0.0, ceiling)
+    ax.set_xlim(0, 1.05)
+    ax.axvline(1.0, color="gray", linestyle=":")
+    ax.set(
+        title="Mean wait vs utilisation: the hockey stick",
+        xlabel=r"utilisation $\rho$ (measured, including queue overhead)",
+        ylabel="mean wait / mean service time (ratio)",
+    )
+    ax.legend(fontsize=8, ncol=2)
+    return ax
+
+
+def erlang_c_at_measured_service(result: RunResult, *, ax: Axes | None = None) -> Axes:
+    """Add, to a chart of P(wait > t) such as :func:`jobsim.sim.plots.wait_vs_theory`, the
+    Erlang C tail at the measured service time and arrival rate (the run's
+    ``theory_at_measured_service``): ``P(W > t) = C * exp(-(c*mu - lambda) * t)``, where
+    ``c*mu - lambda = C / Wq``. Draws nothing when M/M/c does not apply or is unstable."""
+    ax = _axes(ax)
+    measured = result.summary["theory_at_measured_service"]
+    if measured.get("model") != "M/M/c" or not measured.get("wait_s"):
+        return ax
+    p_wait, wait = float(measured["p_wait"]), float(measured["wait_s"])
+    waits = result.jobs["wait_s"].dropna() / result.workload.time_scale
+    ts = np.linspace(0.0, float(waits.max()) if len(waits) else 1.0, 100)
+    ax.plot(ts, p_wait * np.exp(-ts * p_wait / wait), ":", color="black",
+            label="Erlang C at measured service")  # fmt: skip
+    ax.legend()
+    return ax
+
+
+def staffing(
+    lam: float,
+    mu: float,
+    *,
+    max_p_wait: float,
+    workers: Sequence[int],
+    ax: Axes | None = None,
+) -> Axes:
+    """Erlang C probability of waiting for each worker count, against a target, with the
+    smallest count meeting it (:func:`jobsim.theory.staffing`) highlighted."""
+    ax = _axes(ax)
+    a = lam / mu
+    stable = [c for c in workers if c > a]
+    chosen = theory.staffing(lam, mu, max_p_wait=max_p_wait)
+    colours = ["tab:green" if c == chosen else "tab:blue" for c in stable]
+    ax.bar(stable, [theory.erlang_c(c, a) for c in stable], color=colours)
+    ax.axhline(
+        max_p_wait, color="tab:red", linestyle="--", label=f"target P(wait) = {max_p_wait:g}"
+    )
+    ax.set(
+        title=f"Staffing for offered load a = {a:g} erlangs (smallest c = {chosen})",
+        xlabel="workers c",
+        ylabel="P(wait > 0), Erlang C (probability)",
+        xticks=stable,
+    )
+    ax.legend()
+    return ax
+
+
+def attempts_vs_failure(frame: pd.DataFrame, *, max_retries: int, ax: Axes | None = None) -> Axes:
+    """Attempts per job against the failure probability, from a sweep over
+    ``fail_probability``, beside ``E[A] = (1 - p^(r+1)) / (1 - p)`` and its 4-SE band."""
+    ax = _axes(ax)
+    ax.plot(frame["fail_probability"], frame["attempts_per_job"], "o", label="measured")
+    ps = np.linspace(0, float(frame["fail_probability"].max()), 100)
+    mean = np.array([theory.expected_attempts(float(p), max_retries) for p in ps])
+    n = round(float(frame["submitted"].mean()))
+    sd = np.sqrt([theory.attempts_variance(float(p), max_retries) for p in ps])
+    band = np.array([theory.mean_band(float(s), n) for s in sd])
+    ax.plot(ps, mean, "--", color="black", label=f"E[A], r={max_retries}")
+    ax.fill_between(ps, mean - band, mean + band, alpha=0.2, label=f"±4 SE, n={n}")
+    ax.set(
+        title="Attempts per job vs failure probability",
+        xlabel="failure probability per attempt p",
+        ylabel="attempts per job (mean)",
+    )
+    ax.legend()
+    return ax
+
+
+def utilisation_vs_failure(
+    utilisation: float,
+    *,
+    retries: Sequence[int | None] = (0, 1, 3, None),
+    measured: pd.DataFrame | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """The stability cliff: retries multiply the load, ``rho_eff = rho * E[A]``, and the queue
+    is unstable once that reaches 1. ``measured`` (optional) has columns
+    ``fail_probability`` and ``measured_utilisation``."""
+    ax = _axes(ax)
+    ps = np.linspace(0, 0.6, 200)
+    for r in retries:
+        label = "unlimited retries" if r is None else f"r = {r}"
+        ax.plot(ps, [utilisation * theory.expected_attempts(float(p), r) for p in ps], label=label)
+    if measured is not None:
+        ax.plot(measured["fail_probability"], measured["measured_utilisation"], "o",
+                color="black", label="measured")  # fmt: skip
+    ax.axhline(1.0, color="tab:red", linestyle="--", label=r"$\rho$ = 1: unstable above")
+    ax.set(
+        title=f"Retries raise the load ($\\rho$ = {utilisation:g} without failures)",
+        xlabel="failure probability per attempt p",
+        ylabel=r"effective utilisation $\rho \cdot E[A]$ (ratio)",
+    )
+    ax.legend(fontsize=8)
+    return ax
+
+
+def in_system_over_time(results: Mapping[str, RunResult], *, ax: Axes | None = None) -> Axes:
+    """Jobs in the system (submitted, not finished) over model time, one line per run."""
+    ax = _axes(ax)
+    for label, result in results.items():
+        scale = result.workload.time_scale
+        jobs = result.jobs
+        times = np.concatenate([jobs["submitted"], jobs["finished"].dropna()]) / scale
+        steps = np.concatenate([np.ones(len(jobs)), -np.ones(int(jobs["finished"].notna().sum()))])
+        order = np.argsort(times, kind="stable")
+        ax.step(times[order], np.cumsum(steps[order]), where="post", label=label)
+    ax.set(title="Jobs in the system over time", xlabel="time (model s)", ylabel="jobs in system")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def retry_waves(
+    starts: Mapping[str, pd.Series | np.ndarray],
+    *,
+    bucket_s: float,
+    horizon_s: float | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """Retries started per time bucket, one step line per policy: synchronized waves
+    without jitter, a flattened spread with it."""
+    ax = _axes(ax)
+    values = {k: np.asarray(v, dtype=float) for k, v in starts.items()}
+    top = horizon_s or max((float(v.max()) for v in values.values() if v.size), default=1.0)
+    edges = np.arange(0.0, top + bucket_s, bucket_s)
+    for label, times in values.items():
+        counts, _ = np.histogram(times, edges)
+        ax.step(edges[:-1], counts, where="post", label=f"{label} (peak {counts.max()})")
+    ax.set(
+        title=f"Retries per {bucket_s * 1000:g} ms after a shared outage",
+        xlabel="time since the outage began (wall s)",
+        ylabel=f"retries started per {bucket_s * 1000:g} ms",
+    )
+    ax.legend(fontsize=8)
+    return ax
+
+
+def load_over_time(
+    loads: Mapping[str, pd.DataFrame],
+    *,
+    outage: tuple[float, float],
+    expected: Mapping[str, float] | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """Load multiplier over time (attempts per new request), one line per strategy, from
+    :func:`jobsim.sim.budget.load`, with each strategy's expected multiplier during the
+    outage dashed."""
+    ax = _axes(ax)
+    ax.axvspan(*outage, color="tab:red", alpha=0.1, label="outage")
+    for i, (label, frame) in enumerate(loads.items()):
+        ax.step(frame["t"], frame["multiplier"], where="post", color=f"C{i}", label=label)
+        if expected and label in expected:
+            ax.hlines(expected[label], *outage, colors=f"C{i}", linestyles="--")
+    ax.set(
+        title="Load on the dependency during a sustained failure",
+        xlabel="time (s)",
+        ylabel="attempts per new request (x normal load)",
+    )
+    ax.legend(fontsize=8)
+    return ax
+
+
+def recovery_vs_lease(frame: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
+    """How long a job dead with its worker waited for its next delivery, against the lease
+    length (columns ``lease_s`` and ``recovery_wall_s``), beside the band [2/3 L, L] that
+    heartbeats every L/3 leave."""
+    ax = _axes(ax)
+    ax.plot(frame["lease_s"], frame["recovery_wall_s"], "o", alpha=0.7, label="measured")
+    top = float(frame["lease_s"].max()) * 1.1
+    leases = np.linspace(0, top, 50)
+    ax.fill_between(leases, 2 * leases / 3, leases, alpha=0.2, label="theory: 2L/3 … L")
+    ax.set(
+        title="Recovery after a worker dies vs lease length",
+        xlabel="lease length L (wall s)",
+        ylabel="time until redelivery (wall s)",
+    )
+    ax.legend()
+    return ax
+
+
+def class_waits_vs_utilisation(
+    frame: pd.DataFrame, *, workers: int, shares: Sequence[float], ax: Axes | None = None
+) -> Axes:
+    """Mean wait of each priority class against utilisation (columns ``utilisation``,
+    ``priority``, ``wait_s``, model s with mean service 1), beside the non-preemptive
+    priority formula for ``shares`` of the load, highest class first."""
+    ax = _axes(ax)
+    rhos = np.linspace(0.3, 0.97, 150)
+    total = float(sum(shares))
+    curves = np.array(
+        [theory.priority_waits([rho * workers * s / total for s in shares], 1.0, workers)
+         for rho in rhos]
+    )  # fmt: skip
+    priorities = sorted(frame["priority"].unique(), reverse=True)
+    for k, priority in enumerate(priorities):
+        ax.plot(rhos, curves[:, k], color=f"C{k}", label=f"formula, priority {priority}")
+        mine = frame[frame["priority"] == priority]
+        ax.plot(mine["utilisation"], mine["wait_s"], "o", color=f"C{k}",
+                markeredgecolor="black", label=f"measured, priority {priority}")  # fmt: skip
+    ax.set_yscale("log")
+    ax.set(
+        title=f"Waits by priority class, M/M/{workers} non-preemptive",
+        xlabel=r"utilisation $\rho$ (nominal)",
+        ylabel="mean wait (model s, mean service 1 s)",
+    )
+    ax.legend(fontsize=8)
+    return ax
+
+
+def wait_by_arrival(
+    results: Mapping[str, RunResult], *, priority: int, ax: Axes | None = None
+) -> Axes:
+    """Each job's wait against its arrival time, for the jobs of one ``priority``, one
+    marker per run: starvation shows as waits that keep growing during the run."""
+    ax = _axes(ax)
+    for i, (label, result) in enumerate(results.items()):
+        scale = result.workload.time_scale
+        jobs = result.jobs[result.jobs["priority"] == priority]
+        ax.plot(jobs["submitted"] / scale, jobs["wait_s"] / scale, "o", markersize=4,
+                color=f"C{i}", alpha=0.8, label=label)  # fmt: skip
+    ax.set(
+        title=f"Waits of priority-{priority} jobs by arrival time",
+        xlabel="arrival time (model s)",
+        ylabel="wait before first start (model s)",
+    )
+    ax.legend(fontsize=8)
+    return ax
+
+
+def grouped_bars(
+    frame: pd.DataFrame,
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    ax: Axes | None = None,
+) -> Axes:
+    """One group of bars per row of ``frame`` (its index labels the groups), one bar per
+    column: e.g. lost / duplicated / redelivered per scenario."""
+    ax = _axes(ax)
+    groups = np.arange(len(frame))
+    width = 0.8 / max(len(frame.columns), 1)
+    for i, column in enumerate(frame.columns):
+        values = frame[column].to_numpy(dtype=float)
+        bars = ax.bar(groups + (i - (len(frame.columns) - 1) / 2) * width, values, width,
+                      label=str(column))  # fmt: skip
+        ax.bar_label(bars, fmt=_bar_format(values), fontsize=8)
+    ax.set_xticks(groups, [textwrap.fill(str(x), 14) for x in frame.index])
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def _bar_format(values: np.ndarray) -> str:
+    finite = values[np.isfinite(values)]
+    whole = finite.size == 0 or bool(np.all(finite == np.round(finite)))
+    return "%d" if whole else "%.2f"

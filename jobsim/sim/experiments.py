@@ -1,0 +1,230 @@
+"""Small drivers and tables for the experiments of EXPERIMENTS.md that one :func:`sweep` grid
+does not express: a utilisation sweep that pairs each worker count with its own arrival
+rates (E1), per-priority waits beside the priority formula (E5), how long a job stayed
+stuck after its worker died (E9, E10), and a queue's status counts sampled over time.
+
+Every function runs the real queue through :func:`jobsim.sim.run` or reads what a run
+returned; times are model seconds unless a name says ``wall``.
+
+Example:
+    >>> frame = utilisation_sweep({1: [0.5], 4: [0.5, 0.8]}, workload=Workload())  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from jobsim import theory
+from jobsim.models import JobStatus
+from jobsim.queue import JobQueue
+from jobsim.sim.runner import RunResult, Setup, run
+from jobsim.sim.workload import Poisson, Workload
+
+
+def within(
+    label: str,
+    measured: float,
+    expected: float,
+    band: float,
+    *,
+    digits: int = 3,
+    show_measured: bool = True,
+) -> str:
+    """A one-line verdict: is ``measured`` within ``band`` of ``expected``?
+
+    Print ``show_measured=False`` verdicts where the measurement depends on timing, so the
+    line is the same on every run (a notebook checks it).
+
+    Example:
+        >>> within("attempts/job", 1.4213, 1.4167, 0.05)
+        'attempts/job 1.421 vs theory 1.417 ± 0.050: PASS'
+        >>> within("mean wait", 0.81, 0.7455, 0.37, show_measured=False)
+        'mean wait vs theory 0.746 ± 0.370: PASS'
+    """
+    ok = abs(measured - expected) <= band
+    shown = f" {measured:.{digits}f}" if show_measured else ""
+    return (
+        f"{label}{shown} vs theory {expected:.{digits}f} ± {band:.{digits}f}: "
+        f"{'PASS' if ok else 'FAIL'}"
+    )
+
+
+MIN_JOBS = 40
+"""Fewest jobs per point of a utilisation sweep, however short its wall-time budget."""
+
+
+def utilisation_sweep(
+    points: Mapping[int, Sequence[float]],
+    *,
+    workload: Workload,
+    wall_s: float = 1.5,
+    time_scales: Mapping[int, float] | None = None,
+    setup: Setup | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> pd.DataFrame:
+    """Run each worker count at its utilisations with Poisson arrivals; one row per run.
+
+    The arrival rate of a point is ``rho * c / E[S]``. Each run gets about ``wall_s`` of wall
+    time worth of arrivals (at least :data:`MIN_JOBS` jobs), so low utilisations, which
+    need the most time per job, do not dominate the sweep. Run ``k`` (counting from 0) uses
+    seed ``workload.seed + k``, so the points' sampling errors are independent.
+
+    Args:
+        points: worker count ``c`` -> nominal utilisations ``rho`` (each below 1).
+        workload: the service distribution, seed and time scale to use.
+        wall_s: wall seconds of arrivals per run.
+        time_scales: a time scale per worker count (more workers serve more jobs per wall
+            second, and the embedded backend's cost per job grows with its load).
+        setup: queue and worker settings (``workers`` is replaced).
+        progress: called with (runs done, runs in total) after each run.
+
+    Returns:
+        Columns ``workers``, ``utilisation``, ``jobs``, ``rate_per_s``, ``effective_service_s``
+        (mean service plus the queue's cost per attempt), ``measured_utilisation``,
+        ``wait_s`` (mean, after warm-up), ``wait_per_service`` (``wait_s`` over the effective
+        service), ``theory_wait_s`` (Erlang C at the nominal rates),
+        ``theory_wait_per_service`` (Erlang C at the measured rates, dimensionless; NaN when
+        the measured utilisation reaches 1), ``valid`` and ``wall_s``.
+    """
+    setup = setup or Setup()
+    mean_s = workload.service.mean_s
+    rows: list[dict[str, Any]] = []
+    total = sum(len(rhos) for rhos in points.values())
+    for c, rhos in points.items():
+        scale = (time_scales or {}).get(c, workload.time_scale)
+        for rho in rhos:
+            rate = rho * c / mean_s
+            jobs = max(MIN_JOBS, round(wall_s * rate / scale))
+            arrival = Poisson(rate_per_s=rate)
+            seed = workload.seed + len(rows)
+            w = replace(workload, jobs=jobs, arrival=arrival, time_scale=scale, seed=seed)
+            summary = run(w, setup=replace(setup, workers=c)).summary
+            rows.append(_sweep_row(c, rho, jobs, rate, summary))
+            if progress is not None:
+                progress(len(rows), total)
+    return pd.DataFrame(rows)
+
+
+def _sweep_row(
+    c: int, rho: float, jobs: int, rate: float, summary: Mapping[str, Any]
+) -> dict[str, Any]:
+    overhead = summary["overhead_per_attempt_s"]
+    effective = summary["service_s"] + (overhead if math.isfinite(overhead) else 0.0)
+    lam = summary["arrival_rate_per_s"]
+    measured_rho = lam * effective / c
+    wait = summary["wait_s"]["mean"]
+    at_measured = (
+        theory.mmc(lam, 1.0 / effective, c).wq / effective if measured_rho < 1 else math.nan
+    )
+    return {
+        "workers": c,
+        "utilisation": rho,
+        "jobs": jobs,
+        "rate_per_s": rate,
+        "effective_service_s": effective,
+        "measured_utilisation": measured_rho,
+        "wait_s": wait,
+        "wait_per_service": wait / effective,
+        "theory_wait_s": summary["theory"].get("wait_s", math.nan),
+        "theory_wait_per_service": at_measured,
+        "valid": summary["valid"],
+        "wall_s": summary["wall_s"],
+    }
+
+
+def class_waits(result: RunResult) -> pd.DataFrame:
+    """Mean and p99 wait of each priority class, beside the non-preemptive priority formula.
+
+    The first 10% of jobs are skipped as warm-up, as in the run's summary.
+
+    Returns:
+        One row per priority, highest first: ``priority``, ``jobs``, ``wait_s``, ``p99_wait_s``,
+        ``theory_wait_s`` (the workload's rates) and ``theory_at_measured_s`` (the measured
+        service and arrival rate; NaN when that queue would be unstable or the formula does
+        not apply).
+    """
+    scale = result.workload.time_scale
+    steady = result.jobs.iloc[len(result.jobs) // 10 :]
+    nominal = result.summary["theory"].get("wait_s_by_priority", {})
+    measured = result.summary["theory_at_measured_service"].get("wait_s_by_priority", {})
+    rows = []
+    for priority, group in steady.groupby("priority"):
+        waits = group["wait_s"].dropna().to_numpy() / scale
+        key = str(priority)
+        rows.append(
+            {
+                "priority": int(str(priority)),
+                "jobs": len(group),
+                "wait_s": float(waits.mean()) if waits.size else math.nan,
+                "p99_wait_s": float(np.percentile(waits, 99)) if waits.size else math.nan,
+                "theory_wait_s": nominal.get(key, math.nan),
+                "theory_at_measured_s": measured.get(key, math.nan),
+            }
+        )
+    frame = pd.DataFrame(rows)
+    return frame.sort_values("priority", ascending=False).reset_index(drop=True)
+
+
+LOST_LEASE = ("expired", "crashed")
+"""Attempt outcomes of a delivery that ended without its worker reporting back."""
+
+
+def recovery_times(result: RunResult) -> pd.DataFrame:
+    """For each attempt whose worker died, how long the job waited for its next delivery.
+
+    A thread worker "dies" (fault injection) when its running job ends, so the moment of
+    death is the attempt's start plus the job's planned service time; recovery ends when
+    the next attempt starts. With leases and heartbeats that gap is the rest of the lease:
+    between 2/3 of it and all of it, as heartbeats renew it every third.
+
+    Returns:
+        One row per lost delivery: ``job_id``, ``number``, ``outcome``, ``died_wall_s`` and
+        ``recovery_wall_s`` (wall seconds: leases are set in wall seconds).
+    """
+    scale = result.workload.time_scale
+    service = {f"j{job.index:06d}": job.service_s * scale for job in result.workload.plan()}
+    attempts = result.attempts.sort_values(["job_id", "number"])
+    rows = []
+    for job_id, runs in attempts.groupby("job_id"):
+        runs = runs.reset_index(drop=True)
+        for i in range(len(runs) - 1):
+            if runs.loc[i, "outcome"] not in LOST_LEASE:
+                continue
+            died = float(runs.loc[i, "started"]) + service.get(str(job_id), 0.0)
+            rows.append(
+                {
+                    "job_id": job_id,
+                    "number": int(runs.loc[i, "number"]),
+                    "outcome": runs.loc[i, "outcome"],
+                    "died_wall_s": died,
+                    "recovery_wall_s": float(runs.loc[i + 1, "started"]) - died,
+                }
+            )
+    columns = ["job_id", "number", "outcome", "died_wall_s", "recovery_wall_s"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def sample_statuses(
+    queue: JobQueue, *, every_s: float = 0.05, timeout_s: float = 60.0
+) -> pd.DataFrame:
+    """Poll ``queue.stats()`` until nothing is active (or ``timeout_s``); one row per poll.
+
+    Returns:
+        Columns ``t_s`` (wall seconds since the first poll) and one count per status.
+    """
+    rows = []
+    started = time.monotonic()
+    while True:
+        stats = queue.stats()
+        rows.append({"t_s": time.monotonic() - started, **stats.by_status()})
+        if stats.active == 0 or time.monotonic() - started > timeout_s:
+            break
+        time.sleep(every_s)
+    return pd.DataFrame(rows, columns=["t_s", *(s.value for s in JobStatus)])

@@ -1,0 +1,133 @@
+"""The lab panel: its settings map onto the simulator, the theory preview needs no run, the
+Run button runs once and updates progress, charts and summary in place, and headless it
+degrades to a static run."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import matplotlib
+import pytest
+
+from jobsim.retry import RetryPolicy
+from jobsim.sim.lab import (
+    Lab,
+    LabSettings,
+    figure,
+    formatted,
+    is_live_frontend,
+    png,
+    preview,
+    summary_table,
+    verdict,
+)
+
+matplotlib.use("Agg")
+
+TINY = LabSettings(jobs=60, rate_per_s=2.0, time_scale=0.002, seed=4)
+
+
+@pytest.fixture(scope="module")
+def tiny_lab() -> Lab:
+    lab = Lab(TINY)
+    lab.run()
+    return lab
+
+
+def test_settings_map_onto_workload_faults_and_setup_in_wall_seconds() -> None:
+    settings = replace(TINY, workers=3, lease_s=10.0, crashes=2, backoff="full")
+    workload, setup = settings.workload(), settings.setup()
+    assert (workload.jobs, workload.arrival.rate_per_s, workload.seed) == (60, 2.0, 4)
+    assert workload.service.mean_s == 1.0 and workload.max_retries == 3
+    assert setup.workers == 3 and setup.lease_s == pytest.approx(0.02)
+    assert settings.faults().worker_crashes == 2
+    assert setup.retry == RetryPolicy(kind="full", base_s=0.0005, cap_s=0.008)
+    assert replace(TINY, backoff="immediate").retry() == RetryPolicy.immediate()
+
+
+def test_the_preview_states_the_load_and_warns_when_unstable() -> None:
+    """rho = lambda * E[A] * E[S] / c, retries included; above 1 the theory says unstable."""
+    settings = replace(TINY, rate_per_s=3.0, workers=4, fail_probability=0.0)
+    assert settings.utilisation() == pytest.approx(0.75)
+    assert "0.75" in preview(settings) and "Erlang C mean wait" in preview(settings)
+    assert "unstable" in preview(replace(settings, workers=2))
+    assert "left out" in preview(replace(settings, crashes=1))  # crashes break M/M/c
+
+
+def test_the_summary_puts_measured_beside_theory_and_the_checker_counts(tiny_lab: Lab) -> None:
+    assert tiny_lab.result is not None
+    table = summary_table(tiny_lab.result)
+    for metric in ("mean wait (model s)", "attempts per job", "lost", "duplicated (fenced)",
+                   "dead-lettered"):  # fmt: skip
+        assert metric in table.index
+    assert table.loc["lost", "measured"] == 0
+    text = formatted(table)
+    assert text.loc["lost", "measured"] == "0" and text.loc["lost", "at measured service"] == ""
+    assert verdict(tiny_lab.result).startswith("valid: True, lost: 0")
+
+
+def test_the_figure_has_three_titled_labelled_charts(tiny_lab: Lab) -> None:
+    assert tiny_lab.result is not None
+    fig = figure(tiny_lab.result)
+    assert len(fig.axes) == 3
+    for ax in fig.axes:
+        assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
+    assert png(fig).startswith(b"\x89PNG")
+
+
+def test_live_or_static_follows_the_override_then_the_frontend() -> None:
+    """JOBSIM_LAB forces either; otherwise live only inside a kernel a frontend started."""
+    assert is_live_frontend({"JOBSIM_LAB": "live"})
+    assert not is_live_frontend({"JOBSIM_LAB": "static", "JPY_SESSION_NAME": "x.ipynb"})
+    assert not is_live_frontend({"JPY_SESSION_NAME": "x.ipynb"})  # pytest is not a kernel
+    assert not is_live_frontend({})
+
+
+def test_headless_show_runs_once_and_prints_a_static_summary(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    lab = Lab(TINY)
+    lab.show(live=False)
+    out = capsys.readouterr().out
+    assert lab.result is not None and lab.result.summary["submitted"] == 60
+    assert "utilisation rho" in out and "lost" in out and "static output" in out
+
+
+def test_moving_a_slider_updates_the_theory_without_running() -> None:
+    from jobsim.sim.lab import _Panel
+
+    lab = Lab(TINY)
+    panel = _Panel(lab)
+    panel.controls["workers"].value = 1
+    assert "unstable" in panel.theory.value
+    assert panel.settings().workers == 1 and panel.settings().time_scale == TINY.time_scale
+    assert lab.result is None
+
+
+def test_the_run_button_runs_once_and_updates_progress_charts_and_summary() -> None:
+    from jobsim.sim.lab import _Panel
+
+    lab = Lab(TINY)
+    panel = _Panel(lab)
+    panel.controls["fail_probability"].value = 0.3
+    panel.button.click()
+    assert lab.result is not None and lab.result.workload.fail_probability == 0.3
+    assert panel.progress.value == panel.progress.max == 60
+    assert bytes(panel.chart.value).startswith(b"\x89PNG")
+    assert "lost" in panel.summary.value and panel.status.value.startswith("done")
+    assert not panel.button.disabled
+
+
+def test_a_failed_run_is_reported_in_the_panel(monkeypatch: pytest.MonkeyPatch) -> None:
+    from jobsim.sim.lab import _Panel
+
+    lab = Lab(TINY)
+    panel = _Panel(lab)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("redis went away")
+
+    monkeypatch.setattr(lab, "run", broken)
+    panel.button.click()
+    assert panel.status.value == "run failed: RuntimeError: redis went away"
+    assert not panel.button.disabled
