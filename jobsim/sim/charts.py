@@ -16,6 +16,7 @@ import pandas as pd
 
 from jobsim import theory
 from jobsim.models import JobStatus
+from jobsim.sim.plots import _axes
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -29,17 +30,6 @@ STATUS_COLOURS = {
     JobStatus.COMPLETED.value: "tab:green",
     JobStatus.FAILED.value: "tab:red",
 }
-
-
-def _axes(ax: Axes | None) -> Axes:
-    if ax is not None:
-        return ax
-    try:
-        import matplotlib.pyplot as plt
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("charts need matplotlib: pip install 'jobsim[sim]'") from exc
-    _, new = plt.subplots(figsize=(7, 4))
-    return new
 
 
 def status_counts(samples: pd.DataFrame, *, ax: Axes | None = None) -> Axes:

@@ -7,6 +7,7 @@ Every function takes an optional matplotlib ``Axes`` and returns the one it drew
 from __future__ import annotations
 
 import math
+import os
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -147,7 +148,9 @@ def worker_timeline(result: RunResult, *, ax: Axes | None = None, max_attempts: 
         ]
         colours: list[Any] = [_OUTCOME_COLOURS.get(o, "black") for o in mine["outcome"]]
         ax.broken_barh(spans, (row - 0.4, 0.8), facecolors=colours)
-    ax.set_yticks(range(len(workers)), [str(w)[-12:] for w in workers])
+    # character-wise on purpose: worker ids share a host-pid-pool prefix
+    common = os.path.commonprefix([str(w) for w in workers]) if len(workers) > 1 else ""  # noqa: RUF071
+    ax.set_yticks(range(len(workers)), [str(w)[len(common) :] or str(w) for w in workers])
     ax.set(title="Attempts per worker", xlabel="time (model s)", ylabel="worker")
     handles = [
         __import__("matplotlib.patches", fromlist=["Patch"]).Patch(color=c, label=o)
