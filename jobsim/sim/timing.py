@@ -143,16 +143,18 @@ def worked(attempts: pd.DataFrame) -> pd.DataFrame:
 
 def busy_gap_s(attempts: pd.DataFrame, jobs: pd.DataFrame) -> float:
     """The queue's own cost per attempt: on each worker, the mean time from the end of one
-    attempt to the start of its next, counted only when that next job was already waiting
-    (so the worker was not idle). NaN when no such pair exists."""
+    attempt to the start of its next, counted only when that next attempt was a first one
+    whose job was already submitted (so the worker was not idle; a retry's ready time is
+    not recorded, so retries are left out). NaN when no such pair exists."""
     submitted = jobs.set_index("job_id")["submitted"]
     frame = worked(attempts).sort_values(["worker", "started"])
     gaps = []
     for _, runs in frame.groupby("worker"):
         starts, ends = runs["started"].to_numpy(), runs["ended"].to_numpy()
+        first = (runs["number"] == 1).to_numpy()
         waiting = submitted.reindex(runs["job_id"]).to_numpy()
         for i in range(len(runs) - 1):
-            if waiting[i + 1] <= ends[i]:
+            if first[i + 1] and waiting[i + 1] <= ends[i]:
                 gaps.append(starts[i + 1] - ends[i])
     return float(np.mean(gaps)) if gaps else float("nan")
 
