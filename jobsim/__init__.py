@@ -3,11 +3,12 @@
 The public API is the names in ``__all__``; everything else may change.
 """
 
+from jobsim.config import Lease, QueueConfig, Retention
 from jobsim.connection import connect
 from jobsim.errors import JobsimError, PermanentError
 from jobsim.models import PRIORITY_MAX, PRIORITY_MIN, Job, JobStatus, QueueStats
 from jobsim.pool import WorkerPool
-from jobsim.queue import JobQueue, JobRequest, Lease, QueueConfig, Retention
+from jobsim.queue import JobQueue, JobRequest
 from jobsim.retry import RetryPolicy
 from jobsim.tasks import task
 

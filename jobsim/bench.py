@@ -21,10 +21,11 @@ from typing import Any
 
 import redis
 
+from jobsim.config import QueueConfig, Retention
 from jobsim.connection import connect
 from jobsim.localredis import LocalRedis
 from jobsim.pool import Mode, WorkerPool
-from jobsim.queue import JobQueue, JobRequest, QueueConfig, Retention
+from jobsim.queue import JobQueue, JobRequest
 from jobsim.retry import RetryPolicy
 
 Progress = Callable[[str], None]
@@ -139,7 +140,11 @@ def drain_rate(
     the attempt log is read for that, so with ``attempt_log=False`` a wall clock is used.
     """
     client = connect(url)
-    config = QueueConfig(retry=RetryPolicy.immediate(), attempt_log=attempt_log)
+    config = QueueConfig(
+        retry=RetryPolicy.immediate(),
+        attempt_log=attempt_log,
+        retention=Retention(max_completed=None, max_age_s=None),  # records are read back
+    )
     with _scratch_queue(client, config) as queue:
         request = JobRequest("fail", {"times": 1}) if retry_once else JobRequest("noop")
         ids = queue.submit_many([request] * jobs)

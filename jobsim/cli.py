@@ -14,9 +14,10 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from jobsim.config import Lease, QueueConfig, Retention
 from jobsim.connection import connect, mask_url
 from jobsim.errors import JobsimError
-from jobsim.queue import JobQueue, Lease, QueueConfig, Retention
+from jobsim.queue import JobQueue
 from jobsim.retry import KINDS, RetryPolicy
 
 
@@ -141,9 +142,16 @@ def _add_worker_args(parser: argparse.ArgumentParser) -> None:
     config.add_argument(
         "--keep-completed",
         type=int,
-        default=None,
+        default=10_000,
         metavar="N",
-        help="keep only the newest N completed job records",
+        help="keep the newest N completed job records (10000; 0 keeps all)",
+    )
+    config.add_argument(
+        "--keep-completed-s",
+        type=float,
+        default=86_400.0,
+        metavar="S",
+        help="drop completed records older than S seconds (86400, a day; 0 keeps all)",
     )
 
 
@@ -152,7 +160,9 @@ def _queue_config(args: argparse.Namespace) -> QueueConfig:
         lease=Lease(duration_s=args.lease_s),
         aging_s=args.aging_s,
         retry=RetryPolicy(kind=args.retry, base_s=args.retry_base_s, cap_s=args.retry_cap_s),
-        retention=Retention(max_completed=args.keep_completed),
+        retention=Retention(
+            max_completed=args.keep_completed or None, max_age_s=args.keep_completed_s or None
+        ),
     )
 
 

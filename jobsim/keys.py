@@ -46,22 +46,22 @@ class Keys:
 
     @property
     def processing(self) -> str:
-        """Sorted set of leased job ids, scored by lease deadline (ms, Redis time)."""
+        """Sorted set of leased job ids, scored by lease deadline (µs, Redis time)."""
         return self._key("processing")
 
     @property
     def retrying(self) -> str:
-        """Sorted set of job ids waiting out a backoff, scored by due time (ms)."""
+        """Sorted set of job ids waiting out a backoff, scored by due time (µs)."""
         return self._key("retrying")
 
     @property
     def completed(self) -> str:
-        """Sorted set of completed job ids, scored by completion time (ms)."""
+        """Sorted set of completed job ids, scored by completion time (µs)."""
         return self._key("completed")
 
     @property
     def dead(self) -> str:
-        """The dead-letter queue: sorted set of failed job ids, scored by failure time (ms)."""
+        """The dead-letter queue: sorted set of failed job ids, scored by failure time (µs)."""
         return self._key("dead")
 
     @property
@@ -76,13 +76,24 @@ class Keys:
 
     @property
     def counters(self) -> str:
-        """Hash of running totals: submitted, completed, failed, retried, expired, fenced."""
+        """Hash of running totals: submitted, completed, failed, retried, expired, fenced,
+        replayed, stale, ..."""
         return self._key("counters")
 
     @property
     def workers(self) -> str:
         """Hash of worker id -> JSON registry entry."""
         return self._key("workers")
+
+    @property
+    def workers_seen(self) -> str:
+        """Sorted set of worker ids by last heartbeat (µs): registry entries expire from it."""
+        return self._key("workers_seen")
+
+    def reply(self, channel: str) -> str:
+        """String keeping the last reply of a non-idempotent call (a worker's DEQUEUE, an
+        admin request) with its request id, so a re-sent call gets it back. It expires."""
+        return self._key(f"reply:{channel}")
 
     @property
     def job_prefix(self) -> str:
@@ -109,4 +120,5 @@ class Keys:
             self.wake,
             self.counters,
             self.workers,
+            self.workers_seen,
         ]

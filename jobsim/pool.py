@@ -32,7 +32,7 @@ from jobsim.connection import client_url
 from jobsim.errors import InvalidInputError
 from jobsim.procs import Child, ChildSpec
 from jobsim.queue import JobQueue
-from jobsim.scripts import Dequeued, Failure
+from jobsim.scripts import Dequeued, GiveBack, Nack
 from jobsim.tasks import TaskSpec
 from jobsim.tasks import registry as default_registry
 from jobsim.worker import Holdings, Running, ThreadWorker
@@ -172,14 +172,14 @@ class WorkerPool:
         self._wakeup.set()
         self._supervisor.join()
         try:
-            self.queue._deregister(self.worker_ids)
+            self.queue.leases.deregister(self.worker_ids)
             self.queue.client.delete(self._stop_key)
         except redis.RedisError as exc:
             log.warning("could not deregister pool %s: %s", self.id, exc)
 
     def _stop_threads(self, deadline: float) -> None:
         try:
-            self.queue.client.rpush(self._stop_key, *(["1"] * self.concurrency))
+            self.queue.leases.wake_stopping(self._stop_key, self.concurrency)
         except redis.RedisError as exc:
             log.warning("could not wake idle workers (they wake within 2 s): %s", exc)
         for thread in self._threads:
@@ -238,28 +238,29 @@ class WorkerPool:
     ) -> None:
         """Settle a worker's finished jobs, put its unstarted ones back uncounted, and give
         back (or, for a timeout, fail) the one it was running. ``catch_all`` also gives back
-        any lease the books missed, for a worker that is gone."""
-        queue = self.queue
+        any lease the books missed, for a worker that is gone. Every call quotes the lease
+        tokens, so taking back what was already taken back changes nothing."""
+        leases = self.queue.leases
         try:
             if holdings.done or holdings.failed:
-                queue._exchange(worker_id, 0, holdings.done, holdings.failed)
-            queue._unlease(holdings.unstarted)
-            leases = [(job_id, token, outcome, error) for job_id, token in holdings.ran]
+                leases.exchange(worker_id, 0, holdings.done, holdings.failed)
+            leases.unlease(holdings.unstarted)
+            given = [GiveBack(job_id, token, outcome, error) for job_id, token in holdings.ran]
             running = holdings.running
             if running is not None and outcome == "timeout":
-                queue._fail([self._timeout_failure(running, error)])
+                leases.fail([self._timeout_failure(running, error)])
             elif running is not None:
-                leases.append((running.job.id, running.job.attempt, outcome, error))
-            queue._release(leases)
+                given.append(GiveBack(running.job.id, running.job.token, outcome, error))
+            leases.release(given)
             if catch_all:
-                queue._release_worker(worker_id, outcome, error)
+                leases.release_worker(worker_id, outcome, error)
         except redis.RedisError as exc:
             log.warning("could not take back %s's leases (they will expire): %s", worker_id, exc)
 
-    def _timeout_failure(self, running: Running, what: str) -> Failure:
+    def _timeout_failure(self, running: Running, what: str) -> Nack:
         error = f"TimeoutError: job ran longer than {running.timeout_s:g} s; {what}"
         backoff = round(self.backoff_s(running.job, self._rng) * 1e6)
-        return (running.job.id, running.job.attempt, error, True, backoff, "timeout", "", "")
+        return Nack(running.job.id, running.job.token, error, True, backoff, "timeout")
 
     # --- supervision ----------------------------------------------------------------------
 
@@ -316,7 +317,7 @@ class WorkerPool:
             running = thread.running
             info = self._registry_entry([running.job.id] if running else [])
             try:
-                lost = self.queue._heartbeat(thread.worker_id, thread.leases(), info)
+                lost = self.queue.leases.heartbeat(thread.worker_id, thread.leases(), info)
             except redis.RedisError as exc:
                 log.warning("heartbeat of %s failed: %s", thread.worker_id, exc)
                 continue
@@ -364,7 +365,7 @@ class WorkerPool:
                     error="its worker process was killed",
                     catch_all=True,
                 )
-                self.queue._deregister([child.worker_id])
+                self.queue.leases.deregister([child.worker_id])
                 child.spawn()
             elif child.respawn_at == 0.0:
                 self._take_back(
@@ -374,7 +375,7 @@ class WorkerPool:
                     error=f"worker process {child.pid} died ({child.exit_reason()})",
                     catch_all=True,
                 )
-                self.queue._deregister([child.worker_id])
+                self.queue.leases.deregister([child.worker_id])
                 child.schedule_respawn()
             elif now >= child.respawn_at:
                 child.respawn_at = 0.0
@@ -408,7 +409,7 @@ class WorkerPool:
     def backoff_s(self, job: Dequeued, rng: random.Random) -> float:
         """The delay before the job's next attempt, from the queue's retry policy."""
         return self.queue.config.retry.delay_s(
-            job.attempt, previous_s=job.previous_delay_s, rng=rng
+            job.backoff_attempt, previous_s=job.previous_delay_s, rng=rng
         )
 
     def _timeout_for(self, spec: TaskSpec) -> float | None:

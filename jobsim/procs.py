@@ -9,30 +9,43 @@ started (put back, attempt not counted) and which one was running (attempt count
 from __future__ import annotations
 
 import importlib
+import logging
 import multiprocessing as mp
+import os
 import signal
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
+from jobsim.config import QueueConfig
 from jobsim.connection import connect
-from jobsim.queue import JobQueue, QueueConfig
+from jobsim.queue import JobQueue
 from jobsim.scripts import Dequeued
 from jobsim.worker import Holdings, Running
 
 _BATCH_BYTES = 16_384  # room for a full prefetch batch of ids, tokens and scores
+ORPHAN_CHECK_S = 0.25  # how often a worker process checks that its parent is alive
+
+log = logging.getLogger("jobsim.procs")
 
 CONTEXT = mp.get_context("spawn")  # fork is unsafe in a process that runs threads
 
 
 class Slot:
-    """Shared memory between a worker process and its parent."""
+    """Shared memory between a worker process and its parent.
+
+    The child writes the batch it leased (id, token, attempt numbers, score, previous
+    delay), how many of those jobs it has taken, and whether the last one taken is running.
+    A job counts as taken before anything can happen to it (even a task unknown to the
+    worker), so the parent's view never slips by one: the taken jobs ran (their attempts
+    count), the rest never started (put back uncounted).
+    """
 
     def __init__(self) -> None:
         self._lock = CONTEXT.Lock()
         self._batch: Any = CONTEXT.Array("c", _BATCH_BYTES, lock=False)
-        self._started: Any = CONTEXT.Value("i", 0, lock=False)
+        self._taken: Any = CONTEXT.Value("i", 0, lock=False)
         self._busy: Any = CONTEXT.Value("b", 0, lock=False)
         self._deadline: Any = CONTEXT.Value("d", 0.0, lock=False)
         self._timeout: Any = CONTEXT.Value("d", 0.0, lock=False)
@@ -41,17 +54,21 @@ class Slot:
     # the child's side (a worker.Report)
 
     def batch(self, jobs: list[Dequeued]) -> None:
-        text = "\n".join(f"{j.id} {j.attempt} {j.score}" for j in jobs).encode()
+        text = "\n".join(_line(j) for j in jobs).encode()
         # Past the room, the tail is dropped: the parent's catch-all release finds it.
         text = text[:_BATCH_BYTES].rsplit(b"\n", 1)[0] if len(text) > _BATCH_BYTES else text
         with self._lock:
             self._batch.value = text
-            self._started.value = 0
+            self._taken.value = 0
+            self._busy.value = 0
+
+    def taken(self, job: Dequeued) -> None:
+        with self._lock:
+            self._taken.value += 1
             self._busy.value = 0
 
     def started(self, running: Running) -> None:
         with self._lock:
-            self._started.value += 1
             self._busy.value = 1
             self._deadline.value = running.deadline or 0.0
             self._timeout.value = running.timeout_s or 0.0
@@ -64,26 +81,41 @@ class Slot:
 
     def running(self) -> Running | None:
         """The job the child is running now, if any."""
-        holdings = self.holdings()
-        return holdings.running
+        return self.holdings().running
 
     def holdings(self) -> Holdings:
         """What the child holds: its batch, split by how far it got."""
         with self._lock:
             text = bytes(self._batch.value).decode()
-            started, busy = self._started.value, self._busy.value
+            taken, busy = self._taken.value, self._busy.value
             deadline, timeout = self._deadline.value, self._timeout.value
-        entries = [line.split(" ") for line in text.splitlines() if line]
-        jobs = [Dequeued(i, int(t), "", "", None, score) for i, t, score in entries]
-        holdings = Holdings(unstarted=jobs[started:])
-        finished = jobs[: started - 1] if busy else jobs[:started]
-        holdings.ran = [(j.id, j.attempt) for j in finished]
-        if busy and started:
-            holdings.running = Running(jobs[started - 1], deadline or None, timeout or None)
+        jobs = [_parse(line) for line in text.splitlines() if line]
+        holdings = Holdings(unstarted=jobs[taken:])
+        ran = jobs[:taken]
+        if busy and ran:
+            holdings.running = Running(ran.pop(), deadline or None, timeout or None)
+        holdings.ran = [(j.id, j.token) for j in ran]
         return holdings
 
     def clear(self) -> None:
         self.batch([])
+
+
+def _line(job: Dequeued) -> str:
+    delay = "-" if job.previous_delay_s is None else repr(job.previous_delay_s)
+    return f"{job.id} {job.token} {job.attempt} {job.backoff_attempt} {job.score} {delay}"
+
+
+def _parse(line: str) -> Dequeued:
+    job_id, token, attempt, backoff_attempt, score, delay = line.split(" ")
+    return Dequeued(
+        id=job_id,
+        token=int(token),
+        attempt=int(attempt),
+        backoff_attempt=int(backoff_attempt),
+        score=score,
+        previous_delay_s=None if delay == "-" else float(delay),
+    )
 
 
 @dataclass(frozen=True)
@@ -121,9 +153,16 @@ def child_main(spec: ChildSpec, slot: Slot) -> None:
         _slot=slot,
     )
     pool.start()
-    while not stop.wait(1.0):  # a bare wait() would not wake for the signal handler
-        pass
+    parent = os.getppid()
+    # A bare wait() would not wake for the signal handler; polling the parent's pid also
+    # stops a child whose parent was SIGKILLed (it is re-parented), instead of leaving it
+    # leasing jobs with nobody enforcing timeouts.
+    while not stop.wait(ORPHAN_CHECK_S):
+        if os.getppid() != parent:
+            log.warning("worker process %s: parent %s is gone; stopping", os.getpid(), parent)
+            break
     pool.stop(grace_s=slot.grace_s.value)
+    slot.clear()  # every lease was settled or given back here: nothing left for the parent
 
 
 class Child:

@@ -15,11 +15,13 @@ back without counting an attempt, and count an attempt only for the job that was
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
 import threading
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -27,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import redis
 
 from jobsim.errors import PermanentError, UnknownTaskError
-from jobsim.scripts import Completion, Dequeued, Failure
+from jobsim.scripts import Ack, Dequeued, Nack
 from jobsim.tasks import AbandonJob, JobContext
 
 if TYPE_CHECKING:
@@ -53,23 +55,42 @@ class Running:
 class Holdings:
     """The leases of a worker that someone else must settle or give back."""
 
-    done: list[Completion] = field(default_factory=list)  # finished, result known
-    failed: list[Failure] = field(default_factory=list)  # finished, failure known
-    ran: list[tuple[str, int]] = field(default_factory=list)  # started, outcome lost
+    done: list[Ack] = field(default_factory=list)  # finished, result known
+    failed: list[Nack] = field(default_factory=list)  # finished, failure known
+    ran: list[tuple[str, int]] = field(default_factory=list)  # (id, token): taken, outcome lost
     running: Running | None = None
     unstarted: list[Dequeued] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class _Request:
+    """One DEQUEUE call, kept until its reply arrives so it can be sent again as is."""
+
+    id: str
+    count: int
+    done: list[Ack]
+    failed: list[Nack]
+
+
 class Report(Protocol):
-    """Where a worker reports its leases beyond its own memory (a worker process's slot)."""
+    """Where a worker reports its leases beyond its own memory (a worker process's slot).
+
+    The worker reports each batch it leased, each job it takes from the batch (before
+    anything else happens to it, so a job that fails before it starts is still accounted
+    for), when the taken job starts running (with its deadline) and when it ends.
+    """
 
     def batch(self, jobs: list[Dequeued]) -> None: ...
+    def taken(self, job: Dequeued) -> None: ...
     def started(self, running: Running) -> None: ...
     def finished(self) -> None: ...
 
 
 class _NoReport:
     def batch(self, jobs: list[Dequeued]) -> None:
+        pass
+
+    def taken(self, job: Dequeued) -> None:
         pass
 
     def started(self, running: Running) -> None:
@@ -92,8 +113,9 @@ class ThreadWorker(threading.Thread):
         self.running: Running | None = None
         self._lock = threading.Lock()  # guards the books below against the supervisor
         self._buffer: deque[Dequeued] = deque()
-        self._done: list[Completion] = []
-        self._failed: list[Failure] = []
+        self._done: list[Ack] = []
+        self._failed: list[Nack] = []
+        self._pending: _Request | None = None  # a DEQUEUE whose reply was lost
         self._unsettled_since = 0.0
         self._anchor = (0, 0.0)  # (Redis TIME µs, time.monotonic()) of the last lease
         self._service_s: float | None = None  # moving average of run times
@@ -104,10 +126,10 @@ class ThreadWorker(threading.Thread):
     def leases(self) -> list[tuple[str, int]]:
         """Every lease this worker holds, for the heartbeat."""
         with self._lock:
-            held = [(j.id, j.attempt) for j in self._buffer]
-            held += [(c[0], c[1]) for c in self._done] + [(f[0], f[1]) for f in self._failed]
+            held = [(j.id, j.token) for j in self._buffer]
+            held += [(a.id, a.token) for a in self._done] + [(n.id, n.token) for n in self._failed]
             if self.running is not None:
-                held.append((self.running.job.id, self.running.job.attempt))
+                held.append((self.running.job.id, self.running.job.token))
         return held
 
     def take_holdings(self) -> Holdings:
@@ -168,26 +190,39 @@ class ThreadWorker(threading.Thread):
         with self._lock:
             return self._buffer.popleft() if self._buffer else None
 
-    def _exchange(self, count: int) -> None:
-        """Settle what is finished; lease up to ``count`` jobs, blocking if there are none."""
-        queue = self.pool.queue
+    def _exchange(self, count: int, *, block: bool = True) -> None:
+        """Settle what is finished; lease up to ``count`` jobs, blocking if there are none.
+
+        A call whose reply was lost (the connection dropped after Redis ran it) is sent
+        again unchanged, request id included, so it leases once: Redis hands back the
+        reply it kept.
+        """
+        leases = self.pool.queue.leases
+        if self._pending is None:
+            with self._lock:
+                done, failed = list(self._done), list(self._failed)
+            self._pending = _Request(uuid.uuid4().hex, count, done, failed)
+        request = self._pending
+        exchange = leases.exchange(
+            self.worker_id, request.count, request.done, request.failed, request_id=request.id
+        )
+        self._pending = None
+        sent = {(a.id, a.token) for a in request.done} | {(n.id, n.token) for n in request.failed}
         with self._lock:
-            done, failed = list(self._done), list(self._failed)
-        exchange = queue._exchange(self.worker_id, count, done, failed)
-        with self._lock:
-            # Slices, not clear(): take_holdings() may have swapped the lists meanwhile.
-            del self._done[: len(done)], self._failed[: len(failed)]
+            # By identity, not position: take_holdings() may have swapped the lists meanwhile.
+            self._done = [a for a in self._done if (a.id, a.token) not in sent]
+            self._failed = [n for n in self._failed if (n.id, n.token) not in sent]
             self._buffer.extend(exchange.jobs)
         for job_id in exchange.fenced:
             log.info("worker %s: late result for job %s was fenced", self.worker_id, job_id)
-        if count == 0:
+        if request.count == 0:
             return
         self._anchor = (exchange.now_us, time.monotonic())
         self.report.batch(exchange.jobs)
-        if not exchange.jobs:
+        if block and not exchange.jobs:
             due = exchange.next_due_s
-            block = IDLE_BLOCK_MAX_S if due is None else min(due, IDLE_BLOCK_MAX_S)
-            queue._wait_for_work(max(block, 0.001), self.pool._stop_key)
+            wait_s = IDLE_BLOCK_MAX_S if due is None else min(due, IDLE_BLOCK_MAX_S)
+            leases.wait_for_work(max(wait_s, 0.001), self.pool._stop_key)
 
     def _batch_size(self) -> int:
         if self._service_s is None or self.pool.prefetch_s <= 0:
@@ -196,6 +231,7 @@ class ThreadWorker(threading.Thread):
 
     def _settle_on_exit(self) -> None:
         """Stopping (or dying): send results, put never-started jobs back in the queue."""
+        self._recover_pending()
         holdings = self.take_holdings()
         if holdings.running is not None:  # only if the loop itself broke mid-job
             self.pool._take_back(
@@ -204,11 +240,20 @@ class ThreadWorker(threading.Thread):
         else:
             self.pool._take_back(self.worker_id, holdings, outcome="interrupted", error="")
 
+    def _recover_pending(self) -> None:
+        """A leasing call whose reply never came: ask once more, so its jobs go back now
+        instead of waiting out their leases."""
+        if self._pending is None or self._pending.count == 0:
+            return
+        with contextlib.suppress(redis.RedisError):  # if not, its leases expire
+            self._exchange(self._pending.count, block=False)
+
     # --- one job ----------------------------------------------------------------------------
 
     def _execute(self, job: Dequeued) -> None:
         pool = self.pool
         started = time.monotonic()
+        self.report.taken(job)
         try:
             spec = pool.queue.registry.get(job.task)
         except UnknownTaskError as exc:
@@ -247,7 +292,7 @@ class ThreadWorker(threading.Thread):
             self.running = None
             if self.crash_requested:  # an injected crash: everything this thread held is lost
                 self.crash_requested = False
-                lost = [c[0] for c in self._done] + [f[0] for f in self._failed] + [job.id]
+                lost = [a.id for a in self._done] + [n.id for n in self._failed] + [job.id]
                 self.pool.discarded.extend(lost)
                 self._done, self._failed = [], []
                 self._buffer.clear()
@@ -260,11 +305,12 @@ class ThreadWorker(threading.Thread):
             if not (self._done or self._failed):
                 self._unsettled_since = ended
             if kind == "ok":
-                self._done.append((job.id, job.attempt, detail, *times))
+                self._done.append(Ack(job.id, job.token, detail, *times))
             else:
                 backoff = self.pool.backoff_s(job, self.rng) if kind == "retry" else 0.0
+                retry = kind == "retry"
                 self._failed.append(
-                    (job.id, job.attempt, detail, kind == "retry", round(backoff * 1e6), "", *times)
+                    Nack(job.id, job.token, detail, retry, round(backoff * 1e6), "", *times)
                 )
 
     def _server_us(self, mono: float) -> str:

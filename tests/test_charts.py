@@ -176,11 +176,13 @@ def test_on_the_queue_a_sustained_outage_costs_every_job_all_its_attempts() -> N
 
 
 def test_after_a_short_outage_synchronized_retries_succeed_together() -> None:
-    result = run_outage(RetryPolicy(kind="exponential", base_s=0.1, cap_s=0.4), jobs=10,
-                        outage_s=0.15)  # fmt: skip
-    assert result.attempts_per_job == 3.0  # at 0 and 0.1 s it is down; at 0.3 s it is back
+    """Without jitter every job retries at the same moments. Half-second steps leave each
+    attempt hundreds of ms of slack against a busy machine (a 0.1 s schedule did not)."""
+    result = run_outage(RetryPolicy(kind="exponential", base_s=0.5, cap_s=2.0), jobs=10,
+                        outage_s=1.0)  # fmt: skip
+    assert result.attempts_per_job == 3.0  # at 0 and 0.5 s it is down; at 1.5 s it is back
     assert result.verdict.completed == 10
-    assert result.retry_peak(0.05) == 10
+    assert result.retry_peak(0.25) == 10  # the 0.5 s retries share one quarter-second
 
 
 def test_backoff_alone_multiplies_the_load_by_r_plus_one_under_sustained_failure() -> None:

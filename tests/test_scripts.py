@@ -7,21 +7,27 @@ import time
 import pytest
 
 from jobsim import JobQueue, JobStatus, Lease, QueueConfig, RetryPolicy
-from jobsim.scripts import _PRELUDE, SOURCES
+from jobsim.keys import Keys
+from jobsim.scripts import SCRIPTS, Ack, Nack
 
 
 def _lease(queue: JobQueue, count: int = 1, worker: str = "w") -> list:
-    jobs, _ = queue._dequeue(worker, count)
-    return jobs
+    return queue.leases.exchange(worker, count).jobs
 
 
-def test_every_script_reads_keys_only_from_KEYS() -> None:
-    """No script formats a key name: each gets names from KEYS (Cluster-safe), and
-    documents them in its header."""
-    for name, source in SOURCES.items():
-        body = source.removeprefix(_PRELUDE)
-        assert "jobsim:" not in source, name
-        assert "unpack(KEYS)" in body and "-- KEYS:" in body, name
+def test_every_script_reads_keys_only_from_its_declared_KEYS() -> None:
+    """No script formats a key name: each binds names from KEYS (Cluster-safe) in the
+    order its declaration gives, which is also the order its call builds them in."""
+    keys = Keys("q")
+    for script in SCRIPTS:
+        assert "jobsim:" not in script.source, script.name
+        assert "KEYS[" not in script.body, script.name  # only the generated header reads KEYS
+        header = script.header.splitlines()
+        assert header[1] == "-- KEYS: " + " ".join(script.keys)
+        bound = [line.split(" = ")[0].removeprefix("Q.") for line in header if "KEYS[" in line]
+        assert bound == list(script.keys)
+        names = script.key_names(keys, reply="jobsim:{q}:reply:x")
+        assert all(n.startswith("jobsim:{q}:") for n in names), names
 
 
 def test_submit_writes_hash_queue_entry_and_counter(make_queue) -> None:
@@ -57,22 +63,23 @@ def test_dequeue_leases_highest_priority_first(make_queue) -> None:
 
 def test_dequeue_on_empty_queue_reports_next_due(make_queue) -> None:
     queue = make_queue(QueueConfig(lease=Lease(duration_s=5)))
-    assert queue._dequeue("w", 1) == ([], None)
+    empty = queue.leases.exchange("w", 1)
+    assert (empty.jobs, empty.next_due_s) == ([], None)
     queue.submit("noop")
     _lease(queue)
-    jobs, due = queue._dequeue("w", 1)
-    assert jobs == [] and 4.0 < due <= 5.0
+    after = queue.leases.exchange("w", 1)
+    assert after.jobs == [] and 4.0 < after.next_due_s <= 5.0
 
 
 def test_complete_acks_holder_and_fences_stale_token(make_queue) -> None:
     queue = make_queue()
     job_id = queue.submit("noop")
     (job,) = _lease(queue)
-    assert queue._complete([(job_id, job.attempt + 1, "", "", "")]) == [job_id]  # wrong token
-    assert queue._complete([(job_id, job.attempt, '{"ok":true}', "", "")]) == []
+    assert queue.leases.complete([Ack(job_id, job.token + 1)]) == [job_id]  # wrong token
+    assert queue.leases.complete([Ack(job_id, job.token, '{"ok":true}')]) == []
     done = queue.status(job_id)
     assert done.status == "completed" and done.result == {"ok": True} and done.fenced == 1
-    assert queue._complete([(job_id, job.attempt, "", "", "")]) == []  # a replay, not a fence
+    assert queue.leases.complete([Ack(job_id, job.token)]) == []  # a replay, not a fence
     assert queue.stats().completed == 1
 
 
@@ -80,7 +87,7 @@ def test_fail_schedules_retry_then_dead_letters_when_attempts_run_out(make_queue
     queue = make_queue()
     job_id = queue.submit("noop", max_retries=1)
     _lease(queue)
-    assert queue._fail([(job_id, 1, "boom", True, 60_000_000, "", "", "")]) == []
+    assert queue.leases.fail([Nack(job_id, 1, "boom", True, 60_000_000)]) == []
     retrying = queue.status(job_id)
     assert retrying.status == "retrying" and retrying.last_error == "boom"
     due = queue.client.zscore(queue.keys.retrying, job_id)
@@ -88,7 +95,7 @@ def test_fail_schedules_retry_then_dead_letters_when_attempts_run_out(make_queue
     queue.client.zadd(queue.keys.retrying, {job_id: 0})  # make it due now
     (again,) = _lease(queue)
     assert again.attempt == 2 and again.previous_delay_s == pytest.approx(60.0)
-    queue._fail([(job_id, 2, "boom again", True, 1_000_000, "", "", "")])
+    queue.leases.fail([Nack(job_id, 2, "boom again", True, 1_000_000)])
     dead = queue.status(job_id)
     assert dead.status == "failed" and dead.attempts == 2
     assert [a.outcome for a in dead.attempt_log] == ["retry", "failed"]
@@ -99,7 +106,7 @@ def test_fail_non_retryable_dead_letters_at_once(make_queue) -> None:
     queue = make_queue()
     job_id = queue.submit("noop", max_retries=5)
     _lease(queue)
-    queue._fail([(job_id, 1, "bad input", False, 0, "", "", "")])
+    queue.leases.fail([Nack(job_id, 1, "bad input", False, 0)])
     assert queue.status(job_id).status == "failed"
     assert queue.job_ids("failed") == [job_id]
 
@@ -110,7 +117,7 @@ def test_heartbeat_extends_lease_and_reports_lost(make_queue) -> None:
     (job,) = _lease(queue)
     before = queue.client.zscore(queue.keys.processing, job_id)
     time.sleep(0.01)
-    assert queue._heartbeat("w", [(job_id, job.attempt), ("gone", 1)], "") == ["gone"]
+    assert queue.leases.heartbeat("w", [(job_id, job.token), ("gone", 1)], "") == ["gone"]
     assert queue.client.zscore(queue.keys.processing, job_id) > before
 
 
@@ -140,8 +147,8 @@ def test_release_worker_gives_back_its_leases_with_the_attempt_counted(make_queu
     job_id, other = queue.submit("noop"), queue.submit("noop")
     _lease(queue, worker="dead")
     _lease(queue, worker="alive")
-    assert queue._release_worker("dead", "crashed", "worker died") == [job_id]
-    assert queue._release_worker("dead", "crashed", "worker died") == []
+    assert queue.leases.release_worker("dead", "crashed", "worker died") == [job_id]
+    assert queue.leases.release_worker("dead", "crashed", "worker died") == []
     assert queue.status(other).status == "processing"
     back = queue.status(job_id)
     assert back.status == "queued" and back.attempts == 1 and back.redeliveries == 1
@@ -152,7 +159,7 @@ def test_requeue_dead_gives_fresh_attempts_and_purge_deletes(make_queue) -> None
     queue = make_queue()
     ids = [queue.submit("noop", max_retries=0) for _ in range(3)]
     for job in _lease(queue, 3):
-        queue._fail([(job.id, 1, "x", True, 0, "", "", "")])
+        queue.leases.fail([Nack(job.id, 1, "x", True, 0)])
     assert queue.stats().failed == 3
     queue.requeue_dead(ids[0])
     job = queue.status(ids[0])
@@ -166,7 +173,7 @@ def test_due_retries_are_promoted_in_priority_order(make_queue) -> None:
     queue = make_queue(QueueConfig(retry=RetryPolicy.immediate()))
     low, high = queue.submit("noop", priority=0), queue.submit("noop", priority=9)
     for job in _lease(queue, 2):
-        queue._fail([(job.id, 1, "x", True, 0, "", "", "")])
+        queue.leases.fail([Nack(job.id, 1, "x", True, 0)])
     assert [j.id for j in _lease(queue, 2)] == [high, low]
 
 
@@ -176,7 +183,7 @@ def test_retention_keeps_only_the_newest_completed(make_queue) -> None:
     queue = make_queue(QueueConfig(retention=Retention(max_completed=3)))
     ids = [queue.submit("noop") for _ in range(5)]
     for job in _lease(queue, 5):
-        queue._complete([(job.id, job.attempt, "", "", "")])
+        queue.leases.complete([Ack(job.id, job.token)])
     assert queue.job_ids("completed") == ids[2:]
     assert not queue.client.exists(queue.keys.job(ids[0]))
 
@@ -195,15 +202,16 @@ def test_replayed_submit_is_a_no_op_but_a_conflicting_one_is_refused(make_queue)
         queue.submit("noop", {"n": 99}, job_id="j1")
 
 
-def test_replayed_ack_and_fail_are_not_counted_as_fenced(make_queue) -> None:
+def test_replayed_ack_and_fail_are_counted_as_replays_not_fenced(make_queue) -> None:
     queue = make_queue()
     done, failed = queue.submit("noop"), queue.submit("noop", max_retries=0)
     _lease(queue, 2)
     for _ in range(2):
-        assert queue._complete([(done, 1, "", "", "")]) == []
-        assert queue._fail([(failed, 1, "boom", True, 0, "", "", "")]) == []
+        assert queue.leases.complete([Ack(done, 1)]) == []
+        assert queue.leases.fail([Nack(failed, 1, "boom", True, 0)]) == []
     assert queue.status(done).fenced == 0 and queue.status(failed).fenced == 0
     assert queue.stats().totals.get("fenced", 0) == 0
+    assert queue.stats().totals["replayed"] == 2
     assert queue.stats().totals["completed"] == 1 and queue.stats().totals["failed"] == 1
 
 
@@ -213,8 +221,8 @@ def test_late_ack_after_lease_expiry_is_fenced(make_queue) -> None:
     _lease(queue, worker="slow")
     time.sleep(0.08)
     (again,) = _lease(queue, worker="fast")
-    assert queue._complete([(job_id, 1, "", "", "")]) == [job_id]  # the slow worker's late ack
-    assert queue._complete([(job_id, again.attempt, "", "", "")]) == []
+    assert queue.leases.complete([Ack(job_id, 1)]) == [job_id]  # the slow worker's late ack
+    assert queue.leases.complete([Ack(job_id, again.token)]) == []
     job = queue.status(job_id)
     assert (job.status, job.fenced, job.redeliveries) == ("completed", 1, 1)
 
@@ -224,8 +232,8 @@ def test_unlease_puts_never_started_jobs_back_in_place_uncounted(make_queue) -> 
     ids = [queue.submit("noop") for _ in range(3)]
     before = {i: queue.client.zscore(queue.keys.queued, i) for i in ids}
     jobs = _lease(queue, 2)
-    assert queue._unlease(jobs) == 2
-    assert queue._unlease(jobs) == 0  # no longer held
+    assert queue.leases.unlease(jobs) == 2
+    assert queue.leases.unlease(jobs) == 0  # no longer held
     for job_id in ids:
         job = queue.status(job_id)
         assert (job.status, job.attempts, job.attempt_log) == ("queued", 0, [])
@@ -237,9 +245,7 @@ def test_dequeue_settles_results_in_the_same_round_trip(make_queue) -> None:
     queue = make_queue()
     a, b, c = (queue.submit("noop", max_retries=0) for _ in range(3))
     _lease(queue, 2)
-    exchange = queue._exchange(
-        "w", 1, done=[(a, 1, "7", "", "")], failed=[(b, 1, "boom", True, 0, "", "", "")]
-    )
+    exchange = queue.leases.exchange("w", 1, done=[Ack(a, 1, "7")], failed=[Nack(b, 1, "boom")])
     assert [j.id for j in exchange.jobs] == [c] and exchange.fenced == []
     assert queue.status(a).result == 7 and queue.status(b).status == "failed"
 
@@ -248,7 +254,7 @@ def test_attempt_log_can_be_switched_off(make_queue) -> None:
     queue = make_queue(QueueConfig(attempt_log=False))
     job_id = queue.submit("noop")
     (job,) = _lease(queue)
-    queue._complete([(job_id, job.attempt, "", "", "")])
+    queue.leases.complete([Ack(job_id, job.token)])
     fields = queue.client.hgetall(queue.keys.job(job_id))
     assert fields["status"] == "completed" and not any(
         k[0] in "sewox" and k[1:].isdigit() for k in fields
@@ -261,9 +267,9 @@ def test_replayed_fail_after_the_job_moved_on_is_not_fenced(make_queue) -> None:
     queue = make_queue(QueueConfig(retry=RetryPolicy.immediate()))
     job_id = queue.submit("noop", max_retries=2)
     _lease(queue)
-    failure = (job_id, 1, "boom", True, 0, "", "", "")
-    assert queue._fail([failure]) == []
+    failure = Nack(job_id, 1, "boom", True, 0)
+    assert queue.leases.fail([failure]) == []
     (again,) = _lease(queue)
-    assert again.attempt == 2
-    assert queue._fail([failure]) == []
+    assert (again.attempt, again.token) == (2, 2)
+    assert queue.leases.fail([failure]) == []
     assert queue.status(job_id).fenced == 0

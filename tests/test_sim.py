@@ -281,10 +281,8 @@ def test_backoff_jitter_is_reproducible_from_the_seed(make_queue) -> None:  # ty
     import random
 
     from jobsim import RetryPolicy, WorkerPool
-    from jobsim.scripts import Dequeued
 
     queue = make_queue()
-    Dequeued("j", 1, "noop", "{}", None, "0")
     policy = RetryPolicy(kind="full", base_s=1.0, cap_s=10.0)
     draws = []
     for _ in range(2):

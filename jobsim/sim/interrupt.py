@@ -25,11 +25,12 @@ from typing import Literal
 
 import pandas as pd
 
+from jobsim.config import Lease, QueueConfig
 from jobsim.connection import connect, server_time_s
 from jobsim.errors import JobsimError
 from jobsim.models import JobStatus
 from jobsim.pool import WorkerPool
-from jobsim.queue import JobQueue, JobRequest, Lease, QueueConfig
+from jobsim.queue import JobQueue, JobRequest
 from jobsim.sim.checker import Verdict, check
 from jobsim.sim.experiments import LOST_LEASE
 from jobsim.sim.timing import attempt_frame, job_frame

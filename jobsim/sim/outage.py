@@ -27,9 +27,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from jobsim.config import QueueConfig
 from jobsim.connection import connect, server_time_s
 from jobsim.pool import WorkerPool
-from jobsim.queue import JobQueue, JobRequest, QueueConfig
+from jobsim.queue import JobQueue, JobRequest
 from jobsim.retry import RetryPolicy
 from jobsim.sim.checker import Verdict, check
 from jobsim.sim.timing import attempt_frame

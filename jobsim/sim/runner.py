@@ -25,10 +25,11 @@ import numpy as np
 import pandas as pd
 import redis
 
+from jobsim.config import Lease, QueueConfig, Retention
 from jobsim.connection import connect, embedded_client, is_embedded, server_time_s
 from jobsim.localredis import LocalRedis
 from jobsim.pool import Mode, WorkerPool
-from jobsim.queue import JobQueue, JobRequest, Lease, QueueConfig
+from jobsim.queue import JobQueue, JobRequest
 from jobsim.retry import RetryPolicy
 from jobsim.sim.checker import Verdict, check
 from jobsim.sim.faults import FaultPlan
@@ -114,6 +115,7 @@ def run(
             lease=Lease(duration_s=setup.lease_s),
             aging_s=setup.aging_s,
             default_max_retries=workload.max_retries,
+            retention=Retention(max_completed=None, max_age_s=None),  # the run reads them all
         )
         queue = JobQueue(client, f"sim-{uuid.uuid4().hex[:8]}", config)
         plan = workload.plan()

@@ -1,0 +1,145 @@
+"""The worker side of a queue: every call a worker or its supervisor makes, each one round
+trip running one script of :mod:`jobsim.scripts`.
+
+A :class:`Leases` belongs to a :class:`jobsim.queue.JobQueue` (``queue.leases``); worker
+threads, pools and worker processes talk to the queue only through it. Every call that acts
+on a lease quotes the lease's fencing token, so a stale or repeated call changes nothing
+(see the replay table in :mod:`jobsim.scripts`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+
+from jobsim.config import QueueConfig
+from jobsim.keys import Keys
+from jobsim.scripts import Ack, Dequeued, Exchange, GiveBack, Nack, Scripts
+
+REGISTRY_TTL_S = 600.0
+"""A worker-registry entry not refreshed for this long is dropped (its worker is gone)."""
+HOUSEKEEPING_LIMIT = 100
+"""Due retries and expired leases one round trip handles, at most."""
+STOP_KEY_TTL_S = 60.0
+
+
+class Leases:
+    """The worker-side calls of one queue.
+
+    Args:
+        client: the queue's Redis client.
+        keys: the queue's key names.
+        config: the queue's settings (lease length, retention, attempt log).
+    """
+
+    def __init__(self, client: redis.Redis, keys: Keys, config: QueueConfig) -> None:
+        self.client = client
+        self.keys = keys
+        self.config = config
+        self._scripts = Scripts(client, keys)
+
+    @property
+    def _log(self) -> bool:
+        return self.config.attempt_log
+
+    def exchange(
+        self,
+        worker_id: str,
+        count: int,
+        done: Sequence[Ack] = (),
+        failed: Sequence[Nack] = (),
+        *,
+        request_id: str = "",
+    ) -> Exchange:
+        """One worker round trip: settle finished jobs, sweep, then lease up to ``count``.
+
+        Args:
+            worker_id: the worker the leases are handed to.
+            count: how many jobs to lease (0 only settles).
+            done: results to send.
+            failed: failures to send.
+            request_id: names a leasing call; sending the same call again with the same id
+                (after a lost reply) returns the first reply instead of leasing again.
+        """
+        config = self.config
+        settings = [
+            worker_id,
+            count,
+            round(config.lease.duration_s * 1e6),
+            config.band_us,
+            HOUSEKEEPING_LIMIT,
+            int(self._log),
+            config.retention.keep_count,
+            config.retention.keep_age_us,
+        ]
+        return self._scripts.dequeue(settings, done, failed, request_id=request_id)
+
+    def complete(self, done: Sequence[Ack]) -> list[str]:
+        """Ack jobs; returns the fenced ids."""
+        if not done:
+            return []
+        retention = self.config.retention
+        return self._scripts.complete(
+            log=self._log,
+            keep_count=retention.keep_count,
+            keep_age_us=retention.keep_age_us,
+            done=done,
+        )
+
+    def fail(self, failed: Sequence[Nack]) -> list[str]:
+        """Fail jobs (retry after their backoff, or dead-letter); returns the fenced ids."""
+        if not failed:
+            return []
+        return self._scripts.fail(log=self._log, failed=failed)
+
+    def heartbeat(self, worker_id: str, leases: Sequence[tuple[str, int]], info: str) -> list[str]:
+        """Extend ``(job_id, token)`` leases and refresh the registry entry ``info``
+        ('' leaves the registry alone); returns the ids no longer held."""
+        return self._scripts.heartbeat(
+            worker_id=worker_id,
+            lease_us=round(self.config.lease.duration_s * 1e6),
+            info=info,
+            registry_ttl_us=round(REGISTRY_TTL_S * 1e6),
+            leases=leases,
+        )
+
+    def unlease(self, jobs: Sequence[Dequeued]) -> int:
+        """Put leased jobs that were never started back in their place in the queue."""
+        if not jobs:
+            return 0
+        return self._scripts.unlease(log=self._log, jobs=jobs)
+
+    def release(self, leases: Sequence[GiveBack]) -> int:
+        """Give back leases whose holder will not settle them; the attempts count."""
+        if not leases:
+            return 0
+        return self._scripts.release(self.config.band_us, leases, log=self._log)
+
+    def release_worker(self, worker_id: str, outcome: str, error: str) -> list[str]:
+        """Give back every lease ``worker_id`` still holds; the attempts count."""
+        return self._scripts.release_worker(
+            self.config.band_us, worker_id, outcome, error, log=self._log
+        )
+
+    def wait_for_work(self, timeout_s: float, stop_key: str) -> None:
+        """Block until a wake token, a stop token, or the timeout (no busy polling)."""
+        if timeout_s > 0:
+            timeout: Any = round(timeout_s, 3) or 0.001  # Redis >= 6 takes fractional seconds
+            self.client.blpop([self.keys.wake, stop_key], timeout=timeout)
+
+    def wake_stopping(self, stop_key: str, n: int) -> None:
+        """Wake ``n`` workers blocked on ``stop_key`` at once (the key expires by itself)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.rpush(stop_key, *(["1"] * n))
+        pipe.expire(stop_key, round(STOP_KEY_TTL_S))
+        pipe.execute()
+
+    def deregister(self, worker_ids: Sequence[str]) -> None:
+        """Remove registry entries of workers that stopped."""
+        if worker_ids:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hdel(self.keys.workers, *worker_ids)
+            pipe.zrem(self.keys.workers_seen, *worker_ids)
+            pipe.execute()
