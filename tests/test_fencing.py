@@ -4,6 +4,7 @@ stay exact. Each test runs on fakeredis and on a real redis-server."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -228,13 +229,13 @@ def test_a_batch_of_any_size_is_all_or_nothing_against_a_racing_submit(make_queu
         clash = ids[2500]
         stop = threading.Event()
 
-        def race(clash: str = clash, stop: threading.Event = stop) -> None:
-            while not stop.is_set():
-                try:
-                    queue.submit("noop", {"racer": True}, job_id=clash)
-                    return
-                except InvalidInputError:
-                    return  # the batch got there first
+        def race(clash: str = clash, first: str = ids[0], stop: threading.Event = stop) -> None:
+            # strike the moment any of the batch is visible: a batch written in chunks
+            # would be half written then
+            while not stop.is_set() and not queue.client.exists(queue.keys.job(first)):
+                pass
+            with contextlib.suppress(InvalidInputError):  # the batch got there first
+                queue.submit("noop", {"racer": True}, job_id=clash)
 
         racer = threading.Thread(target=race)
         racer.start()
