@@ -1,7 +1,7 @@
 """Queueing theory to put beside every measurement of the simulator.
 
 Pure functions of their arguments: no I/O, no randomness, stdlib ``math`` only. The
-formulas and reference values are those of ``EXPERIMENTS.md``.
+formulas and reference values are those of ``docs/experiments.md``.
 
 Notation and units: arrival rate ``lam`` (jobs/s), per-worker service rate ``mu``
 (jobs/s, ``1/E[S]``), ``c`` workers, offered load ``a = lam/mu`` (erlangs), utilisation
@@ -312,7 +312,7 @@ def expected_backoff_s(kind: Kind, n: int, *, base_s: float, cap_s: float) -> fl
 
     With ``e = min(cap_s, base_s * 2**(n-1))``: fixed ``base_s``, exponential ``e``, full
     jitter ``e/2``, equal jitter ``3e/4``. ``n`` counts failures as ``jobsim.retry`` does
-    (the first retry waits ``base_s``); EXPERIMENTS.md's ``2**n`` counts from 0 instead.
+    (the first retry waits ``base_s``); docs/experiments.md's ``2**n`` counts from 0 instead.
 
     Args:
         kind: one of ``fixed``, ``exponential``, ``full``, ``equal``, ``decorrelated``.

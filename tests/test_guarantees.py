@@ -1,4 +1,4 @@
-"""The guarantees of DESIGN.md, each proved on fakeredis and on a real redis-server."""
+"""The guarantees of docs/design.md, each proved on fakeredis and on a real redis-server."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Backoff policies against the formulas in EXPERIMENTS.md."""
+"""Backoff policies against the formulas in docs/experiments.md."""
 
 from __future__ import annotations
 

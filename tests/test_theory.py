@@ -1,4 +1,4 @@
-"""The theory the simulator is measured against: every reference value in EXPERIMENTS.md,
+"""The theory the simulator is measured against: every reference value in docs/experiments.md,
 the invariants the formulas must keep, and the inputs they refuse.
 
 Pure math: no Redis, no fixtures.
@@ -42,7 +42,7 @@ def matches_printed(value: float, printed: str) -> bool:
     return abs(value - float(printed)) <= 0.5 * 10.0**-decimals + 1e-12
 
 
-# The M/M/c table of EXPERIMENTS.md, as printed: c, lam, mu, rho, C(c,a), Wq.
+# The M/M/c table of docs/experiments.md, as printed: c, lam, mu, rho, C(c,a), Wq.
 MMC_TABLE = [
     (1, 0.8, 1.0, "0.8", "0.8", "4.0"),
     (3, 0.2, 0.1, "0.667", "0.4444", "4.4444"),
@@ -58,7 +58,7 @@ MMC_TABLE = [
 def test_mmc_matches_every_reference_row(
     c: int, lam: float, mu: float, rho: str, p_wait: str, wq: str
 ) -> None:
-    """Each M/M/c row of EXPERIMENTS.md is reproduced to the precision it is printed with."""
+    """Each M/M/c row of docs/experiments.md is reproduced to the precision it is printed with."""
     m = mmc(lam, mu, c)
     assert matches_printed(m.rho, rho)
     assert matches_printed(m.p_wait, p_wait)

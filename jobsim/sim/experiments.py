@@ -1,4 +1,4 @@
-"""Small drivers and tables for the experiments of EXPERIMENTS.md that one :func:`sweep` grid
+"""Small drivers and tables for the experiments of docs/experiments.md that one :func:`sweep` grid
 does not express: a utilisation sweep that pairs each worker count with its own arrival
 rates (E1), per-priority waits beside the priority formula (E5), how long a job stayed
 stuck after its worker died (E9, E10), and a queue's status counts sampled over time.
