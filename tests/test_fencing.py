@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from jobsim import JobQueue, JobRequest, QueueConfig, RetryPolicy
+from jobsim import JobQueue, JobRequest, Lease, QueueConfig, RetryPolicy, WorkerPool, connect
 from jobsim.errors import InvalidInputError
 from jobsim.scripts import Ack, Dequeued, GiveBack, Nack
+from tests.support.backends import backend_url
+from tests.support.proxy import ReplyDroppingProxy
 
 
 def _lease(queue: JobQueue, worker: str = "w", count: int = 1) -> list[Dequeued]:
@@ -260,3 +263,45 @@ def test_a_batch_over_the_limit_is_refused_before_anything_is_written(make_queue
     with pytest.raises(InvalidInputError, match="at most"):
         queue.submit_many([JobRequest("noop")] * (MAX_BATCH_JOBS + 1))
     assert queue.stats().totals == {}
+
+
+# --- lost replies, through a proxy that drops them after Redis ran the call ---------------
+
+
+@pytest.fixture
+def lossy(backend: str, request: pytest.FixtureRequest) -> Iterator[tuple[ReplyDroppingProxy, str]]:
+    """A proxy in front of this test's backend, and a queue name."""
+    with ReplyDroppingProxy.for_url(backend_url(backend, request)) as proxy:
+        yield proxy, f"lossy-{uuid.uuid4().hex[:6]}"
+
+
+def test_a_dequeue_whose_reply_is_lost_leases_once(lossy) -> None:
+    """redis-py re-sends a DEQUEUE whose reply the network lost: the re-send returns the
+    kept reply, so no job is leased to nobody and charged an attempt it never had."""
+    proxy, name = lossy
+    queue = JobQueue(connect(proxy.url), name)
+    ids = queue.submit_many([JobRequest("noop", max_retries=0)] * 6)
+    queue.leases.exchange("w", 0)  # loads the script: the reply lost is DEQUEUE's own
+    proxy.drop_next_replies(1, commands=("EVALSHA",))
+    first = queue.leases.exchange("w", 3, request_id="lost-once")
+    assert proxy.dropped == 1
+    assert [j.id for j in first.jobs] == ids[:3]
+    assert [queue.status(i).attempts for i in ids] == [1, 1, 1, 0, 0, 0]
+    assert queue.stats().processing == 3 and queue.stats().totals["replayed"] == 1
+
+
+def test_a_pool_behind_a_lossy_network_runs_each_job_once_per_counted_attempt(lossy) -> None:
+    """Thread workers whose replies are lost one in five: every job completes, none is
+    charged an attempt it did not run, and max_retries=0 jobs are never dead-lettered."""
+    proxy, name = lossy
+    queue = JobQueue(connect(proxy.url), name, QueueConfig(lease=Lease(duration_s=2.0)))
+    ids = queue.submit_many([JobRequest("noop", max_retries=0)] * 300)
+    queue.leases.exchange("w", 0)  # loads the script
+    proxy.drop_probability(0.2, seed=4, commands=("EVALSHA",))
+    with WorkerPool(queue, concurrency=3, prefetch_s=0):  # a round trip per job
+        queue.wait_until_drained(timeout_s=60)
+    proxy.stop_dropping()
+    assert proxy.dropped >= 20  # of about 300 leasing calls
+    jobs = queue._fetch(ids)
+    assert [j.status for j in jobs] == ["completed"] * 300
+    assert all(j.attempts == 1 and j.redeliveries == 0 for j in jobs)
