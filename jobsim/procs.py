@@ -130,6 +130,7 @@ class ChildSpec:
     job_timeout_s: float | None
     prefetch_s: float
     seed: int
+    parent_pid: int = 0  # the supervising process; the child stops when it is gone
 
 
 def child_main(spec: ChildSpec, slot: Slot) -> None:
@@ -153,14 +154,14 @@ def child_main(spec: ChildSpec, slot: Slot) -> None:
         _slot=slot,
     )
     pool.start()
-    parent = os.getppid()
     # A bare wait() would not wake for the signal handler; polling the parent's pid also
     # stops a child whose parent was SIGKILLed (it is re-parented), instead of leaving it
-    # leasing jobs with nobody enforcing timeouts.
-    while not stop.wait(ORPHAN_CHECK_S):
-        if os.getppid() != parent:
-            log.warning("worker process %s: parent %s is gone; stopping", os.getpid(), parent)
-            break
+    # leasing jobs with nobody enforcing timeouts. The pid comes from the parent, so a
+    # parent that died while this child started is noticed too.
+    while os.getppid() == spec.parent_pid and not stop.wait(ORPHAN_CHECK_S):
+        pass
+    if os.getppid() != spec.parent_pid:
+        log.warning("worker process %s: parent %s is gone; stopping", os.getpid(), spec.parent_pid)
     pool.stop(grace_s=slot.grace_s.value)
     slot.clear()  # every lease was settled or given back here: nothing left for the parent
 
@@ -201,7 +202,14 @@ class Child:
         self.slot.clear()
         # Each child, and each restart of it, draws its own reproducible jitter stream.
         seed = self.spec.seed * 10_007 + self.index * 101 + self.generation
-        spec = ChildSpec(**{**self.spec.__dict__, "pool_name": self.name, "seed": seed})
+        spec = ChildSpec(
+            **{
+                **self.spec.__dict__,
+                "pool_name": self.name,
+                "seed": seed,
+                "parent_pid": os.getpid(),
+            }
+        )
         process = CONTEXT.Process(target=child_main, args=(spec, self.slot), name=self.name)
         process.daemon = True
         process.start()
