@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import reprlib
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -573,19 +574,34 @@ class JobQueue:
 
 
 def encode_payload(payload: Any, max_bytes: int) -> str:
-    """The payload as compact JSON.
+    """The payload as compact JSON, its text as UTF-8 (not ``\\uXXXX`` escapes).
 
     Raises:
-        InvalidPayloadError: not one JSON document (NaN and infinities included).
-        PayloadTooLargeError: encoded size over ``max_bytes``.
+        InvalidPayloadError: not one JSON document (NaN and infinities included), nested too
+            deeply for Python's JSON codec, or text that is not valid Unicode (a lone
+            surrogate such as ``"\\ud800"``, which no UTF-8 reader could decode).
+        PayloadTooLargeError: encoded size over ``max_bytes``, counted in UTF-8 bytes.
     """
     try:
-        encoded = json.dumps(payload, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
+        encoded = json.dumps(payload, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+        size = len(encoded.encode("utf-8"))
+    except UnicodeEncodeError as exc:  # before ValueError, which it subclasses
+        bad = ascii(exc.object[exc.start : exc.end])
         raise InvalidPayloadError(
-            f"payload is not JSON: {exc}", field="payload", value=repr(payload)[:200]
+            f"payload text is not valid Unicode: lone surrogate {bad}",
+            field="payload",
+            value=_preview(payload),
         ) from None
-    size = len(encoded.encode())
+    except RecursionError:
+        raise InvalidPayloadError(
+            "payload is nested too deeply to encode as JSON",
+            field="payload",
+            value=_preview(payload),
+        ) from None
+    except (TypeError, ValueError) as exc:  # ValueError: NaN, or an int over Python's digit limit
+        raise InvalidPayloadError(
+            f"payload is not JSON: {exc}", field="payload", value=_preview(payload)
+        ) from None
     if size > max_bytes:
         raise PayloadTooLargeError(
             f"payload is {size} bytes encoded; the limit is {max_bytes}",
@@ -593,3 +609,15 @@ def encode_payload(payload: Any, max_bytes: int) -> str:
             value=size,
         )
     return encoded
+
+
+_PREVIEW = reprlib.Repr()
+_PREVIEW.maxlevel, _PREVIEW.maxstring, _PREVIEW.maxother = 4, 120, 120
+
+
+def _preview(value: Any) -> str:
+    """A short, printable stand-in for a rejected value; bounded work whatever its size."""
+    try:
+        return _PREVIEW.repr(value)[:200]
+    except Exception:  # an int over the digit limit, a __repr__ that raises
+        return f"<{type(value).__name__}>"

@@ -239,6 +239,10 @@ BAD_SUBMITS: list[tuple[Any, int, str]] = [
     (b'{"task": "noop", "payload": NaN}', 422, "payload"),
     (f'{{"task": "noop", "payload": {DEEP}}}'.encode(), 422, "payload"),
     (b'{"task": "noop", "payload": ' + b"[" * 5000 + b"]" * 5000 + b"}", 422, "body"),
+    (b'{"task": "noop", "payload": "\\ud800"}', 422, "payload"),
+    (b'{"task": "noop", "payload": {"a\\udfffb": 1}}', 422, "payload"),
+    (b'{"payload": {"note": ["\\ud83d"]}}', 422, "payload"),
+    (b'{"task": "noop", "payload": ' + b"7" * 5000 + b"}", 422, "body"),
 ]
 
 

@@ -153,3 +153,49 @@ def test_password_in_url_is_used_and_a_wrong_one_is_refused(redis_server) -> Non
         with pytest.raises(ConnectError, match="credentials") as info:
             connect(server.url.replace(":right@", ":wrong@"))
         assert "wrong" not in str(info.value)
+
+
+def _nested(depth: int) -> list[object]:
+    outer: list[object] = []
+    inner = outer
+    for _ in range(depth):
+        inner.append([])
+        inner = inner[0]  # type: ignore[assignment]
+    return outer
+
+
+UNENCODABLE_PAYLOADS = [
+    pytest.param(10**5000, id="int-over-python-digit-limit"),
+    pytest.param(_nested(5000), id="nested-5000-deep"),
+    pytest.param("\ud800", id="lone-surrogate"),
+    pytest.param({"\udfff": 1}, id="lone-surrogate-key"),
+    pytest.param({"k": ["ok", "a\ud83dz"]}, id="lone-surrogate-inside"),
+]
+
+
+@pytest.mark.parametrize("payload", UNENCODABLE_PAYLOADS)
+def test_payload_that_cannot_be_encoded_raises_invalid_payload_and_writes_nothing(
+    make_queue, client, payload
+) -> None:
+    """Payloads Python's JSON codec or UTF-8 cannot encode raise InvalidPayloadError with a
+    short printable value, never a bare ValueError or RecursionError, and store nothing."""
+    queue = make_queue()
+    queue.submit("noop", {"keep": 1})
+    before = _snapshot(client)
+    with pytest.raises(InvalidPayloadError) as info:
+        queue.submit("noop", payload)
+    assert info.value.field == "payload"
+    assert len(str(info.value.value)) <= 200 and len(str(info.value)) <= 300
+    with pytest.raises(InvalidPayloadError):
+        queue.submit_many([JobRequest("noop"), JobRequest("noop", payload)])
+    assert _snapshot(client) == before
+
+
+def test_payload_size_limit_counts_utf8_bytes(make_queue) -> None:
+    """Non-ASCII text is stored as UTF-8 and counted in UTF-8 bytes, not as ``\\uXXXX`` escapes."""
+    queue = make_queue(QueueConfig(max_payload_bytes=10))
+    job_id = queue.submit("noop", "éééé")  # '"éééé"': 10 bytes in UTF-8, 26 escaped
+    assert queue.status(job_id).payload == "éééé"
+    with pytest.raises(PayloadTooLargeError) as info:
+        queue.submit("noop", "ééééé")
+    assert info.value.value == 12
