@@ -289,6 +289,29 @@ def test_bad_reads_get_4xx_naming_the_field(make_queue, path: str, code: int, fi
     assert response.status_code == code and response.json()["field"] == field
 
 
+ID_ROUTES = [
+    ("GET", "/status/{}"),
+    ("GET", "/jobs/{}"),
+    ("GET", "/dead-letters/{}"),
+    ("POST", "/dead-letters/{}/requeue"),
+]
+
+
+@pytest.mark.parametrize("method, route", ID_ROUTES)
+@pytest.mark.parametrize("task_id", ["%00", "a%00b", "ok%0A", "a%20b", "%FF", "x" * 200])
+def test_every_id_route_answers_404_for_an_id_that_cannot_exist(
+    make_queue, client, method: str, route: str, task_id: str
+) -> None:
+    """An id no job can have (NUL, newline, space, too long) is 404 on every id route, and
+    changes nothing: the requeue route does not answer 409 for it."""
+    with TestClient(create_app(make_queue(), workers=0)) as http:
+        before = _snapshot(client)
+        response = http.request(method, route.format(task_id))
+        assert _snapshot(client) == before
+    assert response.status_code == 404, response.text
+    assert response.json()["field"] == "task_id"
+
+
 def test_api_key_guards_every_endpoint_but_health_and_a_rejected_call_changes_nothing(
     make_queue, client, monkeypatch
 ) -> None:
