@@ -312,6 +312,36 @@ def test_every_id_route_answers_404_for_an_id_that_cannot_exist(
     assert response.json()["field"] == "task_id"
 
 
+def test_a_stored_value_that_is_not_valid_unicode_never_makes_a_read_fail(make_queue) -> None:
+    """A payload or result holding a lone surrogate (stored by an older version, or a task's
+    result) is shown as a placeholder on every read route instead of answering 500."""
+    queue = make_queue()
+    job_id = queue.submit("noop", {"keep": 1})
+    queue.client.hset(
+        queue.keys.job(job_id), mapping={"payload": '"\\ud800"', "result": '{"\\udc00":1}'}
+    )
+    with TestClient(create_app(queue, workers=0)) as http:
+        for path in (f"/status/{job_id}", f"/jobs/{job_id}", "/jobs?status=queued"):
+            response = http.get(path)
+            assert response.status_code == 200, (path, response.text)
+        shown = http.get(f"/status/{job_id}").json()
+    assert "not valid Unicode" in shown["payload"] and "not valid Unicode" in shown["result"]
+    assert queue.status(job_id).payload == "\ud800"  # Python readers still get the value
+
+
+def test_a_task_result_that_is_not_valid_unicode_never_makes_a_read_fail(client) -> None:
+    """A task returning text with a lone surrogate leaves a job every route can show."""
+    tasks = TaskRegistry()
+    tasks.register("surrogate", lambda payload: {"text": "\udfff"})
+    queue = JobQueue(client, f"t{uuid.uuid4().hex[:8]}", FAST, registry=tasks)
+    with TestClient(create_app(queue, workers=1)) as http:
+        task_id = _submit(http, task="surrogate")
+        (job,) = _wait_finished(http, [task_id])
+        assert http.get(f"/jobs/{task_id}").status_code == 200
+        assert http.get(f"/jobs?status={job['status']}").status_code == 200
+    assert job["result"] is None or "not valid Unicode" in job["result"]
+
+
 def test_api_key_guards_every_endpoint_but_health_and_a_rejected_call_changes_nothing(
     make_queue, client, monkeypatch
 ) -> None:
