@@ -3,6 +3,7 @@ body of ``POST /submit`` is in :mod:`jobsim.api_submit`."""
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -97,9 +98,35 @@ class JobDetail(JobView):
 
 
 def _shown(value: Any) -> Any:
+    """The value, or a placeholder where a JSON answer could not carry it."""
     if too_deep(value):
         return f"<nested deeper than {MAX_DEPTH} levels; read it with JobQueue.status>"
+    if not _valid_unicode(value):  # UTF-8 cannot encode it: the whole answer would be a 500
+        return "<text that is not valid Unicode (a lone surrogate); read it with JobQueue.status>"
     return value
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _valid_unicode(value: Any) -> bool:
+    """Whether every string in a JSON value (object keys too) can be encoded as UTF-8.
+
+    Only lone surrogates cannot, and JSON's ``\\ud800`` escapes can spell them. The queue
+    refuses them in payloads, but records stored before it did, and task results, may hold them.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii() and _SURROGATE.search(item):
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
 
 
 def _view_fields(job: Job) -> dict[str, Any]:

@@ -3,18 +3,24 @@
 ``connect()`` with no URL (and no ``JOBSIM_REDIS_URL``) returns a client of the embedded
 backend: one in-process fakeredis server, with Lua, shared by every thread of the process.
 Process workers cannot share memory with it, so :func:`serve_embedded` exposes that same
-server on a loopback port for them.
+server on a Unix socket only this user can open.
 """
 
 from __future__ import annotations
 
+import atexit
+import itertools
 import os
+import shutil
+import socketserver
+import tempfile
 import threading
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import fakeredis
 import redis
+from fakeredis._clients._tcp_server import TCPFakeRequestHandler
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
@@ -89,8 +95,8 @@ def is_embedded(client: redis.Redis) -> bool:
 def client_url(client: redis.Redis) -> str:
     """A URL another process can use to reach the same data as ``client``.
 
-    For an embedded client this starts (once per fakeredis server) a loopback TCP bridge
-    to the in-process server; see :func:`serve_embedded`.
+    For an embedded client this starts (once per fakeredis server) a private Unix-socket
+    bridge to the in-process server; see :func:`serve_embedded`.
     """
     if is_embedded(client):
         return serve_embedded(client)
@@ -107,24 +113,60 @@ def client_url(client: redis.Redis) -> str:
 
 
 def serve_embedded(client: redis.Redis) -> str:
-    """Expose an embedded client's fakeredis server on a free loopback port; return its URL.
+    """Expose an embedded client's fakeredis server to this user's other processes.
 
-    The bridge serves the very same in-process data, so worker processes and the parent
-    see one queue. It lives until the process exits.
+    The bridge is a Unix socket, mode 0600, in a fresh 0700 temporary directory: the file
+    system lets only this user (and root) connect, where a loopback TCP port would let any
+    local user read and rewrite the queue (fakeredis does not enforce ``requirepass``).
+    In-process clients keep using the server directly. The bridge serves the very same data,
+    so worker processes and the parent see one queue; it lives until the process exits,
+    which removes the directory.
+
+    Returns:
+        A ``unix://`` URL for :func:`connect`.
     """
     server = client.connection_pool.connection_kwargs["server"]
     with _bridges_lock:
         if id(server) in _bridges:
             return _bridges[id(server)][1]
-        tcp = fakeredis.TcpFakeServer(("127.0.0.1", 0), server_type="redis")
-        tcp.fake_server = server
-        tcp.daemon_threads = True
-        thread = threading.Thread(target=tcp.serve_forever, name="jobsim-embedded-bridge")
+        directory = tempfile.mkdtemp(prefix="jobsim-")  # 0700, owned by this user
+        path = os.path.join(directory, "redis.sock")
+        bridge = _UnixBridge(path, server)
+        os.chmod(path, 0o600)
+        atexit.register(_remove_directory, directory, os.getpid())
+        thread = threading.Thread(target=bridge.serve_forever, name="jobsim-embedded-bridge")
         thread.daemon = True
         thread.start()
-        url = f"redis://127.0.0.1:{tcp.server_address[1]}/0"
-        _bridges[id(server)] = (tcp, url)
+        url = f"unix://{path}?db=0"
+        _bridges[id(server)] = (bridge, url)
         return url
+
+
+class _BridgeHandler(TCPFakeRequestHandler):
+    """fakeredis' TCP request handler on a Unix socket, whose peers have no address: it keys
+    its connections by address, so each gets a unique one."""
+
+    def setup(self) -> None:
+        self.client_address = ("unix", next(self.server.client_ids))
+        super().setup()
+
+
+class _UnixBridge(socketserver.ThreadingUnixStreamServer):
+    """The attributes fakeredis' request handler expects of a ``TcpFakeServer``."""
+
+    daemon_threads = True
+
+    def __init__(self, path: str, fake_server: Any) -> None:
+        super().__init__(path, _BridgeHandler)
+        self.fake_server = fake_server
+        self.client_ids = itertools.count()
+        self.clients: dict[Any, Any] = {}
+        self._shutdown_event = threading.Event()
+
+
+def _remove_directory(directory: str, owner_pid: int) -> None:
+    if os.getpid() == owner_pid:  # a forked child must not remove its parent's socket
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def mask_url(url: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import reprlib
 import time
 import uuid
 from collections import Counter
@@ -27,6 +28,7 @@ from jobsim.errors import (
     InvalidStateError,
     JobNotFoundError,
     PayloadTooLargeError,
+    UnknownTaskError,
 )
 from jobsim.keys import Keys
 from jobsim.leases import Leases
@@ -49,6 +51,7 @@ MAX_BATCH_BYTES = 64 * 1024 * 1024
 """Most encoded payload bytes one :meth:`JobQueue.submit_many` call takes."""
 _BATCH = 1000  # dead letters per script call in requeue-all and purge
 _JOB_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+_MAX_INDEX = 2**63 - 1  # largest index Redis' ZRANGE takes
 
 
 @dataclass(frozen=True)
@@ -174,6 +177,12 @@ class JobQueue:
             raise
 
     def _validated(self, request: JobRequest, flat: list[Any]) -> str:
+        if not isinstance(request.task, str):  # the registry would raise TypeError on a list
+            raise UnknownTaskError(
+                f"task must be a task name, not {type(request.task).__name__}",
+                field="task",
+                value=request.task,
+            )
         spec = self.registry.get(request.task)
         priority = request.priority
         if isinstance(priority, bool) or not isinstance(priority, int):
@@ -206,7 +215,7 @@ class JobQueue:
         job_id = request.job_id
         if job_id is None:
             job_id = uuid.uuid4().hex
-        elif not isinstance(job_id, str) or not _JOB_ID.match(job_id):
+        elif not isinstance(job_id, str) or not _JOB_ID.fullmatch(job_id):
             raise InvalidInputError(
                 "job_id must be 1-128 characters of letters, digits, _ . : -",
                 field="job_id",
@@ -222,9 +231,10 @@ class JobQueue:
 
         Raises:
             JobNotFoundError: no such job (never submitted, purged, or dropped by retention).
+            InvalidInputError: ``job_id`` is not a string.
         """
         fields: dict[str, str] = {}
-        if _JOB_ID.match(job_id):
+        if _possible_id(job_id):
             fields = cast(dict[str, str], self.client.hgetall(self.keys.job(job_id)))
         if not fields:
             raise JobNotFoundError(job_id)
@@ -235,16 +245,43 @@ class JobQueue:
 
         ``queued`` lists in service order; ``processing`` by lease deadline; ``retrying`` by
         due time; ``completed`` and ``failed`` by finish time, oldest first.
+
+        Args:
+            status: a :class:`JobStatus` or its value.
+            limit: at most this many ids; ``0`` lists none.
+            offset: skip this many first; past the end lists none.
+
+        Raises:
+            InvalidInputError: an unknown status, or a limit or offset that is not an
+                integer >= 0.
         """
-        key = self._status_key(JobStatus(status))
-        return cast(list[str], self.client.zrange(key, offset, offset + limit - 1))
+        try:
+            key = self._status_key(JobStatus(status))
+        except ValueError:
+            names = ", ".join(s.value for s in JobStatus)
+            raise InvalidInputError(
+                f"unknown status {_preview(status)}; use one of {names}",
+                field="status",
+                value=status,
+            ) from None
+        for name, value in (("limit", limit), ("offset", offset)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise InvalidInputError(f"{name} must be an integer >= 0", field=name, value=value)
+        if limit == 0 or offset > _MAX_INDEX:  # zrange(k, 0, -1) would list everything
+            return []
+        stop = min(offset + limit - 1, _MAX_INDEX)  # Redis indexes are 64-bit
+        return cast(list[str], self.client.zrange(key, offset, stop))
 
     def jobs(self, status: JobStatus | str, *, limit: int = 100, offset: int = 0) -> list[Job]:
-        """Records of jobs in ``status`` (see :meth:`job_ids` for the order)."""
+        """Records of jobs in ``status`` (see :meth:`job_ids` for the order and the errors)."""
         return self._fetch(self.job_ids(status, limit=limit, offset=offset))
 
     def dead_letters(self, *, limit: int = 100, offset: int = 0) -> list[Job]:
-        """Jobs in the dead-letter queue, oldest first, with every attempt's error."""
+        """Jobs in the dead-letter queue, oldest first, with every attempt's error.
+
+        Raises:
+            InvalidInputError: a limit or offset that is not an integer >= 0.
+        """
         return self.jobs(JobStatus.FAILED, limit=limit, offset=offset)
 
     def stats(self) -> QueueStats:
@@ -306,7 +343,10 @@ class JobQueue:
         Raises:
             JobNotFoundError: no such job.
             InvalidStateError: the job is not in the dead-letter queue.
+            InvalidInputError: ``job_id`` is not a string.
         """
+        if not _possible_id(job_id):  # also keeps NUL, which ends a Lua error reply, out
+            raise JobNotFoundError(job_id)
         try:
             self._scripts.requeue_dead(self.config.band_us, [job_id])
         except redis.ResponseError as exc:
@@ -373,19 +413,34 @@ class JobQueue:
 
 
 def encode_payload(payload: Any, max_bytes: int) -> str:
-    """The payload as compact JSON.
+    """The payload as compact JSON, its text as UTF-8 (not ``\\uXXXX`` escapes).
 
     Raises:
-        InvalidPayloadError: not one JSON document (NaN and infinities included).
-        PayloadTooLargeError: encoded size over ``max_bytes``.
+        InvalidPayloadError: not one JSON document (NaN and infinities included), nested too
+            deeply for Python's JSON codec, or text that is not valid Unicode (a lone
+            surrogate such as ``"\\ud800"``, which no UTF-8 reader could decode).
+        PayloadTooLargeError: encoded size over ``max_bytes``, counted in UTF-8 bytes.
     """
     try:
-        encoded = json.dumps(payload, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
+        encoded = json.dumps(payload, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+        size = len(encoded.encode("utf-8"))
+    except UnicodeEncodeError as exc:  # before ValueError, which it subclasses
+        bad = ascii(exc.object[exc.start : exc.end])
         raise InvalidPayloadError(
-            f"payload is not JSON: {exc}", field="payload", value=repr(payload)[:200]
+            f"payload text is not valid Unicode: lone surrogate {bad}",
+            field="payload",
+            value=_preview(payload),
         ) from None
-    size = len(encoded.encode())
+    except RecursionError:
+        raise InvalidPayloadError(
+            "payload is nested too deeply to encode as JSON",
+            field="payload",
+            value=_preview(payload),
+        ) from None
+    except (TypeError, ValueError) as exc:  # ValueError: NaN, or an int over Python's digit limit
+        raise InvalidPayloadError(
+            f"payload is not JSON: {exc}", field="payload", value=_preview(payload)
+        ) from None
     if size > max_bytes:
         raise PayloadTooLargeError(
             f"payload is {size} bytes encoded; the limit is {max_bytes}",
@@ -393,3 +448,30 @@ def encode_payload(payload: Any, max_bytes: int) -> str:
             value=size,
         )
     return encoded
+
+
+def _possible_id(job_id: Any) -> bool:
+    """Whether some job could have this id (all of it: ``$`` alone lets a final newline by).
+
+    Raises:
+        InvalidInputError: ``job_id`` is not a string.
+    """
+    if not isinstance(job_id, str):
+        raise InvalidInputError(
+            f"job_id must be a string, not {type(job_id).__name__}",
+            field="job_id",
+            value=job_id,
+        )
+    return _JOB_ID.fullmatch(job_id) is not None
+
+
+_PREVIEW = reprlib.Repr()
+_PREVIEW.maxlevel, _PREVIEW.maxstring, _PREVIEW.maxother = 4, 120, 120
+
+
+def _preview(value: Any) -> str:
+    """A short, printable stand-in for a rejected value; bounded work whatever its size."""
+    try:
+        return _PREVIEW.repr(value)[:200]
+    except Exception:  # an int over the digit limit, a __repr__ that raises
+        return f"<{type(value).__name__}>"

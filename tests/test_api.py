@@ -239,6 +239,10 @@ BAD_SUBMITS: list[tuple[Any, int, str]] = [
     (b'{"task": "noop", "payload": NaN}', 422, "payload"),
     (f'{{"task": "noop", "payload": {DEEP}}}'.encode(), 422, "payload"),
     (b'{"task": "noop", "payload": ' + b"[" * 5000 + b"]" * 5000 + b"}", 422, "body"),
+    (b'{"task": "noop", "payload": "\\ud800"}', 422, "payload"),
+    (b'{"task": "noop", "payload": {"a\\udfffb": 1}}', 422, "payload"),
+    (b'{"payload": {"note": ["\\ud83d"]}}', 422, "payload"),
+    (b'{"task": "noop", "payload": ' + b"7" * 5000 + b"}", 422, "body"),
 ]
 
 
@@ -283,6 +287,59 @@ def test_bad_reads_get_4xx_naming_the_field(make_queue, path: str, code: int, fi
     with TestClient(create_app(make_queue(), workers=0)) as http:
         response = http.get(path)
     assert response.status_code == code and response.json()["field"] == field
+
+
+ID_ROUTES = [
+    ("GET", "/status/{}"),
+    ("GET", "/jobs/{}"),
+    ("GET", "/dead-letters/{}"),
+    ("POST", "/dead-letters/{}/requeue"),
+]
+
+
+@pytest.mark.parametrize("method, route", ID_ROUTES)
+@pytest.mark.parametrize("task_id", ["%00", "a%00b", "ok%0A", "a%20b", "%FF", "x" * 200])
+def test_every_id_route_answers_404_for_an_id_that_cannot_exist(
+    make_queue, client, method: str, route: str, task_id: str
+) -> None:
+    """An id no job can have (NUL, newline, space, too long) is 404 on every id route, and
+    changes nothing: the requeue route does not answer 409 for it."""
+    with TestClient(create_app(make_queue(), workers=0)) as http:
+        before = _snapshot(client)
+        response = http.request(method, route.format(task_id))
+        assert _snapshot(client) == before
+    assert response.status_code == 404, response.text
+    assert response.json()["field"] == "task_id"
+
+
+def test_a_stored_value_that_is_not_valid_unicode_never_makes_a_read_fail(make_queue) -> None:
+    """A payload or result holding a lone surrogate (stored by an older version, or a task's
+    result) is shown as a placeholder on every read route instead of answering 500."""
+    queue = make_queue()
+    job_id = queue.submit("noop", {"keep": 1})
+    queue.client.hset(
+        queue.keys.job(job_id), mapping={"payload": '"\\ud800"', "result": '{"\\udc00":1}'}
+    )
+    with TestClient(create_app(queue, workers=0)) as http:
+        for path in (f"/status/{job_id}", f"/jobs/{job_id}", "/jobs?status=queued"):
+            response = http.get(path)
+            assert response.status_code == 200, (path, response.text)
+        shown = http.get(f"/status/{job_id}").json()
+    assert "not valid Unicode" in shown["payload"] and "not valid Unicode" in shown["result"]
+    assert queue.status(job_id).payload == "\ud800"  # Python readers still get the value
+
+
+def test_a_task_result_that_is_not_valid_unicode_never_makes_a_read_fail(client) -> None:
+    """A task returning text with a lone surrogate leaves a job every route can show."""
+    tasks = TaskRegistry()
+    tasks.register("surrogate", lambda payload: {"text": "\udfff"})
+    queue = JobQueue(client, f"t{uuid.uuid4().hex[:8]}", FAST, registry=tasks)
+    with TestClient(create_app(queue, workers=1)) as http:
+        task_id = _submit(http, task="surrogate")
+        (job,) = _wait_finished(http, [task_id])
+        assert http.get(f"/jobs/{task_id}").status_code == 200
+        assert http.get(f"/jobs?status={job['status']}").status_code == 200
+    assert job["result"] is None or "not valid Unicode" in job["result"]
 
 
 def test_api_key_guards_every_endpoint_but_health_and_a_rejected_call_changes_nothing(

@@ -5,18 +5,22 @@ from __future__ import annotations
 import math
 import os
 import signal
+import socket
+import stat
 import subprocess
 import sys
 import threading
 import time
 from typing import Any
 
+import fakeredis
+import psutil
 import pytest
 import redis
 
 import jobsim
 from jobsim import JobRequest, Lease, PermanentError, QueueConfig, RetryPolicy, WorkerPool
-from jobsim.connection import client_url
+from jobsim.connection import client_url, embedded_client
 
 FAST_RETRY = RetryPolicy(kind="full", base_s=0.001, cap_s=0.01)
 
@@ -286,6 +290,62 @@ def test_process_mode_timeout_kills_the_job(make_queue) -> None:
     job = queue.status(job_id)
     assert (job.status, job.attempt_log[0].outcome) == ("failed", "timeout")
     assert "killed" in job.last_error
+
+
+def _tcp_listeners() -> set[tuple[str, int]]:
+    conns = psutil.Process().net_connections(kind="tcp")
+    return {(c.laddr.ip, c.laddr.port) for c in conns if c.status == psutil.CONN_LISTEN}
+
+
+def test_embedded_bridge_opens_no_port_and_only_its_owner_can_reach_it() -> None:
+    """Process workers reach the embedded backend through a Unix socket (0600, in a private
+    0700 directory), never a loopback TCP port that any local user could connect to."""
+    listening = _tcp_listeners()
+    client = embedded_client(fakeredis.FakeServer())
+    url = client_url(client)
+    assert _tcp_listeners() == listening
+    assert url.startswith("unix://")
+    path = url.removeprefix("unix://").partition("?")[0]
+    directory = os.path.dirname(path)
+    assert stat.S_ISSOCK(os.stat(path).st_mode)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700
+    assert os.stat(directory).st_uid == os.getuid()
+    client.set("shared", "yes")
+    assert jobsim.connect(url).get("shared") == "yes"  # the same data, for the owner
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to act as another user"
+)
+def test_embedded_bridge_refuses_another_local_user() -> None:
+    """A process of another user cannot open the bridge's socket."""
+    url = client_url(embedded_client(fakeredis.FakeServer()))
+    path = url.removeprefix("unix://").partition("?")[0]
+    pid = os.fork()
+    if pid == 0:  # the child turns into `nobody` and tries the socket
+        code = 1
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            with socket.socket(socket.AF_UNIX) as probe:
+                probe.connect(path)
+        except PermissionError:
+            code = 3
+        except BaseException:
+            code = 2
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 3
+
+
+def test_a_process_pool_drains_through_the_embedded_bridge() -> None:
+    """Worker processes on the embedded backend run every job through the private bridge."""
+    queue = jobsim.JobQueue(embedded_client(fakeredis.FakeServer()), "bridge")
+    ids = queue.submit_many(JobRequest("noop", {"i": i}) for i in range(50))
+    with WorkerPool(queue, concurrency=2, mode="process"):
+        queue.wait_until_drained(timeout_s=60)
+    assert {queue.status(i).status for i in ids} == {"completed"}
 
 
 def test_graceful_stop_lets_in_flight_jobs_finish(make_queue) -> None:

@@ -36,6 +36,7 @@ BAD_SUBMITS = [
     (("noop", {}), {"priority": True}, InvalidPriorityError, "priority"),
     (("noop", {}), {"max_retries": -1}, InvalidInputError, "max_retries"),
     (("noop", {}), {"job_id": "has space"}, InvalidInputError, "job_id"),
+    (("noop", {}), {"job_id": "trailing-newline\n"}, InvalidInputError, "job_id"),
     (("sleep", {"seconds": "soon"}), {}, InvalidPayloadError, "payload.seconds"),
     (("flaky", {"fail_probability": 2}), {}, InvalidPayloadError, "payload.fail_probability"),
 ]
@@ -99,7 +100,7 @@ def test_payload_limit_is_configurable(make_queue) -> None:
 def test_unknown_job_id_raises_not_found(make_queue, client) -> None:
     queue = make_queue()
     before = _snapshot(client)
-    for bad in ("nope", "../../etc", "x" * 500):
+    for bad in ("nope", "../../etc", "x" * 500, "\x00", "a\x00b", "a b", "é"):
         with pytest.raises(JobNotFoundError):
             queue.status(bad)
         with pytest.raises(JobNotFoundError):
@@ -153,3 +154,104 @@ def test_password_in_url_is_used_and_a_wrong_one_is_refused(redis_server) -> Non
         with pytest.raises(ConnectError, match="credentials") as info:
             connect(server.url.replace(":right@", ":wrong@"))
         assert "wrong" not in str(info.value)
+
+
+def _nested(depth: int) -> list[object]:
+    outer: list[object] = []
+    inner = outer
+    for _ in range(depth):
+        inner.append([])
+        inner = inner[0]  # type: ignore[assignment]
+    return outer
+
+
+UNENCODABLE_PAYLOADS = [
+    pytest.param(10**5000, id="int-over-python-digit-limit"),
+    pytest.param(_nested(5000), id="nested-5000-deep"),
+    pytest.param("\ud800", id="lone-surrogate"),
+    pytest.param({"\udfff": 1}, id="lone-surrogate-key"),
+    pytest.param({"k": ["ok", "a\ud83dz"]}, id="lone-surrogate-inside"),
+]
+
+
+@pytest.mark.parametrize("payload", UNENCODABLE_PAYLOADS)
+def test_payload_that_cannot_be_encoded_raises_invalid_payload_and_writes_nothing(
+    make_queue, client, payload
+) -> None:
+    """Payloads Python's JSON codec or UTF-8 cannot encode raise InvalidPayloadError with a
+    short printable value, never a bare ValueError or RecursionError, and store nothing."""
+    queue = make_queue()
+    queue.submit("noop", {"keep": 1})
+    before = _snapshot(client)
+    with pytest.raises(InvalidPayloadError) as info:
+        queue.submit("noop", payload)
+    assert info.value.field == "payload"
+    assert len(str(info.value.value)) <= 200 and len(str(info.value)) <= 300
+    with pytest.raises(InvalidPayloadError):
+        queue.submit_many([JobRequest("noop"), JobRequest("noop", payload)])
+    assert _snapshot(client) == before
+
+
+def test_payload_size_limit_counts_utf8_bytes(make_queue) -> None:
+    """Non-ASCII text is stored as UTF-8 and counted in UTF-8 bytes, not as ``\\uXXXX`` escapes."""
+    queue = make_queue(QueueConfig(max_payload_bytes=10))
+    job_id = queue.submit("noop", "éééé")  # '"éééé"': 10 bytes in UTF-8, 26 escaped
+    assert queue.status(job_id).payload == "éééé"
+    with pytest.raises(PayloadTooLargeError) as info:
+        queue.submit("noop", "ééééé")
+    assert info.value.value == 12
+
+
+LISTING_CALLS = [
+    pytest.param(lambda q: q.job_ids("nope"), "status", id="unknown-status"),
+    pytest.param(lambda q: q.jobs(None), "status", id="status-none"),
+    pytest.param(lambda q: q.job_ids("queued", limit=-1), "limit", id="negative-limit"),
+    pytest.param(lambda q: q.jobs("queued", limit=True), "limit", id="bool-limit"),
+    pytest.param(lambda q: q.job_ids("queued", limit=1.5), "limit", id="float-limit"),
+    pytest.param(lambda q: q.job_ids("queued", limit="5"), "limit", id="str-limit"),
+    pytest.param(lambda q: q.job_ids("queued", offset=-1), "offset", id="negative-offset"),
+    pytest.param(lambda q: q.dead_letters(offset=False), "offset", id="bool-offset"),
+    pytest.param(lambda q: q.dead_letters(limit=None), "limit", id="none-limit"),
+]
+
+
+@pytest.mark.parametrize("call, field", LISTING_CALLS)
+def test_bad_listing_arguments_raise_invalid_input(make_queue, call, field) -> None:
+    """An unknown status, or a limit or offset that is not an integer >= 0, is an
+    InvalidInputError naming it, never a bare ValueError, TypeError or Redis error."""
+    queue = make_queue()
+    queue.submit("noop")
+    with pytest.raises(InvalidInputError) as info:
+        call(queue)
+    assert info.value.field == field
+
+
+def test_listing_limit_zero_is_empty_and_a_huge_offset_is_past_the_end(make_queue) -> None:
+    """``limit=0`` lists nothing (not everything), and an offset past any set's end lists
+    nothing rather than overflowing Redis' 64-bit indexes."""
+    queue = make_queue()
+    ids = [queue.submit("noop") for _ in range(3)]
+    assert queue.job_ids("queued", limit=0) == [] and queue.jobs("queued", limit=0) == []
+    assert queue.job_ids("queued", offset=10**30) == []
+    assert queue.job_ids("queued", offset=1, limit=10**30) == ids[1:]
+
+
+def test_a_job_id_that_is_not_a_string_is_invalid_input(make_queue, client) -> None:
+    """``status`` and ``requeue_dead`` name a non-string id instead of raising TypeError."""
+    queue = make_queue()
+    before = _snapshot(client)
+    for bad in (123, None, b"bytes"):
+        with pytest.raises(InvalidInputError) as info:
+            queue.status(bad)  # type: ignore[arg-type]
+        assert info.value.field == "job_id"
+        with pytest.raises(InvalidInputError):
+            queue.requeue_dead(bad)  # type: ignore[arg-type]
+    assert _snapshot(client) == before
+
+
+def test_a_task_name_that_is_not_a_string_is_an_unknown_task(make_queue) -> None:
+    """An unhashable task name is an UnknownTaskError, not a TypeError from the registry."""
+    queue = make_queue()
+    for bad in (["noop"], {"noop": 1}):
+        with pytest.raises(UnknownTaskError):
+            queue.submit(bad)  # type: ignore[arg-type]

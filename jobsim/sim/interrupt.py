@@ -78,7 +78,8 @@ def interrupt_worker(
         jobs: jobs submitted at once, each sleeping ``job_s``.
         job_s: seconds each job works.
         workers: worker processes.
-        url: a Redis URL; default the embedded backend (the workers reach it over loopback).
+        url: a Redis URL; default the embedded backend (the workers reach it through its private
+            Unix-socket bridge).
         timeout_s: give up waiting for a busy worker, or for the drain, after this long.
 
     Raises:
