@@ -117,7 +117,7 @@ class QueueConfig:
         lease: lease length and heartbeat interval.
         aging_s: seconds of waiting worth one priority level (``None``: strict priority).
         retention: how many completed records to keep.
-        max_payload_bytes: largest JSON-encoded payload accepted.
+        max_payload_bytes: largest payload accepted, in UTF-8 bytes of its JSON encoding.
         default_max_retries: retries allowed when ``submit`` does not say.
         attempt_log: record each attempt's start, end, worker, outcome and error. Turn it
             off only to measure what timing capture costs.

@@ -7,7 +7,7 @@ worker's leases are taken back so no other job waits behind it. In ``process`` m
 :mod:`jobsim.procs`) each worker is a child process; the parent kills a child whose job
 ran past its timeout, takes back the leases of a child that died, and starts a new one.
 On the embedded backend the children reach the parent's in-process server through a
-loopback bridge (:func:`jobsim.connection.serve_embedded`).
+private Unix-socket bridge (:func:`jobsim.connection.serve_embedded`).
 """
 
 from __future__ import annotations

@@ -326,10 +326,17 @@ def _encode_result(result: Any) -> str:
     if result is None:
         return ""
     try:
-        return json.dumps(result, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
+        encoded = json.dumps(result, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+        encoded.encode("utf-8")  # refuses lone surrogates, which no reader could decode
+    except UnicodeEncodeError:  # before ValueError, which it subclasses
+        return _ResultError("TypeError: task result is not JSON: text is not valid Unicode")
+    except (TypeError, ValueError, RecursionError) as exc:
         return _ResultError(f"TypeError: task result is not JSON: {exc}")
+    return encoded
 
 
 def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:_ERROR_CHARS]
+    text = f"{type(exc).__name__}: {exc}"[:_ERROR_CHARS]
+    # A lone surrogate in the message would make the round trip itself fail (redis-py
+    # cannot send it) and leave the job processing until its lease expired.
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -545,3 +545,23 @@ def test_process_mode_refuses_a_private_registry(client) -> None:
     queue = jobsim.JobQueue(client, "private", registry=TaskRegistry())
     with pytest.raises(jobsim.errors.InvalidInputError, match="registry"):
         WorkerPool(queue, 2, mode="process")
+
+
+@jobsim.task("raise_surrogate")
+def _raise_surrogate(payload: Any) -> Any:
+    if payload == "result":
+        return {"text": "\ud800"}
+    raise ValueError("bad text \ud800 here")
+
+
+@pytest.mark.parametrize("what", ["error", "result"])
+def test_text_that_is_not_valid_unicode_from_a_task_never_wedges_its_job(make_queue, what) -> None:
+    """A task raising with a lone surrogate in its message (or returning one) still has its
+    failure recorded: the job is dead-lettered at once, not left processing."""
+    queue = make_queue()
+    job_id = queue.submit("raise_surrogate", what, max_retries=0)
+    with WorkerPool(queue, concurrency=1):
+        queue.wait_until_drained(timeout_s=10)
+    job = queue.status(job_id)
+    assert job.status == "failed" and job.attempts == 1
+    assert ("\\ud800" in job.last_error) if what == "error" else ("Unicode" in job.last_error)
