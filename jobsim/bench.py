@@ -161,7 +161,7 @@ def drain_rate(
 def _span(queue: JobQueue, ids: list[str]) -> tuple[float, float]:
     first, last = float("inf"), 0.0
     for start in range(0, len(ids), 1000):
-        for job in queue._fetch(ids[start : start + 1000]):
+        for job in queue.get_many(ids[start : start + 1000]):
             first = min(first, job.attempt_log[0].started_at or first)
             last = max(last, job.finished_at or last)
     return first, last
@@ -177,7 +177,7 @@ def start_latency_ms(client: redis.Redis, samples: int) -> dict[str, float]:
             queue.wait_until_drained(timeout_s=10)
             time.sleep(0.002)  # let the workers go idle again
         delays = sorted(
-            (j.attempt_log[0].started_at or 0.0) - j.submitted_at for j in queue._fetch(ids)
+            (j.attempt_log[0].started_at or 0.0) - j.submitted_at for j in queue.get_many(ids)
         )
     return {f"p{q}": round(_quantile(delays, q / 100) * 1e3, 3) for q in (50, 90, 99)}
 
@@ -192,7 +192,7 @@ def idle_cpu_percent(client: redis.Redis, seconds: float) -> dict[str, float]:
         out["thread_pool_4"] = round(100 * (time.process_time() - before) / seconds, 2)
     with _scratch_queue(client) as queue, WorkerPool(queue, 4, "process") as pool:
         _await(lambda: len(queue.workers()) == 4, 30)
-        pids = [c.pid for c in pool._children if c.pid]
+        pids = pool.worker_pids()
         before_children = sum(_cpu_s(p) for p in pids)
         before = time.process_time()
         time.sleep(seconds)

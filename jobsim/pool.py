@@ -381,28 +381,42 @@ class WorkerPool:
                 child.respawn_at = 0.0
                 child.spawn()
 
-    # --- fault injection (the simulator) --------------------------------------------------
+    # --- killing workers on purpose (chaos drills, the simulator's crash faults) -----------
 
-    def _crash_worker(self, rng: random.Random) -> str | None:
-        """Kill one worker mid-job, as a fault: a process gets SIGKILL; a thread loses every
-        lease it holds when its running job ends (no result sent, no heartbeat), as if it
-        had died (the jobs it had finished run again: :attr:`discarded` lists them).
-        Returns the worker id, or None if no worker is busy."""
+    def busy_worker_ids(self) -> list[str]:
+        """Ids of the workers running a job right now."""
         if self.mode == "process":
             with self._children_lock:
-                busy = [c for c in self._children if c.alive() and c.slot.running() is not None]
-                if not busy:
-                    return None
-                child = rng.choice(busy)
-                os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
+                return [c.worker_id for c in self._children if c.alive() and c.slot.running()]
+        return [
+            t.worker_id for t in self._threads if t.running is not None and not t.crash_requested
+        ]
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the worker processes (empty in thread mode)."""
+        return [c.pid for c in self._children if c.pid is not None]
+
+    def kill_worker(self, worker_id: str) -> None:
+        """Kill one worker as a crash would: a process gets SIGKILL (its supervisor then gives
+        its leases back and starts a new one); a thread loses every lease it holds when its
+        running job ends (no result sent, no heartbeat), as if it had died, and the jobs it
+        had finished run again (:attr:`discarded` lists them).
+
+        Raises:
+            InvalidInputError: no such worker in this pool.
+        """
+        if self.mode == "process":
+            with self._children_lock:
+                child = next((c for c in self._children if c.worker_id == worker_id), None)
+                if child is None or child.pid is None:
+                    raise InvalidInputError("no such worker", field="worker_id", value=worker_id)
+                os.kill(child.pid, signal.SIGKILL)
                 child.join(5.0)  # dead before anyone picks a victim again
-                return child.worker_id
-        threads = [t for t in self._threads if t.running is not None and not t.crash_requested]
-        if not threads:
-            return None
-        thread = rng.choice(threads)
+                return
+        thread = next((t for t in self._threads if t.worker_id == worker_id), None)
+        if thread is None:
+            raise InvalidInputError("no such worker", field="worker_id", value=worker_id)
         thread.crash_requested = True
-        return thread.worker_id
 
     # --- used by workers ------------------------------------------------------------------
 

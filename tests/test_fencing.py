@@ -302,6 +302,6 @@ def test_a_pool_behind_a_lossy_network_runs_each_job_once_per_counted_attempt(lo
         queue.wait_until_drained(timeout_s=60)
     proxy.stop_dropping()
     assert proxy.dropped >= 20  # of about 300 leasing calls
-    jobs = queue._fetch(ids)
+    jobs = queue.get_many(ids)
     assert [j.status for j in jobs] == ["completed"] * 300
     assert all(j.attempts == 1 and j.redeliveries == 0 for j in jobs)

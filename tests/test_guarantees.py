@@ -53,7 +53,7 @@ def test_no_job_lost_and_retry_counts_match_the_formulas(make_queue) -> None:
         stats = queue.wait_until_drained(timeout_s=120)
     assert stats.completed + stats.failed == n
     assert stats.totals["completed"] + stats.totals["failed"] == n
-    jobs = queue._fetch(ids)
+    jobs = queue.get_many(ids)
     assert len(jobs) == n
     for job in jobs:
         assert 1 <= job.attempts <= r + 1
@@ -444,7 +444,7 @@ def test_stop_puts_prefetched_jobs_back_without_counting_an_attempt(make_queue) 
     pool.stop()
     stats = queue.stats()
     assert stats.processing == 0 and stats.completed + stats.queued == 400
-    for job in queue._fetch(ids):
+    for job in queue.get_many(ids):
         assert (job.status, job.attempts) in {("completed", 1), ("queued", 0)}
 
 
@@ -454,7 +454,7 @@ def test_attempt_timestamps_are_ordered_on_one_clock(make_queue) -> None:
     ids = queue.submit_many([JobRequest("sleep", {"seconds": 0.001})] * 200)
     with WorkerPool(queue, concurrency=3):
         queue.wait_until_drained(timeout_s=60)
-    for job in queue._fetch(ids):
+    for job in queue.get_many(ids):
         (attempt,) = job.attempt_log
         assert job.submitted_at <= attempt.started_at <= attempt.ended_at <= job.finished_at
         assert attempt.ended_at - attempt.started_at >= 0.001 - 1e-6
@@ -477,7 +477,7 @@ def test_a_killed_process_worker_costs_only_its_running_job_an_attempt(make_queu
     with WorkerPool(queue, concurrency=1, mode="process", job_timeout_s=1.0):
         queue.wait_until_drained(timeout_s=60)
     assert queue.status(hung).attempt_log[-1].outcome == "timeout"
-    for job in queue._fetch(before + after):
+    for job in queue.get_many(before + after):
         assert (job.status, job.attempts) == ("completed", 1)
 
 
@@ -494,7 +494,7 @@ def test_a_hung_thread_strands_no_other_job(make_queue) -> None:
         drained = time.monotonic() - started
     assert drained < 2.5  # well before the hung job's 3 s
     assert queue.status(hung).attempt_log[-1].outcome == "timeout"
-    assert {(j.status, j.attempts) for j in queue._fetch(ids)} == {("completed", 1)}
+    assert {(j.status, j.attempts) for j in queue.get_many(ids)} == {("completed", 1)}
 
 
 def test_stop_after_grace_costs_only_the_running_job_an_attempt(make_queue) -> None:
@@ -508,7 +508,7 @@ def test_stop_after_grace_costs_only_the_running_job_an_attempt(make_queue) -> N
     _wait_for(lambda: any(hung in w.running for w in queue.workers()))
     pool.stop(grace_s=0.2)
     assert queue.status(hung).attempt_log[-1].outcome == "interrupted"
-    for job in queue._fetch(ids):
+    for job in queue.get_many(ids):
         assert (job.status, job.attempts) in {("completed", 1), ("queued", 0)}
 
 

@@ -48,7 +48,7 @@ def test_no_job_lost_across_a_redis_kill_and_restart_with_aof_always(aof_server,
         _wait_for(lambda: queue.stats().active == 0, timeout_s=60)
     stats = queue.stats()
     assert stats.completed == 200 and stats.failed == 0
-    assert {j.status for j in queue._fetch(ids)} == {"completed"}
+    assert {j.status for j in queue.get_many(ids)} == {"completed"}
 
 
 def test_process_supervisor_outlives_redis_being_down(aof_server) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from jobsim.models import Job, JobStatus
+from jobsim.models import JobStatus
 from jobsim.queue import JobQueue
 
 
@@ -65,7 +65,7 @@ def check(queue: JobQueue, submitted: Sequence[str], *, ran_twice: Sequence[str]
     )
     completed = _all_ids(queue, JobStatus.COMPLETED)
     dead = _all_ids(queue, JobStatus.FAILED)
-    records = {job.id: job for job in _fetch_all(queue, sorted(ids))}
+    records = {job.id: job for job in queue.get_many(sorted(ids))}
     lost = sorted(
         i
         for i in ids
@@ -104,10 +104,3 @@ def _all_ids(queue: JobQueue, status: JobStatus) -> set[str]:
         out.update(batch)
         offset += len(batch)
     return out
-
-
-def _fetch_all(queue: JobQueue, ids: list[str]) -> list[Job]:
-    jobs = []
-    for start in range(0, len(ids), 1000):
-        jobs += queue._fetch(ids[start : start + 1000])
-    return jobs

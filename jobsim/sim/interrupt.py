@@ -102,7 +102,7 @@ def interrupt_worker(
         queue.wait_until_drained(timeout_s=timeout_s)
         if how == "stop":
             time.sleep(job_s + 0.3)  # let the thawed worker send its (late) result
-    records = queue._fetch(ids)
+    records = queue.get_many(ids)
     verdict = check(queue, ids)
     queue.delete()
     attempts = attempt_frame(records, t0=t0)

@@ -109,7 +109,7 @@ def run_outage(
     queue.submit_many(JobRequest("dependency", {"until": until}, job_id=i) for i in ids)
     with WorkerPool(queue, workers, seed=seed, name=f"outage-{seed}"):
         queue.wait_until_drained(timeout_s=timeout_s)
-    records = queue._fetch(ids)
+    records = queue.get_many(ids)
     verdict = check(queue, ids)
     queue.delete()
     return OutageResult(policy, jobs, outage_s, attempt_frame(records, t0=t0), verdict)

@@ -139,7 +139,7 @@ def run(
             injector.stop()
             sampler.stop()
             wall_s = time.monotonic() - started
-        records = [job for i in range(0, len(ids), 1000) for job in queue._fetch(ids[i : i + 1000])]
+        records = queue.get_many(ids)
         verdict = check(queue, ids, ran_twice=pool.discarded)
         index = {job_id: i for i, job_id in enumerate(ids)}
         jobs = job_frame(records, t0=t0, index=index)
@@ -432,8 +432,10 @@ class _Injector(threading.Thread):
     def _crash(self) -> str | None:
         """Kill a busy worker, waiting for one to be busy (a crash is mid-job)."""
         while not self._done.is_set():
-            worker = self.pool._crash_worker(self.rng)
-            if worker is not None:
+            busy = self.pool.busy_worker_ids()
+            if busy:
+                worker = self.rng.choice(busy)
+                self.pool.kill_worker(worker)
                 return f"killed worker {worker}"
             self._done.wait(0.002)
         return None
