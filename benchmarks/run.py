@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import sys
 
+from benchmarks.peers import installed
 from jobsim.cli import main
 
 if __name__ == "__main__":
-    raise SystemExit(main(["bench", *sys.argv[1:]]))
+    raise SystemExit(main(["bench", *sys.argv[1:]], peers=installed()))

@@ -12,12 +12,12 @@ import os
 import statistics
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 
@@ -68,8 +68,28 @@ class BenchPlan:
         )
 
 
-def run_bench(plan: BenchPlan, *, progress: Progress = print) -> dict[str, Any]:
-    """Start a private redis-server, measure everything in ``plan``, return the results."""
+class PeerAdapter(Protocol):
+    """A peer job queue measured beside jobsim (see ``benchmarks/peers`` in the repository,
+    which holds one adapter per library and documents the protocol in full)."""
+
+    NAME: str
+    NOTE: str
+
+    def enqueue(self, url: str, n: int) -> float: ...
+    def drain(self, url: str, n: int, workers: int, scenario: str) -> float | None: ...
+
+
+def run_bench(
+    plan: BenchPlan, *, peers: Sequence[PeerAdapter] = (), progress: Progress = print
+) -> dict[str, Any]:
+    """Start a private redis-server, measure everything in ``plan``, return the results.
+
+    Args:
+        plan: what to measure and how much.
+        peers: adapters of peer queues to measure too when ``plan.peers`` is set (the
+            repository's ``python -m benchmarks.run --peers`` passes the installed ones).
+        progress: called with a line per step.
+    """
     with LocalRedis() as server:
         info = _info(connect(server.url), "server")
         results: dict[str, Any] = {
@@ -78,7 +98,7 @@ def run_bench(plan: BenchPlan, *, progress: Progress = print) -> dict[str, Any]:
         }
         results["jobsim"] = _measure_jobsim(server.url, plan, progress)
         if plan.peers:
-            results["peers"] = _measure_peers(server.url, plan, progress)
+            results["peers"] = _measure_peers(server.url, plan, peers, progress)
     return results
 
 
@@ -218,16 +238,16 @@ def memory_per_job(client: redis.Redis, jobs: int) -> dict[str, float]:
         }
 
 
-def _measure_peers(url: str, plan: BenchPlan, progress: Progress) -> dict[str, Any]:
-    try:
-        from benchmarks.peers import installed  # the repository's benchmarks/ folder
-    except ImportError:
-        progress("peers: run from the repository root (benchmarks/ is not installed)")
+def _measure_peers(
+    url: str, plan: BenchPlan, peers: Sequence[PeerAdapter], progress: Progress
+) -> dict[str, Any]:
+    if not peers:
+        progress("peers: none given; run `python -m benchmarks.run --peers` from the repository")
         return {}
     flush = connect(url)
     out: dict[str, Any] = {}
     n = plan.peer_jobs
-    for module in installed():
+    for module in peers:
         variants = [(module.NAME, module.drain)]
         if hasattr(module, "drain_forking"):  # RQ: its default worker forks per job
             variants.append((f"{module.NAME} (forking Worker)", module.drain_forking))

@@ -21,10 +21,17 @@ from jobsim.queue import JobQueue
 from jobsim.retry import KINDS, RetryPolicy
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``jobsim`` command."""
+def main(argv: Sequence[str] | None = None, *, peers: Sequence[Any] = ()) -> int:
+    """Entry point of the ``jobsim`` command.
+
+    Args:
+        argv: the arguments (default: ``sys.argv[1:]``).
+        peers: peer-queue adapters for ``bench --peers`` (``benchmarks/run.py`` passes them:
+            they live in the repository, not in the package).
+    """
     parser = _parser()
     args = parser.parse_args(argv)
+    args.peer_adapters = list(peers)
     try:
         return int(args.run(args))
     except JobsimError as exc:
@@ -62,7 +69,8 @@ def _parser() -> argparse.ArgumentParser:
         "enqueue, drain throughput (threads and processes), retries, submit-to-start latency, "
         "idle CPU, memory per job and timing-capture cost; write bench.json, bench.md and "
         "bench.png. With --peers, also RQ, arq, SAQ, Huey, Dramatiq and Celery when installed "
-        "(pip install -e '.[peers]'; run from the repository root).",
+        "(pip install -e '.[peers]'; their adapters live in the repository: run "
+        "`python -m benchmarks.run --peers` from its root).",
     )
     bench.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
     bench.add_argument("--peers", action="store_true", help="also measure installed peer queues")
@@ -327,7 +335,11 @@ def _run_bench(args: argparse.Namespace) -> int:
 
     plan = BenchPlan.quick() if args.quick else BenchPlan()
     plan = replace(plan, peers=args.peers)
-    results = run_bench(plan, progress=lambda step: print(f"... {step}", flush=True))
+    results = run_bench(
+        plan,
+        peers=args.peer_adapters,
+        progress=lambda step: print(f"... {step}", flush=True),
+    )
     paths = write_report(results, Path(args.out))
     print(markdown(results))
     print("wrote " + ", ".join(str(p) for p in paths))

@@ -11,7 +11,9 @@ from __future__ import annotations
 import atexit
 import itertools
 import os
+import select
 import shutil
+import socket
 import socketserver
 import tempfile
 import threading
@@ -149,6 +151,27 @@ class _BridgeHandler(TCPFakeRequestHandler):
     def setup(self) -> None:
         self.client_address = ("unix", next(self.server.client_ids))
         super().setup()
+        # fakeredis makes the socket non-blocking and then writes replies with sendall(),
+        # which fails once a Unix socket's small buffer is full (any reply over ~200 kB).
+        self.wfile._sock = _PatientSocket(self.connection)  # type: ignore[attr-defined]
+
+
+class _PatientSocket:
+    """The write side of a non-blocking socket that waits for room instead of failing."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def sendall(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[self._sock.send(view) :]
+            except BlockingIOError:
+                select.select([], [self._sock], [], 1.0)
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
 
 
 class _UnixBridge(socketserver.ThreadingUnixStreamServer):

@@ -9,6 +9,7 @@ on a lease quotes the lease's fencing token, so a stale or repeated call changes
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,7 +17,7 @@ import redis
 
 from jobsim.config import QueueConfig
 from jobsim.keys import Keys
-from jobsim.scripts import Ack, Dequeued, Exchange, GiveBack, Nack, Scripts
+from jobsim.scripts import Ack, Dequeued, Exchange, GiveBack, Nack, Scripts, parse_leased
 
 REGISTRY_TTL_S = 600.0
 """A worker-registry entry not refreshed for this long is dropped (its worker is gone)."""
@@ -122,6 +123,16 @@ class Leases:
         return self._scripts.release_worker(
             self.config.band_us, worker_id, outcome, error, log=self._log
         )
+
+    def last_leased(self, worker_id: str) -> list[Dequeued]:
+        """The jobs ``worker_id``'s last leasing call handed out, from the reply Redis kept
+        for it (empty once that expired, after a lease's length): how a supervisor finds
+        leases a worker that died at once never got to write down."""
+        kept = self.client.get(self.keys.reply(worker_id))
+        if not kept:
+            return []
+        _, _, body = str(kept).partition("\n")
+        return parse_leased(json.loads(body)[0])
 
     def wait_for_work(self, timeout_s: float, stop_key: str) -> None:
         """Block until a wake token, a stop token, or the timeout (no busy polling)."""

@@ -1,9 +1,14 @@
-"""Process mode: worker processes, and the shared slot each one reports its leases in.
+"""Process mode: worker processes, the shared slot each one reports its leases in, and the
+group that supervises them.
 
-Each worker is a child process (started with ``spawn``) running a one-thread pool with its
-own Redis connection. It writes to its :class:`Slot` the batch it leased and how far it got,
-so its parent can tell, after killing it or finding it dead, which leased jobs never
-started (put back, attempt not counted) and which one was running (attempt counted).
+Each worker is a child process (started with ``spawn``) running one worker thread with
+its own Redis connection (:class:`jobsim.threads.ThreadGroup`). It writes to its
+:class:`Slot` the batch it leased and how far it got, so its parent can tell, after killing
+it or finding it dead, which leased jobs never started (put back, attempt not counted) and
+which one was running (attempt counted). The parent kills a child whose job ran past its
+timeout, takes back the leases of a child that died, and starts a new one. On the embedded
+backend the children reach the parent's in-process server through a private Unix-socket
+bridge (:func:`jobsim.connection.serve_embedded`).
 """
 
 from __future__ import annotations
@@ -11,21 +16,29 @@ from __future__ import annotations
 import importlib
 import logging
 import multiprocessing as mp
+import multiprocessing.connection
 import os
+import random
 import signal
+import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from jobsim.books import Holdings, Running, take_back
 from jobsim.config import QueueConfig
-from jobsim.connection import connect
+from jobsim.connection import client_url, connect
 from jobsim.queue import JobQueue
 from jobsim.scripts import Dequeued
-from jobsim.worker import Holdings, Running
+from jobsim.tasks import registry as default_registry
+from jobsim.threads import ThreadGroup
+from jobsim.worker import MAX_PREFETCH, PoolSettings
 
-_BATCH_BYTES = 16_384  # room for a full prefetch batch of ids, tokens and scores
+_LINE_BYTES = 256  # one slot line: an id of at most 128 characters, numbers and a score
+_BATCH_BYTES = MAX_PREFETCH * _LINE_BYTES  # room for a full prefetch batch: never truncated
 ORPHAN_CHECK_S = 0.25  # how often a worker process checks that its parent is alive
+_READ_TRIES = 2000  # a torn read is retried; a writer that died mid-write never finishes
 
 log = logging.getLogger("jobsim.procs")
 
@@ -40,55 +53,66 @@ class Slot:
     A job counts as taken before anything can happen to it (even a task unknown to the
     worker), so the parent's view never slips by one: the taken jobs ran (their attempts
     count), the rest never started (put back uncounted).
+
+    There is no lock a SIGKILL could leave held: the child is the only writer and bumps a
+    version number before and after each write (a seqlock); the parent re-reads until the
+    version is even and unchanged. A child killed mid-write leaves an odd version, and the
+    parent then knows only that it cannot trust the slot.
     """
 
     def __init__(self) -> None:
-        self._lock = CONTEXT.Lock()
+        self._version: Any = CONTEXT.Value("Q", 0, lock=False)
         self._batch: Any = CONTEXT.Array("c", _BATCH_BYTES, lock=False)
         self._taken: Any = CONTEXT.Value("i", 0, lock=False)
         self._busy: Any = CONTEXT.Value("b", 0, lock=False)
         self._deadline: Any = CONTEXT.Value("d", 0.0, lock=False)
         self._timeout: Any = CONTEXT.Value("d", 0.0, lock=False)
-        self.grace_s: Any = CONTEXT.Value("d", 5.0)  # set by the parent before SIGTERM
+        self.grace_s: Any = CONTEXT.Value("d", 5.0, lock=False)  # set by the parent on stop
+
+    def _write(self, **values: Any) -> None:
+        self._version.value += 1  # odd: a write is under way
+        for name, value in values.items():
+            getattr(self, name).value = value
+        self._version.value += 1
 
     # the child's side (a worker.Report)
 
     def batch(self, jobs: list[Dequeued]) -> None:
         text = "\n".join(_line(j) for j in jobs).encode()
-        # Past the room, the tail is dropped: the parent's catch-all release finds it.
-        text = text[:_BATCH_BYTES].rsplit(b"\n", 1)[0] if len(text) > _BATCH_BYTES else text
-        with self._lock:
-            self._batch.value = text
-            self._taken.value = 0
-            self._busy.value = 0
+        if len(text) > _BATCH_BYTES:  # cannot happen: MAX_PREFETCH lines of <= 256 bytes
+            raise ValueError(f"a batch of {len(jobs)} jobs does not fit the slot")
+        self._write(_batch=text, _taken=0, _busy=0)
 
     def taken(self, job: Dequeued) -> None:
-        with self._lock:
-            self._taken.value += 1
-            self._busy.value = 0
+        self._write(_taken=self._taken.value + 1, _busy=0)
 
     def started(self, running: Running) -> None:
-        with self._lock:
-            self._busy.value = 1
-            self._deadline.value = running.deadline or 0.0
-            self._timeout.value = running.timeout_s or 0.0
+        self._write(_busy=1, _deadline=running.deadline or 0.0, _timeout=running.timeout_s or 0.0)
 
     def finished(self) -> None:
-        with self._lock:
-            self._busy.value = 0
+        self._write(_busy=0)
 
     # the parent's side
 
     def running(self) -> Running | None:
         """The job the child is running now, if any."""
-        return self.holdings().running
+        holdings = self.holdings()
+        return holdings.running if holdings is not None else None
 
-    def holdings(self) -> Holdings:
-        """What the child holds: its batch, split by how far it got."""
-        with self._lock:
-            text = bytes(self._batch.value).decode()
-            taken, busy = self._taken.value, self._busy.value
-            deadline, timeout = self._deadline.value, self._timeout.value
+    def holdings(self) -> Holdings | None:
+        """What the child holds: its batch, split by how far it got; None if the slot was
+        left mid-write by a child that died then (its leases must be found otherwise)."""
+        for _ in range(_READ_TRIES):
+            before = self._version.value
+            if before % 2 == 0:
+                text = bytes(self._batch.value).decode()
+                taken, busy = self._taken.value, self._busy.value
+                deadline, timeout = self._deadline.value, self._timeout.value
+                if self._version.value == before:
+                    break
+            time.sleep(0.0001)
+        else:
+            return None
         jobs = [_parse(line) for line in text.splitlines() if line]
         holdings = Holdings(unstarted=jobs[taken:])
         ran = jobs[:taken]
@@ -96,9 +120,6 @@ class Slot:
             holdings.running = Running(ran.pop(), deadline or None, timeout or None)
         holdings.ran = [(j.id, j.token) for j in ran]
         return holdings
-
-    def clear(self) -> None:
-        self.batch([])
 
 
 def _line(job: Dequeued) -> str:
@@ -127,33 +148,21 @@ class ChildSpec:
     config: QueueConfig
     modules: list[str]
     pool_name: str
-    job_timeout_s: float | None
-    prefetch_s: float
-    seed: int
+    settings: PoolSettings
     parent_pid: int = 0  # the supervising process; the child stops when it is gone
 
 
 def child_main(spec: ChildSpec, slot: Slot) -> None:
-    """Entry point of a worker process: a one-thread pool until SIGTERM."""
-    from jobsim.pool import WorkerPool
-
+    """Entry point of a worker process: one worker thread until SIGTERM, or until its
+    parent is gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     for module in spec.modules:
         importlib.import_module(module)
     queue = JobQueue(connect(spec.url), spec.queue_name, spec.config)
-    pool = WorkerPool(
-        queue,
-        1,
-        "thread",
-        job_timeout_s=spec.job_timeout_s,  # reported in the slot; the parent enforces it
-        prefetch_s=spec.prefetch_s,
-        seed=spec.seed,
-        name=spec.pool_name,
-        _slot=slot,
-    )
-    pool.start()
+    group = ThreadGroup(queue, spec.settings, spec.pool_name, report=slot)
+    group.start()
     # A bare wait() would not wake for the signal handler; polling the parent's pid also
     # stops a child whose parent was SIGKILLed (it is re-parented), instead of leaving it
     # leasing jobs with nobody enforcing timeouts. The pid comes from the parent, so a
@@ -162,8 +171,9 @@ def child_main(spec: ChildSpec, slot: Slot) -> None:
         pass
     if os.getppid() != spec.parent_pid:
         log.warning("worker process %s: parent %s is gone; stopping", os.getpid(), spec.parent_pid)
-    pool.stop(grace_s=slot.grace_s.value)
-    slot.clear()  # every lease was settled or given back here: nothing left for the parent
+    group.stop(grace_s=slot.grace_s.value)
+    queue.leases.deregister(group.worker_ids)
+    slot.batch([])  # every lease was settled or given back here: nothing left for the parent
 
 
 class Child:
@@ -199,16 +209,14 @@ class Child:
 
     def spawn(self) -> None:
         self.generation += 1
-        self.slot.clear()
+        self.slot = Slot()  # a fresh one: nothing the previous child left can confuse it
         # Each child, and each restart of it, draws its own reproducible jitter stream.
-        seed = self.spec.seed * 10_007 + self.index * 101 + self.generation
-        spec = ChildSpec(
-            **{
-                **self.spec.__dict__,
-                "pool_name": self.name,
-                "seed": seed,
-                "parent_pid": os.getpid(),
-            }
+        seed = self.spec.settings.seed * 10_007 + self.index * 101 + self.generation
+        spec = replace(
+            self.spec,
+            pool_name=self.name,
+            settings=replace(self.spec.settings, concurrency=1, seed=seed),
+            parent_pid=os.getpid(),
         )
         process = CONTEXT.Process(target=child_main, args=(spec, self.slot), name=self.name)
         process.daemon = True
@@ -247,3 +255,142 @@ class Child:
         if code is not None and code < 0:
             return f"killed by {signal.Signals(-code).name}"
         return f"exit code {code}"
+
+
+class ProcessGroup:
+    """``settings.concurrency`` worker processes of pool ``pool_id``, and their supervisor.
+
+    Args:
+        queue: the queue they serve (the default task registry's modules are imported in
+            each child).
+        settings: how the workers behave.
+        pool_id: prefix of the worker ids.
+    """
+
+    def __init__(self, queue: JobQueue, settings: PoolSettings, pool_id: str) -> None:
+        self.queue = queue
+        self.settings = settings
+        self.pool_id = pool_id
+        self.children: list[Child] = []
+        self.discarded: list[str] = []  # (thread mode only; here a crash loses no results)
+        self._lock = threading.Lock()  # the supervisor respawns, stop() and kill() reap
+        self._stopping = threading.Event()
+        self._halt = threading.Event()
+        self._supervisor: threading.Thread | None = None
+        self._rng = random.Random(f"{settings.seed}:supervisor")
+
+    @property
+    def worker_ids(self) -> list[str]:
+        return [c.worker_id for c in self.children]
+
+    def worker_pids(self) -> list[int]:
+        return [c.pid for c in self.children if c.pid is not None]
+
+    def start(self) -> None:
+        spec = self._child_spec()
+        self.children = [Child(self.pool_id, i, spec) for i in range(self.settings.concurrency)]
+        for child in self.children:
+            child.spawn()
+        self._supervisor = threading.Thread(
+            target=self._supervise, name=f"jobsim-supervisor-{self.pool_id}", daemon=True
+        )
+        self._supervisor.start()
+
+    def stop(self, grace_s: float) -> None:
+        self._stopping.set()
+        deadline = time.monotonic() + grace_s
+        with self._lock:
+            for child in self.children:
+                child.terminate(grace_s)
+            for child in self.children:
+                child.join(max(0.0, deadline - time.monotonic()))
+            for child in self.children:
+                if child.alive():
+                    child.kill()
+                    self.take_back_child(
+                        child, "interrupted", "worker process stopped before the job finished"
+                    )
+        self._halt.set()
+        if self._supervisor is not None:
+            self._supervisor.join()
+
+    def busy_worker_ids(self) -> list[str]:
+        with self._lock:
+            return [c.worker_id for c in self.children if c.alive() and c.slot.running()]
+
+    def kill(self, worker_id: str) -> bool:
+        """SIGKILL a worker process (the supervisor then gives its leases back)."""
+        with self._lock:
+            child = next((c for c in self.children if c.worker_id == worker_id), None)
+            if child is None or child.pid is None:
+                return False
+            os.kill(child.pid, signal.SIGKILL)
+            child.join(5.0)  # dead before anyone picks a victim again
+            return True
+
+    def _child_spec(self) -> ChildSpec:
+        unreachable = [s.name for s in default_registry if s.module == "__main__"]
+        if unreachable and not getattr(sys.modules.get("__main__"), "__file__", None):
+            log.warning("process workers cannot load tasks defined here: %s", unreachable)
+        modules = {s.module for s in default_registry} - {"jobsim.tasks", "__main__"}
+        return ChildSpec(
+            url=client_url(self.queue.client),
+            queue_name=self.queue.name,
+            config=self.queue.config,
+            modules=sorted(modules),
+            pool_name=self.pool_id,
+            settings=self.settings,
+        )
+
+    def take_back_child(self, child: Child, outcome: str, error: str) -> None:
+        """Take back a gone child's leases: from its slot, then every lease it was handed
+        that the slot does not show (never taken, so put back uncounted), then whatever is
+        left under its id (counted)."""
+        leases = self.queue.leases
+        holdings = child.slot.holdings()
+        if holdings is not None:
+            known = holdings.known_tokens()
+            unreported = [
+                j for j in leases.last_leased(child.worker_id) if (j.id, j.token) not in known
+            ]
+            holdings.unstarted += unreported
+        take_back(
+            leases, child.worker_id, holdings or Holdings(), outcome=outcome, error=error,
+            catch_all=True, backoff_us=self._backoff_us,
+        )  # fmt: skip
+        leases.deregister([child.worker_id])
+
+    def _backoff_us(self, job: Dequeued) -> int:
+        delay = self.queue.config.retry.delay_s(
+            job.backoff_attempt, previous_s=job.previous_delay_s, rng=self._rng
+        )
+        return round(delay * 1e6)
+
+    def _supervise(self) -> None:
+        while not self._halt.is_set():
+            try:
+                with self._lock:
+                    if not self._stopping.is_set():
+                        self._watch(time.monotonic())
+                sentinels = [c.sentinel for c in self.children if c.sentinel is not None]
+                multiprocessing.connection.wait(sentinels, timeout=0.1)
+            except Exception:  # the supervisor must outlive any one failure
+                log.exception("supervisor of pool %s", self.pool_id)
+                self._halt.wait(0.5)
+
+    def _watch(self, now: float) -> None:
+        for child in self.children:
+            if child.alive():
+                running = child.slot.running()
+                if running is None or not running.deadline or now < running.deadline:
+                    continue
+                child.kill()
+                self.take_back_child(child, "timeout", "its worker process was killed")
+                child.spawn()
+            elif child.respawn_at == 0.0:
+                reason = f"worker process {child.pid} died ({child.exit_reason()})"
+                self.take_back_child(child, "crashed", reason)
+                child.schedule_respawn()
+            elif now >= child.respawn_at:
+                child.respawn_at = 0.0
+                child.spawn()

@@ -119,7 +119,9 @@ class JobQueue:
             max_retries: retries after the first attempt (default: the queue's).
             job_id: an id of your own (letters, digits, ``_.:-``); default a random one.
                 Submitting the same id with the same task and payload again is a no-op, so a
-                submit is safe to retry.
+                submit is safe to retry — while the job's record is kept: once retention
+                (:class:`jobsim.Retention`) has dropped a completed record, the same id is a
+                new job. Keep records at least as long as producers may retry.
 
         Returns:
             The job id.

@@ -6,8 +6,8 @@ ARGV layout is declared once, in its :class:`Script`; the Lua that binds ``Q.<ke
 ``A.<arg>`` is generated from that declaration and the wrappers build their calls from it,
 so the two cannot disagree. Job hashes are reached by appending an id to ``Q.job_prefix``.
 
-Job hash fields: ``task payload priority max_retries max_attempts attempts lease settled
-base status submitted finished error result worker delay redeliveries fenced requeues`` and,
+Job hash fields: ``task payload priority max_retries max_attempts attempts lease base
+status submitted finished error result worker delay redeliveries fenced requeues`` and,
 per attempt ``n``, ``s<n>`` start, ``e<n>`` end (µs), ``w<n>`` worker, ``o<n>`` outcome,
 ``x<n>`` error (the attempt log; ``log = 0`` leaves it out, to measure what timing capture
 costs). Start and end are Redis ``TIME`` at the lease plus the worker's own monotonic
@@ -23,25 +23,27 @@ Fencing and replays
 Every lease carries a **token**, the job's ``lease`` field, which DEQUEUE increments and
 nothing ever decrements: a token is handed out once. ``attempts`` is separate: UNLEASE
 takes back the attempt of a job that never started, never its token. A call *holds* the
-lease when the job is ``processing`` under exactly its token. Whoever ends a lease writes
-``settled = <token>:<kind>`` (``c`` ack, ``f`` fail, ``u`` unleased, ``g`` released, ``w``
-released with its whole worker, ``e`` expired), so a call repeated after a lost reply is
-told apart from a stale one:
+lease when the job is ``processing`` under exactly its token. Whoever ends lease ``t``
+writes ``k<t> = <kind>`` (``c`` ack, ``f`` fail, ``u`` unleased, ``g`` released, ``w``
+released with its whole worker, ``e`` expired), one field per lease, so a call repeated
+after a lost reply is told apart from a stale one however late it comes:
 
 ==================  =======================  ========================  =====================
 call                lease held by the call   same call already made    anything else
 ==================  =======================  ========================  =====================
-ack (COMPLETE)      completed, settled c     no-op, ``replayed`` +1    no-op, ``fenced`` +1
-fail (FAIL)         retrying / dead, f       no-op, ``replayed`` +1    no-op, ``fenced`` +1
+ack (COMPLETE)      completed; k<t> = c      no-op, ``replayed`` +1    no-op, ``fenced`` +1
+fail (FAIL)         retrying or dead; f      no-op, ``replayed`` +1    no-op, ``fenced`` +1
 HEARTBEAT           deadline extended        (idempotent: extended)    no-op, ``stale`` +1
-UNLEASE             queued in place, u,      no-op, ``replayed`` +1    no-op, ``stale`` +1
-                    attempt taken back
-RELEASE             queued or dead, g        no-op, ``replayed`` +1    no-op, ``stale`` +1
+UNLEASE             queued in place, the     no-op, ``replayed`` +1    no-op, ``stale`` +1
+                    attempt taken back; u
+RELEASE             queued or dead; g        no-op, ``replayed`` +1    no-op, ``stale`` +1
 ==================  =======================  ========================  =====================
 
-"Anything else" covers a job leased again under a newer token, one settled another way,
-and one that no longer exists. ``fenced`` (per job and per queue) counts results refused
-because the worker no longer held the lease: each is a certain duplicate execution.
+"Anything else" covers a job leased again under a newer token and one settled another
+way. ``fenced`` (per job and per queue) counts results refused because the worker no
+longer held the lease: each is a certain duplicate execution. A call naming a job that no
+longer exists (purged, or swept by retention) cannot be told apart and counts as
+``stale``, whatever the call.
 DEQUEUE, REQUEUE_DEAD and PURGE_DEAD are not idempotent by nature, so each call carries a
 request id; its reply is kept (for as long as a lease, or a minute) under a reply key, and a
 call repeating a kept request id gets that reply back without running again (``replayed``
@@ -85,21 +87,21 @@ local function wake()
 end
 local function or_now(t) if t == '' then return fmt(NOW) end return t end
 local LOG = A.log ~= '0'
--- status, fencing token, attempt number and last settlement of a job
+-- status, fencing token and attempt number of a job
 local function lease_of(jk)
-  return unpack(redis.call('HMGET', jk, 'status', 'lease', 'attempts', 'settled'))
+  return unpack(redis.call('HMGET', jk, 'status', 'lease', 'attempts'))
 end
 local function held(status, lease, token) return status == 'processing' and lease == token end
+-- lease `token` ended this way (see the replay table)
+local function closed(jk, token, kind) redis.call('HSET', jk, 'k' .. token, kind) end
 -- a call that does not hold the lease: a repeat of the call that ended it is a replay;
--- anything else is stale (a refused result is also counted on the job, as fenced)
+-- anything else is stale (a refused result is counted on the job too, as fenced)
 local FENCED = {}
-local function refuse(jk, id, settled, token, kind, counter)
-  if settled == token .. ':' .. kind then
-    count('replayed')
-    return
-  end
+local function refuse(jk, id, token, kind, counter)
+  if redis.call('EXISTS', jk) == 0 then return count('stale') end
+  if redis.call('HGET', jk, 'k' .. token) == kind then return count('replayed') end
   if counter == 'fenced' then
-    if redis.call('EXISTS', jk) == 1 then redis.call('HINCRBY', jk, 'fenced', 1) end
+    redis.call('HINCRBY', jk, 'fenced', 1)
     FENCED[#FENCED + 1] = id
   end
   count(counter)
@@ -129,10 +131,11 @@ local DONE, RETRIED = 0, 0
 -- the holder of lease `token` finished its attempt
 local function complete_one(id, token, result, started, ended)
   local jk = Q.job_prefix .. id
-  local status, lease, n, settled = lease_of(jk)
-  if not held(status, lease, token) then return refuse(jk, id, settled, token, 'c', 'fenced') end
+  local status, lease, n = lease_of(jk)
+  if not held(status, lease, token) then return refuse(jk, id, token, 'c', 'fenced') end
   redis.call('ZREM', Q.processing, id)
-  redis.call('HSET', jk, 'status', 'completed', 'finished', fmt(NOW), 'settled', token .. ':c')
+  redis.call('HSET', jk, 'status', 'completed', 'finished', fmt(NOW))
+  closed(jk, token, 'c')
   if LOG then
     redis.call('HSET', jk, 'e' .. n, or_now(ended), 'o' .. n, 'completed')
     if started ~= '' then redis.call('HSET', jk, 's' .. n, started) end
@@ -145,10 +148,11 @@ end
 -- remain, else dead-letter
 local function fail_one(id, token, err, retryable, backoff, outcome, started, ended)
   local jk = Q.job_prefix .. id
-  local status, lease, n, settled = lease_of(jk)
-  if not held(status, lease, token) then return refuse(jk, id, settled, token, 'f', 'fenced') end
+  local status, lease, n = lease_of(jk)
+  if not held(status, lease, token) then return refuse(jk, id, token, 'f', 'fenced') end
   redis.call('ZREM', Q.processing, id)
-  redis.call('HSET', jk, 'error', err, 'settled', token .. ':f')
+  redis.call('HSET', jk, 'error', err)
+  closed(jk, token, 'f')
   local retry = retryable == '1'
     and tonumber(n) < tonumber(redis.call('HGET', jk, 'max_attempts'))
   if LOG then
@@ -170,7 +174,8 @@ end
 -- `kind` marks who ended the lease (e expiry, g RELEASE, w RELEASE_WORKER)
 local function give_back(id, jk, n, token, outcome, err, kind)
   redis.call('ZREM', Q.processing, id)
-  redis.call('HSET', jk, 'error', err, 'settled', token .. ':' .. kind)
+  redis.call('HSET', jk, 'error', err)
+  closed(jk, token, kind)
   if LOG then
     redis.call('HSET', jk, 'e' .. n, fmt(NOW), 'o' .. n, outcome, 'x' .. n, err)
   end
@@ -204,6 +209,99 @@ end
 """
 
 
+# --- the values that cross the seam ---------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Dequeued:
+    """A job handed to a worker with a lease.
+
+    Args:
+        id: the job id.
+        attempt: the attempt number, 1 for the first delivery (over every allowance).
+        token: the lease's fencing token: strictly increasing per job, never handed out
+            twice; every call acting on this lease quotes it.
+        task: the task name.
+        payload: the payload as JSON text.
+        previous_delay_s: the backoff before this attempt, if it was a retry.
+        score: its place in the queue, to put it back there if it is never started.
+        backoff_attempt: the attempt number within the current allowance (it restarts when a
+            dead letter is requeued): what the retry policy counts.
+    """
+
+    id: str
+    attempt: int
+    token: int
+    task: str = ""
+    payload: str = "null"
+    previous_delay_s: float | None = None
+    score: str = "0"
+    backoff_attempt: int = 1
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """What one DEQUEUE round trip returns."""
+
+    jobs: list[Dequeued]
+    next_due_s: float | None  # until the next due retry or lease deadline; None if none
+    now_us: int  # Redis TIME when the jobs were leased
+    fenced: list[str]  # ids whose settlement was refused (the lease was no longer held)
+
+
+@dataclass(frozen=True)
+class Ack:
+    """A finished job's result, for the holder of lease ``token`` to send."""
+
+    id: str
+    token: int
+    result: str = ""  # JSON text, '' for none
+    started_us: str = ""  # '' = unknown
+    ended_us: str = ""  # '' = now
+
+
+@dataclass(frozen=True)
+class Nack:
+    """A failed attempt, for the holder of lease ``token`` to send."""
+
+    id: str
+    token: int
+    error: str
+    retryable: bool = True
+    backoff_us: int = 0
+    outcome: str = ""  # '' = retry or failed, as the attempts left decide
+    started_us: str = ""
+    ended_us: str = ""
+
+
+GIVE_BACK_OUTCOMES = frozenset({"expired", "timeout", "crashed", "interrupted"})
+
+
+@dataclass(frozen=True)
+class GiveBack:
+    """A lease whose holder will never settle it, and why."""
+
+    id: str
+    token: int
+    outcome: str  # one of GIVE_BACK_OUTCOMES: it becomes the attempt's outcome and a counter
+    error: str
+
+    def __post_init__(self) -> None:
+        if self.outcome not in GIVE_BACK_OUTCOMES:
+            raise ValueError(f"a lease is given back as one of {sorted(GIVE_BACK_OUTCOMES)}")
+
+
+ACK_ITEMS = ("id", "token", "result", "started_us", "ended_us")
+NACK_ITEMS = (
+    "id", "token", "error", "retryable", "backoff_us", "outcome", "started_us", "ended_us",
+)  # fmt: skip
+GIVE_BACK_ITEMS = ("id", "token", "outcome", "error")
+LEASED = (
+    "id", "attempt", "token", "task", "payload", "delay_us", "score", "backoff_attempt",
+)  # fmt: skip
+"""What DEQUEUE returns for each leased job, in order."""
+
+
 @dataclass(frozen=True)
 class Script:
     """One transition: its KEYS and ARGV layout, declared once, and its Lua body.
@@ -232,6 +330,7 @@ class Script:
         lines += [f"Q.{key} = KEYS[{i}]" for i, key in enumerate(self.keys, 1)]
         lines += [f"A.{arg} = ARGV[{i}]" for i, arg in enumerate(self.argv, 1)]
         lines.append(f"local TAIL, ITEM = {len(self.argv) + 1}, {max(len(self.items), 1)}")
+        lines.append(f"local ACK_ITEMS, NACK_ITEMS = {len(ACK_ITEMS)}, {len(NACK_ITEMS)}")
         return "\n".join(lines) + "\n"
 
     @property
@@ -304,18 +403,20 @@ DEQUEUE = Script(
 -- Returns {jobs: id attempt token task payload delay_us score backoff_attempt ...,
 -- µs until the next due retry or lease deadline (-1 if none), NOW (µs), fenced ids}
 local again = kept_reply()
-if again then return again end
+if again then
+  again[3] = fmt(NOW)  -- the worker pairs this clock with its own at the reply
+  return again
+end
 local count_, lease = tonumber(A.count), tonumber(A.lease_us)
 local limit = tonumber(A.housekeeping_limit)
 local b = TAIL
 for _ = 1, tonumber(A.n_done) do
-  complete_one(ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4])
-  b = b + 5
+  complete_one(unpack(ARGV, b, b + ACK_ITEMS - 1))
+  b = b + ACK_ITEMS
 end
 for _ = 1, tonumber(A.n_failed) do
-  fail_one(ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5],
-    ARGV[b + 6], ARGV[b + 7])
-  b = b + 8
+  fail_one(unpack(ARGV, b, b + NACK_ITEMS - 1))
+  b = b + NACK_ITEMS
 end
 if DONE > 0 then count('completed', DONE) end
 retain(tonumber(A.keep_count), tonumber(A.keep_age_us))
@@ -323,8 +424,11 @@ local due = redis.call('ZRANGEBYSCORE', Q.retrying, '-inf', fmt(NOW), 'LIMIT', 0
 for _, id in ipairs(due) do
   redis.call('ZREM', Q.retrying, id)
   local jk = Q.job_prefix .. id
-  redis.call('HSET', jk, 'status', 'queued')
-  enqueue(id, redis.call('HGET', jk, 'priority'))
+  local priority = redis.call('HGET', jk, 'priority')
+  if priority then  -- a record deleted by hand is dropped, not half re-created
+    redis.call('HSET', jk, 'status', 'queued')
+    enqueue(id, priority)
+  end
 end
 local expired = redis.call('ZRANGEBYSCORE', Q.processing, '-inf', fmt(NOW), 'LIMIT', 0, limit)
 for _, id in ipairs(expired) do
@@ -373,11 +477,11 @@ COMPLETE = Script(
     "COMPLETE",
     keys=("processing", "completed", "job_prefix", "counters"),
     argv=("log", "keep_count", "keep_age_us"),
-    items=("id", "token", "result", "started", "ended"),
+    items=ACK_ITEMS,
     body="""
 -- Acks jobs ('' result = none; keep_* 0 = unlimited). Returns the fenced ids.
 for b = TAIL, #ARGV, ITEM do
-  complete_one(ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4])
+  complete_one(unpack(ARGV, b, b + ITEM - 1))
 end
 if DONE > 0 then
   count('completed', DONE)
@@ -391,13 +495,12 @@ FAIL = Script(
     "FAIL",
     keys=("processing", "retrying", "dead", "job_prefix", "counters", "wake"),
     argv=("log",),
-    items=("id", "token", "error", "retryable", "backoff_us", "outcome", "started", "ended"),
+    items=NACK_ITEMS,
     body="""
 -- Retries after the backoff while attempts remain, else dead-letters ('' outcome =
 -- retry|failed). Returns the fenced ids.
 for b = TAIL, #ARGV, ITEM do
-  fail_one(ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5],
-    ARGV[b + 6], ARGV[b + 7])
+  fail_one(unpack(ARGV, b, b + ITEM - 1))
 end
 if RETRIED > 0 then wake() end
 return FENCED
@@ -451,16 +554,17 @@ local returned = 0
 for b = TAIL, #ARGV, ITEM do
   local id, token = ARGV[b], ARGV[b + 1]
   local jk = Q.job_prefix .. id
-  local status, lease, n, settled = lease_of(jk)
+  local status, lease, n = lease_of(jk)
   if held(status, lease, token) then
     redis.call('ZREM', Q.processing, id)
     redis.call('HINCRBY', jk, 'attempts', -1)
-    redis.call('HSET', jk, 'status', 'queued', 'settled', token .. ':u')
+    redis.call('HSET', jk, 'status', 'queued')
+    closed(jk, token, 'u')
     if LOG then redis.call('HDEL', jk, 's' .. n, 'w' .. n) end
     redis.call('ZADD', Q.queued, ARGV[b + 2], id)
     returned = returned + 1
   else
-    refuse(jk, id, settled, token, 'u', 'stale')
+    refuse(jk, id, token, 'u', 'stale')
   end
 end
 if returned > 0 then wake() end
@@ -472,7 +576,7 @@ RELEASE = Script(
     "RELEASE",
     keys=("queued", "processing", "dead", "clock", "job_prefix", "wake", "counters"),
     argv=("band_us", "log"),
-    items=("id", "token", "outcome", "error"),
+    items=GIVE_BACK_ITEMS,
     body="""
 -- Gives back leases whose holder will never settle them (it died, hung, or its pool
 -- stopped): the attempt counts, and the job is queued again or dead-lettered. Returns how
@@ -481,12 +585,12 @@ local released = 0
 for b = TAIL, #ARGV, ITEM do
   local id, token = ARGV[b], ARGV[b + 1]
   local jk = Q.job_prefix .. id
-  local status, lease, n, settled = lease_of(jk)
+  local status, lease, n = lease_of(jk)
   if held(status, lease, token) then
     give_back(id, jk, n, token, ARGV[b + 2], ARGV[b + 3], 'g')
     released = released + 1
   else
-    refuse(jk, id, settled, token, 'g', 'stale')
+    refuse(jk, id, token, 'g', 'stale')
   end
 end
 save_seq()
@@ -502,8 +606,8 @@ RELEASE_WORKER = Script(
     items=(),
     body="""
 -- Gives back every lease still held by a worker that is gone, as RELEASE does: the catch-all
--- for leases its supervisor could not name. Scans the leases in flight (at most the workers'
--- prefetch), so it is cheap. Returns the ids.
+-- for leases its supervisor could not name. Scans every lease in flight, of every worker
+-- (at most workers x prefetch), so it is meant for the rare case. Returns the ids.
 local released = {}
 for _, id in ipairs(redis.call('ZRANGE', Q.processing, 0, -1)) do
   local jk = Q.job_prefix .. id
@@ -537,12 +641,19 @@ if #ARGV >= TAIL then
 else
   ids = redis.call('ZRANGEBYSCORE', Q.dead, '-inf', A.before_us, 'LIMIT', 0, tonumber(A.limit))
 end
+local picked = #ARGV < TAIL
+local checked = {}
 for _, id in ipairs(ids) do
-  if not redis.call('ZSCORE', Q.dead, id) then
-    local status = redis.call('HGET', Q.job_prefix .. id, 'status') or 'missing'
-    return redis.error_reply('NOTDEAD ' .. id .. ' ' .. status)
+  local status = redis.call('HGET', Q.job_prefix .. id, 'status')
+  if picked and not status then
+    redis.call('ZREM', Q.dead, id)  -- a dead letter whose record is gone cannot come back
+  elseif not (status and redis.call('ZSCORE', Q.dead, id)) then
+    return redis.error_reply('NOTDEAD ' .. id .. ' ' .. (status or 'missing'))
+  else
+    checked[#checked + 1] = id
   end
 end
+ids = checked
 for _, id in ipairs(ids) do
   local jk = Q.job_prefix .. id
   local f = redis.call('HMGET', jk, 'attempts', 'max_retries', 'priority')
@@ -588,79 +699,25 @@ SOURCES: dict[str, str] = {script.name: script.source for script in SCRIPTS}
 """Complete Lua source of every script, by name."""
 
 
-# --- the values that cross the seam ---------------------------------------------------------
+def parse_leased(flat: Sequence[str]) -> list[Dequeued]:
+    """The jobs of a DEQUEUE reply (its first element: :data:`LEASED` fields per job)."""
+    n = len(LEASED)
+    return [
+        _leased(dict(zip(LEASED, flat[i : i + n], strict=True))) for i in range(0, len(flat), n)
+    ]
 
 
-@dataclass(frozen=True, kw_only=True)
-class Dequeued:
-    """A job handed to a worker with a lease.
-
-    Args:
-        id: the job id.
-        attempt: the attempt number, 1 for the first delivery (over every allowance).
-        token: the lease's fencing token: strictly increasing per job, never handed out
-            twice; every call acting on this lease quotes it.
-        task: the task name.
-        payload: the payload as JSON text.
-        previous_delay_s: the backoff before this attempt, if it was a retry.
-        score: its place in the queue, to put it back there if it is never started.
-        backoff_attempt: the attempt number within the current allowance (it restarts when a
-            dead letter is requeued): what the retry policy counts.
-    """
-
-    id: str
-    attempt: int
-    token: int
-    task: str = ""
-    payload: str = "null"
-    previous_delay_s: float | None = None
-    score: str = "0"
-    backoff_attempt: int = 1
-
-
-@dataclass(frozen=True)
-class Exchange:
-    """What one DEQUEUE round trip returns."""
-
-    jobs: list[Dequeued]
-    next_due_s: float | None  # until the next due retry or lease deadline; None if none
-    now_us: int  # Redis TIME when the jobs were leased
-    fenced: list[str]  # ids whose settlement was refused (the lease was no longer held)
-
-
-@dataclass(frozen=True)
-class Ack:
-    """A finished job's result, for the holder of lease ``token`` to send."""
-
-    id: str
-    token: int
-    result: str = ""  # JSON text, '' for none
-    started_us: str = ""  # '' = unknown
-    ended_us: str = ""  # '' = now
-
-
-@dataclass(frozen=True)
-class Nack:
-    """A failed attempt, for the holder of lease ``token`` to send."""
-
-    id: str
-    token: int
-    error: str
-    retryable: bool = True
-    backoff_us: int = 0
-    outcome: str = ""  # '' = retry or failed, as the attempts left decide
-    started_us: str = ""
-    ended_us: str = ""
-
-
-@dataclass(frozen=True)
-class GiveBack:
-    """A lease whose holder will never settle it, and why."""
-
-    id: str
-    token: int
-    outcome: str  # expired | timeout | crashed | interrupted
-    error: str
+def _leased(entry: dict[str, str]) -> Dequeued:
+    return Dequeued(
+        id=entry["id"],
+        attempt=int(entry["attempt"]),
+        token=int(entry["token"]),
+        task=entry["task"],
+        payload=entry["payload"],
+        previous_delay_s=int(entry["delay_us"]) / 1e6 if entry["delay_us"] else None,
+        score=entry["score"],
+        backoff_attempt=int(entry["backoff_attempt"]),
+    )
 
 
 def _flat(items: Sequence[Any]) -> list[Any]:
@@ -713,18 +770,9 @@ class Scripts:
         args = [request_id, *settings, len(done), len(failed), *_flat(done), *_flat(failed)]
         reply_key = self._keys.reply(str(worker_id))
         flat, next_due, now, fenced = self._call(DEQUEUE, args, reply_key)
+        n = len(LEASED)
         jobs = [
-            Dequeued(
-                id=flat[i],
-                attempt=int(flat[i + 1]),
-                token=int(flat[i + 2]),
-                task=flat[i + 3],
-                payload=flat[i + 4],
-                previous_delay_s=int(flat[i + 5]) / 1e6 if flat[i + 5] else None,
-                score=flat[i + 6],
-                backoff_attempt=int(flat[i + 7]),
-            )
-            for i in range(0, len(flat), 8)
+            _leased(dict(zip(LEASED, flat[i : i + n], strict=True))) for i in range(0, len(flat), n)
         ]
         due = int(next_due)
         return Exchange(jobs, due / 1e6 if due >= 0 else None, int(now), list(fenced))

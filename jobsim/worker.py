@@ -1,16 +1,15 @@
 """One worker thread: lease jobs, run them, settle them; block while the queue is empty.
 
 Each round trip settles the jobs finished since the last one and leases the next batch,
-sized to about ``pool.prefetch_s`` of work at the recent mean run time (one job at a time
-for slow jobs), so prefetching never holds a ready job back for long. A result waits at
-most about ``pool.settle_after_s`` to be sent: if the next job runs longer, the pool's
-supervisor sends it. Attempt start and end are Redis ``TIME`` at the
-lease plus this thread's monotonic elapsed time, so settling in batches does not shift them.
+sized to about ``prefetch_s`` of work at the recent mean run time (one job at a time for
+slow jobs), so prefetching never holds a ready job back for long. A result waits at most
+about ``settle_after_s`` to be sent: if the next job runs longer, the supervisor sends it.
+Attempt start and end are Redis ``TIME`` at the lease plus this thread's monotonic elapsed
+time, so settling in batches does not shift them.
 
-A worker keeps exact books of what it holds (leased but not started, running, finished but
-not settled) so whoever takes its leases back — the pool's supervisor on a timeout or a
-stop, or the parent of a dead worker process — can settle the finished, put the unstarted
-back without counting an attempt, and count an attempt only for the job that was running.
+The thread keeps exact books of what it holds (see :mod:`jobsim.books`). It talks to the
+group that runs it through the small :class:`WorkerHost` protocol, and reports its leases
+beyond its own memory through a :class:`Report` (a worker process's shared slot).
 """
 
 from __future__ import annotations
@@ -23,17 +22,16 @@ import threading
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import redis
 
-from jobsim.errors import PermanentError, UnknownTaskError
+from jobsim.books import Holdings, Running
+from jobsim.errors import InvalidInputError, PermanentError, UnknownTaskError
+from jobsim.queue import JobQueue
 from jobsim.scripts import Ack, Dequeued, Nack
-from jobsim.tasks import AbandonJob, JobContext
-
-if TYPE_CHECKING:
-    from jobsim.pool import WorkerPool
+from jobsim.tasks import AbandonJob, JobContext, TaskSpec
 
 log = logging.getLogger("jobsim.worker")
 
@@ -42,24 +40,65 @@ MAX_PREFETCH = 64  # most jobs one worker leases ahead
 _ERROR_CHARS = 2000
 
 
-@dataclass
-class Running:
-    """The job a worker is running, and when it times out (``time.monotonic()``)."""
+@dataclass(frozen=True, kw_only=True)
+class PoolSettings:
+    """How a pool's workers behave; see :class:`jobsim.pool.WorkerPool` for each field.
 
-    job: Dequeued
-    deadline: float | None
-    timeout_s: float | None
+    Example:
+        >>> PoolSettings(concurrency=2, prefetch_s=0.01).settle_after_s
+        0.02
+    """
+
+    concurrency: int = 4
+    job_timeout_s: float | None = None
+    grace_s: float = 5.0
+    prefetch_s: float = 0.002
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        n = self.concurrency
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise InvalidInputError(
+                "concurrency must be an integer >= 1", field="concurrency", value=n
+            )
+        for name in ("grace_s", "prefetch_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise InvalidInputError(f"{name} must be a number >= 0", field=name, value=value)
+        timeout = self.job_timeout_s
+        if timeout is not None and (isinstance(timeout, bool) or not timeout > 0):
+            raise InvalidInputError(
+                "job_timeout_s must be > 0 or None", field="job_timeout_s", value=timeout
+            )
+
+    @property
+    def settle_after_s(self) -> float:
+        """Longest a finished job's result waits unsent."""
+        return max(2 * self.prefetch_s, 0.005)
+
+    def timeout_for(self, spec: TaskSpec) -> float | None:
+        """The timeout of a job of ``spec``: the task's own, else the pool's default."""
+        return spec.timeout_s if spec.timeout_s is not None else self.job_timeout_s
 
 
-@dataclass
-class Holdings:
-    """The leases of a worker that someone else must settle or give back."""
+class WorkerHost(Protocol):
+    """What a worker thread needs from the group that runs it."""
 
-    done: list[Ack] = field(default_factory=list)  # finished, result known
-    failed: list[Nack] = field(default_factory=list)  # finished, failure known
-    ran: list[tuple[str, int]] = field(default_factory=list)  # (id, token): taken, outcome lost
-    running: Running | None = None
-    unstarted: list[Dequeued] = field(default_factory=list)
+    queue: JobQueue
+    settings: PoolSettings
+    pool_id: str
+    stop_key: str  # a list the group pushes to, to wake its blocked workers when stopping
+    stopping: threading.Event
+    discarded: list[str]  # finished jobs whose results an injected crash lost
+
+    def take_back(self, worker_id: str, holdings: Holdings, *, outcome: str, error: str) -> None:
+        """Settle or give back leases the worker itself will not."""
+
+    def backoff_s(self, job: Dequeued, rng: random.Random) -> float:
+        """The delay before the job's next attempt."""
+
+    def nudge(self) -> None:
+        """Wake the supervisor (a job with a deadline started, or results wait)."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +125,9 @@ class Report(Protocol):
     def finished(self) -> None: ...
 
 
-class _NoReport:
+class NoReport:
+    """The report of a worker whose own memory is all there is (a thread in this process)."""
+
     def batch(self, jobs: list[Dequeued]) -> None:
         pass
 
@@ -101,14 +142,14 @@ class _NoReport:
 
 
 class ThreadWorker(threading.Thread):
-    """A worker thread of a :class:`jobsim.pool.WorkerPool`."""
+    """A worker thread; ``host`` is the group that runs it."""
 
-    def __init__(self, pool: WorkerPool, index: int, report: Report | None = None) -> None:
-        super().__init__(name=f"jobsim-worker-{pool.id}-{index}", daemon=True)
-        self.pool = pool
-        self.worker_id = f"{pool.id}-{index}"
-        self.rng = random.Random(f"{pool.seed}:{index}")
-        self.report = report or _NoReport()
+    def __init__(self, host: WorkerHost, index: int, report: Report | None = None) -> None:
+        super().__init__(name=f"jobsim-worker-{host.pool_id}-{index}", daemon=True)
+        self.host = host
+        self.worker_id = f"{host.pool_id}-{index}"
+        self.rng = random.Random(f"{host.settings.seed}:{index}")
+        self.report = report or NoReport()
         self.in_process_worker = report is not None
         self.running: Running | None = None
         self._lock = threading.Lock()  # guards the books below against the supervisor
@@ -146,6 +187,15 @@ class ThreadWorker(threading.Thread):
             self._buffer.clear()
         return holdings
 
+    def take_holdings_if_running(self, running: Running) -> Holdings | None:
+        """Hand every lease over if ``running`` is still the running job (its timeout is
+        being enforced); None if it ended meanwhile, so a job that started since is not
+        taken from a healthy worker."""
+        with self._lock:
+            if self.running is not running:
+                return None
+        return self.take_holdings()
+
     def unsettled_since(self) -> float | None:
         """When the oldest result still waiting to be sent was booked, if any."""
         with self._lock:
@@ -161,10 +211,10 @@ class ThreadWorker(threading.Thread):
     # --- the loop ---------------------------------------------------------------------------
 
     def run(self) -> None:
-        pool = self.pool
+        host = self.host
         pause = 0.05
         try:
-            while not pool._stopping.is_set():
+            while not host.stopping.is_set():
                 try:
                     job = self._next_job()
                     if job is not None:
@@ -174,7 +224,7 @@ class ThreadWorker(threading.Thread):
                     # Redis restarting or the connection dropped: results are kept and sent
                     # again (a replay is harmless); leases we lose expire and are redelivered.
                     log.warning("worker %s: %s; retrying in %.2f s", self.worker_id, exc, pause)
-                    pool._stopping.wait(pause)
+                    host.stopping.wait(pause)
                     pause = min(pause * 2, 1.0)
         finally:
             self._settle_on_exit()
@@ -182,7 +232,7 @@ class ThreadWorker(threading.Thread):
     def _next_job(self) -> Dequeued | None:
         with self._lock:
             stale = bool(self._done or self._failed) and (
-                time.monotonic() - self._unsettled_since > self.pool.settle_after_s
+                time.monotonic() - self._unsettled_since > self.host.settings.settle_after_s
             )
             empty = not self._buffer
         if stale or empty:
@@ -197,7 +247,7 @@ class ThreadWorker(threading.Thread):
         again unchanged, request id included, so it leases once: Redis hands back the
         reply it kept.
         """
-        leases = self.pool.queue.leases
+        leases = self.host.queue.leases
         if self._pending is None:
             with self._lock:
                 done, failed = list(self._done), list(self._failed)
@@ -222,23 +272,24 @@ class ThreadWorker(threading.Thread):
         if block and not exchange.jobs:
             due = exchange.next_due_s
             wait_s = IDLE_BLOCK_MAX_S if due is None else min(due, IDLE_BLOCK_MAX_S)
-            leases.wait_for_work(max(wait_s, 0.001), self.pool._stop_key)
+            leases.wait_for_work(max(wait_s, 0.001), self.host.stop_key)
 
     def _batch_size(self) -> int:
-        if self._service_s is None or self.pool.prefetch_s <= 0:
+        prefetch_s = self.host.settings.prefetch_s
+        if self._service_s is None or prefetch_s <= 0:
             return 1
-        return max(1, min(MAX_PREFETCH, int(self.pool.prefetch_s / max(self._service_s, 1e-6))))
+        return max(1, min(MAX_PREFETCH, int(prefetch_s / max(self._service_s, 1e-6))))
 
     def _settle_on_exit(self) -> None:
         """Stopping (or dying): send results, put never-started jobs back in the queue."""
         self._recover_pending()
         holdings = self.take_holdings()
         if holdings.running is not None:  # only if the loop itself broke mid-job
-            self.pool._take_back(
+            self.host.take_back(
                 self.worker_id, holdings, outcome="crashed", error="worker thread died mid-job"
             )
         else:
-            self.pool._take_back(self.worker_id, holdings, outcome="interrupted", error="")
+            self.host.take_back(self.worker_id, holdings, outcome="interrupted", error="")
 
     def _recover_pending(self) -> None:
         """A leasing call whose reply never came: ask once more, so its jobs go back now
@@ -251,22 +302,22 @@ class ThreadWorker(threading.Thread):
     # --- one job ----------------------------------------------------------------------------
 
     def _execute(self, job: Dequeued) -> None:
-        pool = self.pool
+        host = self.host
         started = time.monotonic()
         self.report.taken(job)
         try:
-            spec = pool.queue.registry.get(job.task)
+            spec = host.queue.registry.get(job.task)
         except UnknownTaskError as exc:
             # Another worker may know the task: a retryable failure, not a permanent one.
             self._record(job, ("retry", f"{exc} (on worker {self.worker_id})"), started, started)
             return
-        timeout = pool._timeout_for(spec)
+        timeout = host.settings.timeout_for(spec)
         running = Running(job, started + timeout if timeout else None, timeout)
         with self._lock:
             self.running = running
         self.report.started(running)
         if running.deadline is not None or self.unsettled_since() is not None:
-            pool._wakeup.set()  # the supervisor watches the deadline, and sends the results
+            host.nudge()  # the supervisor watches the deadline, and sends the results
         ctx = JobContext(job.id, job.attempt, self.worker_id, self.in_process_worker)
         try:
             result = spec.run(json.loads(job.payload), ctx)
@@ -293,7 +344,7 @@ class ThreadWorker(threading.Thread):
             if self.crash_requested:  # an injected crash: everything this thread held is lost
                 self.crash_requested = False
                 lost = [a.id for a in self._done] + [n.id for n in self._failed] + [job.id]
-                self.pool.discarded.extend(lost)
+                self.host.discarded.extend(lost)
                 self._done, self._failed = [], []
                 self._buffer.clear()
                 return
@@ -307,7 +358,7 @@ class ThreadWorker(threading.Thread):
             if kind == "ok":
                 self._done.append(Ack(job.id, job.token, detail, *times))
             else:
-                backoff = self.pool.backoff_s(job, self.rng) if kind == "retry" else 0.0
+                backoff = self.host.backoff_s(job, self.rng) if kind == "retry" else 0.0
                 retry = kind == "retry"
                 self._failed.append(
                     Nack(job.id, job.token, detail, retry, round(backoff * 1e6), "", *times)

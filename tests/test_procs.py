@@ -12,13 +12,15 @@ from typing import Any
 
 import psutil
 
-from jobsim import JobQueue, JobRequest, Lease, QueueConfig, WorkerPool
+from jobsim import JobQueue, JobRequest, Lease, QueueConfig
+from jobsim.books import Running
 from jobsim.connection import client_url
 from jobsim.procs import Slot
 from jobsim.scripts import Dequeued
 from jobsim.tasks import TaskRegistry
 from jobsim.tasks import registry as default_registry
-from jobsim.worker import Running
+from jobsim.threads import ThreadGroup
+from jobsim.worker import PoolSettings
 
 
 def _wait_for(predicate: Any, timeout_s: float = 20.0) -> None:
@@ -43,6 +45,7 @@ def test_slot_counts_a_job_that_fails_before_it_starts() -> None:
     slot.taken(_job("b"))
     slot.started(Running(_job("b"), deadline=None, timeout_s=None))
     holdings = slot.holdings()
+    assert holdings is not None
     assert holdings.running is not None and holdings.running.job.id == "b"
     assert holdings.ran == [("a", 1)]
     assert [j.id for j in holdings.unstarted] == ["c"]
@@ -61,7 +64,9 @@ def test_slot_of_a_live_worker_names_the_running_job_after_an_unknown_task(
     producer = JobQueue(client, worker_side.name, registry=submit_side)
     producer.submit_many([JobRequest("noop")] * 3)  # warm up: the next lease is a batch
     slot = Slot()
-    with WorkerPool(worker_side, 1, prefetch_s=0.5, _slot=slot):
+    group = ThreadGroup(worker_side, PoolSettings(concurrency=1, prefetch_s=0.5), "slot", slot)
+    group.start()
+    try:
         worker_side.wait_until_drained(timeout_s=20)
         ids = producer.submit_many(
             [JobRequest("ghost"), JobRequest("sleep", {"seconds": 1.5}), JobRequest("noop")]
@@ -70,10 +75,10 @@ def test_slot_of_a_live_worker_names_the_running_job_after_an_unknown_task(
         running = slot.running()
         assert running is not None and running.job.id == ids[1]
         holdings = slot.holdings()
-        assert (holdings.ran, [j.id for j in holdings.unstarted]) == (
-            [(ids[0], 1)],
-            [ids[2]],
-        )
+        assert holdings is not None
+        assert (holdings.ran, [j.id for j in holdings.unstarted]) == ([(ids[0], 1)], [ids[2]])
+    finally:
+        group.stop(grace_s=0.0)
 
 
 def _children_of(pid: int) -> list[psutil.Process]:

@@ -273,3 +273,16 @@ def test_replayed_fail_after_the_job_moved_on_is_not_fenced(make_queue) -> None:
     assert (again.attempt, again.token) == (2, 2)
     assert queue.leases.fail([failure]) == []
     assert queue.status(job_id).fenced == 0
+
+
+def test_settlement_values_follow_their_scripts_declared_items() -> None:
+    """The Python values that cross the seam flatten in the order the Lua reads them."""
+    from dataclasses import fields
+
+    from jobsim.scripts import COMPLETE, DEQUEUE, FAIL, LEASED, RELEASE, Dequeued, GiveBack
+
+    assert tuple(f.name for f in fields(Ack)) == COMPLETE.items
+    assert tuple(f.name for f in fields(Nack)) == FAIL.items
+    assert tuple(f.name for f in fields(GiveBack)) == RELEASE.items
+    assert "ACK_ITEMS" in DEQUEUE.source and "NACK_ITEMS" in DEQUEUE.source
+    assert {f.name for f in fields(Dequeued)} == set(LEASED) - {"delay_us"} | {"previous_delay_s"}

@@ -280,15 +280,16 @@ def test_theory_counts_the_fault_plans_failures_and_the_retried_visits() -> None
 def test_backoff_jitter_is_reproducible_from_the_seed(make_queue) -> None:  # type: ignore[no-untyped-def]
     import random
 
-    from jobsim import RetryPolicy, WorkerPool
+    from jobsim import RetryPolicy
+    from jobsim.threads import ThreadGroup
+    from jobsim.worker import PoolSettings, ThreadWorker
 
     queue = make_queue()
     policy = RetryPolicy(kind="full", base_s=1.0, cap_s=10.0)
     draws = []
     for _ in range(2):
-        pool = WorkerPool(queue, 2, seed=7)
-        pool.start()
-        draws.append([policy.delay_s(1, rng=t.rng) for t in pool._threads])
-        pool.stop()
+        group = ThreadGroup(queue, PoolSettings(concurrency=2, seed=7), "p")
+        workers = [ThreadWorker(group, i) for i in range(2)]
+        draws.append([policy.delay_s(1, rng=w.rng) for w in workers])
     assert draws[0] == draws[1]
     assert isinstance(draws[0][0], float) and random.Random("7:0").uniform(0, 1.0) == draws[0][0]
