@@ -14,8 +14,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from jobsim import JobQueue, QueueConfig, RetryPolicy
-from jobsim.api import API_KEY_ENV, create_app
-from jobsim.api_submit import SEED_TASK, SEED_TASK_SECONDS
+from jobsim.api import API_KEY_ENV, SEED_TASK, SEED_TASK_SECONDS, create_app
 from jobsim.cli import main
 from jobsim.localredis import free_port
 from jobsim.tasks import TaskRegistry, registry

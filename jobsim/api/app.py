@@ -30,15 +30,23 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError("the HTTP API needs its extra: pip install 'jobsim[api]'") from exc
 
 from jobsim import __version__
-from jobsim.api_guard import (
+from jobsim.api.contract import (
+    SEED_TASK,
+    SEED_TASK_SECONDS,
+    SUBMIT_EXAMPLES,
+    SubmitRequest,
+    check_payload_strictly,
+    submit_schema,
+)
+from jobsim.api.guard import (
     API_KEY_HEADER,
     Guard,
     NotADeadLetterError,
     install_error_handlers,
     known_query_only,
 )
-from jobsim.api_metrics import QueueCollector, throughput
-from jobsim.api_models import (
+from jobsim.api.metrics import QueueCollector, throughput
+from jobsim.api.schemas import (
     DeadLetterList,
     ErrorBody,
     HealthResponse,
@@ -49,14 +57,6 @@ from jobsim.api_models import (
     RequeuedAll,
     StatsResponse,
     SubmitResponse,
-)
-from jobsim.api_submit import (
-    SEED_TASK,
-    SEED_TASK_SECONDS,
-    SUBMIT_EXAMPLES,
-    SubmitRequest,
-    check_payload_strictly,
-    submit_schema,
 )
 from jobsim.errors import InvalidInputError
 from jobsim.models import JobStatus

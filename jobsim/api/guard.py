@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from jobsim.api_models import ErrorBody
+from jobsim.api.schemas import ErrorBody
 from jobsim.errors import (
     ConnectError,
     InvalidInputError,

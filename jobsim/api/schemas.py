@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from jobsim.api_submit import MAX_DEPTH, too_deep
+from jobsim.api.contract import MAX_DEPTH, too_deep
 from jobsim.models import Job, JobStatus, Outcome, WorkerInfo
 
 _EXAMPLE_ID = "3f2b8c1e9d4a4e7f8a6b5c4d3e2f1a0b"
