@@ -1,103 +1,20 @@
-"""What ``POST /submit`` accepts: the request body, its published per-task schema, and the
-strict payload check behind that schema.
+"""The published contract of ``POST /submit``: one JSON-schema branch per registered task,
+and the strict payload check that makes the service accept exactly what that schema allows.
 
-The bounds are the queue's own constants, so the schema and :meth:`JobQueue.submit` cannot
-disagree; the queue still validates everything it is given (task, payload, size) and writes
-nothing for a rejected job.
+The request body itself, :class:`jobsim.api.schemas.SubmitRequest`, is still what validates
+a request; this module only makes the documented contract exact per task.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 
+from jobsim.api.schemas import SEED_TASK, SEED_TASK_SECONDS, SubmitRequest, integral_as_int
 from jobsim.errors import InvalidPayloadError
-from jobsim.models import PRIORITY_MAX, PRIORITY_MIN
-from jobsim.queue import MAX_RETRIES_LIMIT
 from jobsim.tasks import TaskRegistry
-
-SEED_TASK = "sleep"
-"""The task a body without ``task`` runs: the seed design's simulated work."""
-SEED_TASK_SECONDS = 2.0
-"""How long the seed task sleeps when the payload does not say (``seconds``)."""
-
-MAX_DEPTH = 64
-"""Deepest nesting of a payload the API accepts and of a payload or result it shows: JSON
-serializers (Python's, pydantic's) stop a few hundred levels down."""
-
-
-def _integral(value: Any) -> Any:
-    # JSON Schema counts 6.0 as an integer; strings and booleans stay errors.
-    return int(value) if isinstance(value, float) and value.is_integer() else value
-
-
-def integral_as_int(value: Any) -> Any:
-    """A copy of a JSON value with each integral float (``3.0``) an int, as JSON Schema sees it."""
-    if isinstance(value, dict):
-        return {k: integral_as_int(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [integral_as_int(v) for v in value]
-    return _integral(value)
-
-
-Priority = Annotated[
-    int, Field(strict=True, ge=PRIORITY_MIN, le=PRIORITY_MAX), BeforeValidator(_integral)
-]
-Retries = Annotated[int, Field(strict=True, ge=0, le=MAX_RETRIES_LIMIT), BeforeValidator(_integral)]
-
-
-class SubmitRequest(BaseModel):
-    """``POST /submit``: the seed's ``{"payload": {...}}``, plus optional settings."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"payload": {"image": "cat.png"}},
-                {"task": "flaky", "payload": {"fail_probability": 0.3, "seconds": 0.5}},
-            ]
-        },
-    )
-
-    payload: Any = Field(
-        default=None,
-        description="One JSON document, handed to the task; the schema of each task says "
-        "what it takes.",
-    )
-    task: str | None = Field(
-        default=None,
-        max_length=200,
-        description=f"A registered task. Omitted: the seed's simulated work, `{SEED_TASK}` for "
-        f"the payload's `seconds` (default {SEED_TASK_SECONDS:g}); the payload must then be an "
-        "object or null.",
-    )
-    priority: Priority = Field(
-        default=0,
-        description=f"{PRIORITY_MIN}..{PRIORITY_MAX}; higher is served first.",
-    )
-    max_retries: Retries | None = Field(
-        default=None,
-        description="Retries after the first attempt (default: the queue's, 3).",
-    )
-
-    @field_validator("payload")
-    @classmethod
-    def _not_too_deep(cls, payload: Any) -> Any:
-        if too_deep(payload):
-            raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
-        return payload
-
-    def task_and_payload(self) -> tuple[str, Any]:
-        """The task to run and its payload, with the seed task's default duration filled in."""
-        if self.task is not None:
-            return self.task, self.payload
-        if self.payload is None:
-            return SEED_TASK, {"seconds": SEED_TASK_SECONDS}
-        if isinstance(self.payload, dict):
-            return SEED_TASK, {"seconds": SEED_TASK_SECONDS, **self.payload}
-        return SEED_TASK, self.payload  # not an object: the task's own check names it
 
 
 def submit_schema(registry: TaskRegistry) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -158,21 +75,6 @@ def submit_schema(registry: TaskRegistry) -> tuple[dict[str, Any], dict[str, Any
     return schema, defs
 
 
-def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
-    """Whether a JSON value nests lists and objects deeper than ``limit`` levels."""
-    level: list[Any] = [value]
-    for _ in range(limit + 1):
-        level = [
-            child
-            for item in level
-            if isinstance(item, (list, dict))
-            for child in (item.values() if isinstance(item, dict) else item)
-        ]
-        if not level:
-            return False
-    return True
-
-
 def check_payload_strictly(registry: TaskRegistry, task: str, payload: Any) -> None:
     """Check the payload against its task's model the way the published JSON schema reads:
     strictly (the queue's own check is pydantic's lax mode, where ``false`` and ``"5"`` pass
@@ -199,23 +101,3 @@ def check_payload_strictly(registry: TaskRegistry, task: str, payload: Any) -> N
             field=f"payload.{where}" if where else "payload",
             value=payload,
         ) from None
-
-
-SUBMIT_EXAMPLES: dict[str, Any] = {
-    "seed": {
-        "summary": "The seed's body: simulated work",
-        "value": {"payload": {"image": "cat.png"}},
-    },
-    "flaky": {
-        "summary": "Fails 30% of attempts, retried up to 3 times",
-        "value": {"task": "flaky", "payload": {"fail_probability": 0.3, "seconds": 1}},
-    },
-    "urgent": {
-        "summary": "Highest priority, served first",
-        "value": {"task": "sleep", "payload": {"seconds": 0.5}, "priority": 9},
-    },
-    "dead": {
-        "summary": "Always fails: ends in the dead-letter queue",
-        "value": {"task": "fail", "payload": {}, "max_retries": 1},
-    },
-}
