@@ -2,8 +2,13 @@
 dead-letter operations, stats, health and Prometheus metrics; workers run in the lifespan.
 
 Example:
-    >>> app = create_app(JobQueue(jobsim.connect()), workers=4)   # doctest: +SKIP
-    >>> uvicorn.run(app, host="127.0.0.1", port=8000)           # or: jobsim serve
+    >>> import jobsim
+    >>> app = create_app(jobsim.JobQueue(jobsim.connect()), workers=4)
+    >>> app.title
+    'jobsim'
+    >>> uvicorn.run(app, host="127.0.0.1", port=8000)  # doctest: +SKIP
+
+    ``jobsim serve`` does the same from the command line.
 
 Modules, each one concept; each imports only those below it:
 
