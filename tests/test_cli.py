@@ -1,8 +1,9 @@
-"""The command line: help, the demo, stats, and bad input answered without a traceback."""
+"""The command line: help, the demo, stats, serve, and bad input answered without a traceback."""
 
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 
@@ -68,3 +69,21 @@ def test_bad_url_is_a_clean_error(capsys) -> None:
     assert main(["stats", "--redis", "http://nowhere"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("jobsim: error:") and "Traceback" not in err
+
+
+def test_serve_binds_loopback_by_default(capsys) -> None:
+    """`jobsim serve` listens on 127.0.0.1 unless told otherwise."""
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    assert "default 127.0.0.1" in capsys.readouterr().out
+
+
+def test_serve_on_a_busy_port_is_a_clean_error_before_any_worker_starts(capsys) -> None:
+    """A port already in use is reported as one line, exit status 2, no traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--port", str(port), "--workers", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("jobsim: error: cannot listen") and "Traceback" not in err

@@ -1,1 +1,1 @@
-"""Test helpers: a reply-dropping TCP proxy and the chaos test's own tasks."""
+"""Test helpers: a reply-dropping TCP proxy, the chaos test's own tasks, and HTTP helpers."""

@@ -1,15 +1,9 @@
-"""The HTTP service: the seed's ``POST /submit`` and ``GET /status/{task_id}``, plus listing,
-dead-letter operations, stats, health and Prometheus metrics; workers run in the lifespan.
+"""The application: ``create_app``, the lifespan that runs the workers, and the routes.
 
-Example:
-    >>> app = create_app(JobQueue(jobsim.connect()), workers=4)   # doctest: +SKIP
-    >>> uvicorn.run(app, host="127.0.0.1", port=8000)           # or: jobsim serve
-
-Errors are answered in one place (:mod:`jobsim.api_guard`): the exception tree of
-:mod:`jobsim.errors` maps to HTTP codes (input 422, payload too large 413, unknown id 404,
-wrong state 409, Redis unreachable 503), and every error body names the offending field.
-The API key and the body size are checked before any route runs, so a rejected request
-never reaches the queue.
+Routes only call the queue and shape its answers with :mod:`jobsim.api.schemas`; what runs
+before them is :mod:`jobsim.api.guard`, and every error they raise is answered by the table
+of :mod:`jobsim.api.errors` (input 422, payload too large 413, unknown id 404, wrong state
+409, Redis unreachable 503), so a route never builds an error answer itself.
 """
 
 from __future__ import annotations
@@ -20,27 +14,21 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import redis
-
-try:
-    from fastapi import APIRouter, Body, Depends, FastAPI, Path, Query, Request, Response, Security
-    from fastapi.security import APIKeyHeader
-    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-    from starlette.concurrency import run_in_threadpool
-except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    raise ImportError("the HTTP API needs its extra: pip install 'jobsim[api]'") from exc
+from fastapi import APIRouter, Body, Depends, FastAPI, Path, Query, Request, Response, Security
+from fastapi.security import APIKeyHeader
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.concurrency import run_in_threadpool
 
 from jobsim import __version__
-from jobsim.api_guard import (
-    API_KEY_HEADER,
-    Guard,
-    NotADeadLetterError,
-    install_error_handlers,
-    known_query_only,
-)
-from jobsim.api_metrics import QueueCollector, throughput
-from jobsim.api_models import (
+from jobsim.api.contract import check_payload_strictly, submit_schema
+from jobsim.api.errors import NotADeadLetterError, Responses, error_doc, install_error_handlers
+from jobsim.api.guard import API_KEY_HEADER, Guard, known_query_only
+from jobsim.api.metrics import QueueCollector, throughput
+from jobsim.api.schemas import (
+    SEED_TASK,
+    SEED_TASK_SECONDS,
+    SUBMIT_EXAMPLES,
     DeadLetterList,
-    ErrorBody,
     HealthResponse,
     JobDetail,
     JobList,
@@ -48,15 +36,8 @@ from jobsim.api_models import (
     Purged,
     RequeuedAll,
     StatsResponse,
-    SubmitResponse,
-)
-from jobsim.api_submit import (
-    SEED_TASK,
-    SEED_TASK_SECONDS,
-    SUBMIT_EXAMPLES,
     SubmitRequest,
-    check_payload_strictly,
-    submit_schema,
+    SubmitResponse,
 )
 from jobsim.errors import InvalidInputError
 from jobsim.models import JobStatus
@@ -65,7 +46,6 @@ from jobsim.queue import JobQueue
 
 API_KEY_ENV = "JOBSIM_API_KEY"
 """Environment variable holding the API key, read when ``create_app`` is given none."""
-Responses = dict[int | str, dict[str, Any]]
 
 
 def create_app(
@@ -122,12 +102,12 @@ def create_app(
     app.add_middleware(Guard, api_key=key or None, max_body_bytes=limit)
     install_error_handlers(app, [*_router.routes, *_open_router.routes])
     common: Responses = {
-        422: _error_doc("bad input; `field` names it"),
-        503: _error_doc("Redis unreachable"),
+        422: error_doc("bad input; `field` names it"),
+        503: error_doc("Redis unreachable"),
     }
     secured = []
     if key:
-        common[401] = _error_doc(f"missing or wrong {API_KEY_HEADER}")
+        common[401] = error_doc(f"missing or wrong {API_KEY_HEADER}")
         secured = [Security(APIKeyHeader(name=API_KEY_HEADER, auto_error=False))]
     app.include_router(_router, dependencies=secured, responses=common)
     app.include_router(_open_router)
@@ -136,7 +116,7 @@ def create_app(
 
 
 def _publish_submit_schema(app: FastAPI, queue: JobQueue) -> None:
-    """Document ``POST /submit`` per task (see :func:`jobsim.api_models.submit_schema`), from
+    """Document ``POST /submit`` per task (see :func:`jobsim.api.contract.submit_schema`), from
     the tasks registered when the schema is first served."""
     generate = app.openapi
 
@@ -190,15 +170,11 @@ async def _queue(request: Request) -> JobQueue:  # async: no thread hop for a lo
     return queue
 
 
-def _error_doc(description: str) -> dict[str, Any]:
-    return {"model": ErrorBody, "description": description}
-
-
 QueueDep = Annotated[JobQueue, Depends(_queue)]
 TaskId = Annotated[str, Path(description="the id `POST /submit` answered")]
 Limit = Annotated[int, Query(ge=1, le=1000, description="at most this many jobs")]
 Offset = Annotated[int, Query(ge=0, le=10**9, description="skip this many jobs first")]
-_NOT_FOUND: Responses = {404: _error_doc("no job with this id")}
+_NOT_FOUND: Responses = {404: error_doc("no job with this id")}
 
 
 _router = APIRouter(dependencies=[Depends(known_query_only)])
@@ -209,7 +185,7 @@ _open_router = APIRouter(dependencies=[Depends(known_query_only)])
     "/submit",
     response_model=SubmitResponse,
     tags=["jobs"],
-    responses={413: _error_doc("payload over the size limit")},
+    responses={413: error_doc("payload over the size limit")},
 )
 def submit(
     body: Annotated[SubmitRequest, Body(openapi_examples=SUBMIT_EXAMPLES)], queue: QueueDep
@@ -270,7 +246,7 @@ def dead_letter(task_id: TaskId, queue: QueueDep) -> JobDetail:
     "/dead-letters/{task_id}/requeue",
     response_model=SubmitResponse,
     tags=["dead letters"],
-    responses={**_NOT_FOUND, 409: _error_doc("the job is not in the dead-letter queue")},
+    responses={**_NOT_FOUND, 409: error_doc("the job is not in the dead-letter queue")},
 )
 def requeue_dead(task_id: TaskId, queue: QueueDep) -> SubmitResponse:
     """Put one dead letter back in the queue with ``max_retries + 1`` fresh attempts."""

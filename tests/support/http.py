@@ -1,0 +1,56 @@
+"""Helpers for the HTTP service's tests: submit over HTTP, wait for jobs, snapshot Redis."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from fastapi.testclient import TestClient
+
+from jobsim import QueueConfig, RetryPolicy
+
+FAST = QueueConfig(retry=RetryPolicy(kind="fixed", base_s=0.001, cap_s=0.001))
+"""A queue config whose retries are due at once, so failing jobs finish quickly."""
+
+
+def until(predicate: Callable[[], Any], timeout_s: float = 30.0) -> Any:
+    """Poll ``predicate`` until it returns something truthy, and return that."""
+    deadline = time.monotonic() + timeout_s
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.01)
+    return value
+
+
+def snapshot(client: redis.Redis) -> dict[str, object]:
+    """Every key of the server and its dumped value, to prove a call wrote nothing."""
+    return {key: client.dump(key) for key in client.scan_iter(match="*")}
+
+
+def job_status(http: TestClient, task_id: str) -> dict[str, Any]:
+    """``GET /status/{task_id}``, which must answer 200."""
+    response = http.get(f"/status/{task_id}")
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def wait_finished(http: TestClient, ids: list[str]) -> list[dict[str, Any]]:
+    """The status of each job once it is ``completed`` or ``failed``."""
+
+    def finished(task_id: str) -> dict[str, Any] | None:
+        body = job_status(http, task_id)
+        return body if body["status"] in ("completed", "failed") else None
+
+    return [until(lambda task_id=task_id: finished(task_id)) for task_id in ids]
+
+
+def submit(http: TestClient, **body: Any) -> str:
+    """``POST /submit`` with a JSON body, which must answer 200; returns the job id."""
+    response = http.post("/submit", json=body)
+    assert response.status_code == 200, response.text
+    task_id: str = response.json()["task_id"]
+    return task_id
