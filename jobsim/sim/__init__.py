@@ -10,6 +10,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("the simulator needs numpy and pandas: pip install 'jobsim[sim]'") from exc
 
+from jobsim.sim import job as _job  # noqa: F401  (registers the ``sim`` task)
 from jobsim.sim.checker import Verdict, check
 from jobsim.sim.faults import FaultPlan, Pause, Restart, Spike
 from jobsim.sim.runner import RunResult, Setup, flatten, run, sweep
