@@ -21,10 +21,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from jobsim import theory
 from jobsim.models import JobStatus
 from jobsim.queue import JobQueue
-from jobsim.sim.runner import RunResult, Setup, run
+from jobsim.sim.result import RunResult
+from jobsim.sim.runner import run
+from jobsim.sim.setup import Setup
+from jobsim.sim.summary import RunSummary
 from jobsim.sim.workload import Poisson, Workload
 
 
@@ -90,8 +92,9 @@ def utilisation_sweep(
         (mean service plus the queue's cost per attempt), ``measured_utilisation``,
         ``wait_s`` (mean, after warm-up), ``wait_per_service`` (``wait_s`` over the effective
         service), ``theory_wait_s`` (Erlang C at the nominal rates),
-        ``theory_wait_per_service`` (Erlang C at the measured rates, dimensionless; NaN when
-        the measured utilisation reaches 1), ``valid`` and ``wall_s``.
+        ``theory_wait_per_service`` (the theory at the measured rates over the effective
+        service, dimensionless; NaN where it is undefined, e.g. when the measured
+        utilisation reaches 1), ``valid`` and ``wall_s``.
     """
     setup = setup or Setup()
     mean_s = workload.service.mean_s
@@ -112,37 +115,33 @@ def utilisation_sweep(
     return pd.DataFrame(rows)
 
 
-def _sweep_row(
-    c: int, rho: float, jobs: int, rate: float, summary: Mapping[str, Any]
-) -> dict[str, Any]:
-    overhead = summary["overhead_per_attempt_s"]
-    effective = summary["service_s"] + (overhead if math.isfinite(overhead) else 0.0)
-    lam = summary["arrival_rate_per_s"]
-    measured_rho = lam * effective / c
-    wait = summary["wait_s"]["mean"]
-    at_measured = (
-        theory.mmc(lam, 1.0 / effective, c).wq / effective if measured_rho < 1 else math.nan
-    )
+def _sweep_row(c: int, rho: float, jobs: int, rate: float, summary: RunSummary) -> dict[str, Any]:
+    at_measured = summary.theory_at_measured_service.wait_s
+    effective = summary.effective_service_s
     return {
         "workers": c,
         "utilisation": rho,
         "jobs": jobs,
         "rate_per_s": rate,
         "effective_service_s": effective,
-        "measured_utilisation": measured_rho,
-        "wait_s": wait,
-        "wait_per_service": wait / effective,
-        "theory_wait_s": summary["theory"].get("wait_s", math.nan),
-        "theory_wait_per_service": at_measured,
-        "valid": summary["valid"],
-        "wall_s": summary["wall_s"],
+        "measured_utilisation": summary.measured_utilisation,
+        "wait_s": summary.wait_s.mean,
+        "wait_per_service": summary.wait_per_service,
+        "theory_wait_s": _or_nan(summary.theory.wait_s),
+        "theory_wait_per_service": _or_nan(at_measured) / effective,
+        "valid": summary.valid,
+        "wall_s": summary.wall_s,
     }
+
+
+def _or_nan(value: float | None) -> float:
+    return math.nan if value is None else value
 
 
 def class_waits(result: RunResult) -> pd.DataFrame:
     """Mean and p99 wait of each priority class, beside the non-preemptive priority formula.
 
-    The first 10% of jobs are skipped as warm-up, as in the run's summary.
+    The warm-up is skipped, as in the run's summary (:attr:`RunResult.steady_jobs`).
 
     Returns:
         One row per priority, highest first: ``priority``, ``jobs``, ``wait_s``, ``p99_wait_s``,
@@ -151,9 +150,9 @@ def class_waits(result: RunResult) -> pd.DataFrame:
         not apply).
     """
     scale = result.workload.time_scale
-    steady = result.jobs.iloc[len(result.jobs) // 10 :]
-    nominal = result.summary["theory"].get("wait_s_by_priority", {})
-    measured = result.summary["theory_at_measured_service"].get("wait_s_by_priority", {})
+    steady = result.steady_jobs
+    nominal = result.summary.theory.wait_s_by_priority
+    measured = result.summary.theory_at_measured_service.wait_s_by_priority
     rows = []
     for priority, group in steady.groupby("priority"):
         waits = group["wait_s"].dropna().to_numpy() / scale
