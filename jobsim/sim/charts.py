@@ -253,18 +253,24 @@ def load_over_time(
 
 
 def recovery_vs_lease(frame: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
-    """How long a job dead with its worker waited for its next delivery, against the lease
-    length (columns ``lease_s`` and ``recovery_wall_s``), beside the band [2/3 L, L] that
-    heartbeats every L/3 leave."""
+    """How long a job dead with its worker waited, against the lease length (columns
+    ``lease_s`` and ``recovery_wall_s``, death to next start, and optionally
+    ``given_back_wall_s``, death to give-back, from
+    :func:`~jobsim.sim.experiments.recovery_times`), beside the band [2/3 L, L] that
+    heartbeats every L/3 leave for the give-back."""
     ax = axes(ax)
-    ax.plot(frame["lease_s"], frame["recovery_wall_s"], "o", alpha=0.7, label="measured")
+    if "given_back_wall_s" in frame:
+        ax.plot(frame["lease_s"], frame["given_back_wall_s"], "o", alpha=0.7,
+                label="given back to the queue")  # fmt: skip
+    ax.plot(frame["lease_s"], frame["recovery_wall_s"], "x", alpha=0.7,
+            label="next attempt started")  # fmt: skip
     top = float(frame["lease_s"].max()) * 1.1
     leases = np.linspace(0, top, 50)
     ax.fill_between(leases, 2 * leases / 3, leases, alpha=0.2, label="theory: 2L/3 … L")
     ax.set(
         title="Recovery after a worker dies vs lease length",
         xlabel="lease length L (wall s)",
-        ylabel="time until redelivery (wall s)",
+        ylabel="time since the worker died (wall s)",
     )
     ax.legend()
     return ax

@@ -176,16 +176,20 @@ LOST_LEASE = ("expired", "crashed")
 
 
 def recovery_times(result: RunResult) -> pd.DataFrame:
-    """For each attempt whose worker died, how long the job waited for its next delivery.
+    """For each attempt whose worker died, how long until its job was given back to the
+    queue, and until its next delivery started.
 
-    A thread worker "dies" (fault injection) when its running job ends, so the moment of
-    death is the attempt's start plus the job's planned service time; recovery ends when
-    the next attempt starts. With leases and heartbeats that gap is the rest of the lease:
-    between 2/3 of it and all of it, as heartbeats renew it every third.
+    A thread worker "dies" (fault injection) when its running job ends; the moment of
+    death is taken as the attempt's start (its lease, Redis time) plus the job's planned
+    service time, which is never later than the real death. The job is given back when a
+    worker's round trip finds the lease expired (the attempt's ``ended`` stamp); it then
+    waits its turn in the queue like any other job until the next attempt starts.
 
     Returns:
-        One row per lost delivery: ``job_id``, ``number``, ``outcome``, ``died_wall_s`` and
-        ``recovery_wall_s`` (wall seconds: leases are set in wall seconds).
+        One row per lost delivery: ``job_id``, ``number``, ``outcome``, ``died_wall_s``,
+        ``given_back_wall_s`` (death to give-back), ``requeued_wall_s`` (give-back to the
+        next start) and ``recovery_wall_s`` (their sum: death to the next start). Wall
+        seconds: leases are set in wall seconds.
     """
     scale = result.workload.time_scale
     service = {f"j{job.index:06d}": job.service_s * scale for job in result.workload.plan()}
@@ -197,17 +201,50 @@ def recovery_times(result: RunResult) -> pd.DataFrame:
             if runs.loc[i, "outcome"] not in LOST_LEASE:
                 continue
             died = float(runs.loc[i, "started"]) + service.get(str(job_id), 0.0)
+            given_back, restarted = float(runs.loc[i, "ended"]), float(runs.loc[i + 1, "started"])
             rows.append(
                 {
                     "job_id": job_id,
                     "number": int(runs.loc[i, "number"]),
                     "outcome": runs.loc[i, "outcome"],
                     "died_wall_s": died,
-                    "recovery_wall_s": float(runs.loc[i + 1, "started"]) - died,
+                    "given_back_wall_s": given_back - died,
+                    "requeued_wall_s": restarted - given_back,
+                    "recovery_wall_s": restarted - died,
                 }
             )
-    columns = ["job_id", "number", "outcome", "died_wall_s", "recovery_wall_s"]
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=RECOVERY_COLUMNS)
+
+
+RECOVERY_COLUMNS = ["job_id", "number", "outcome", "died_wall_s", "given_back_wall_s",
+                    "requeued_wall_s", "recovery_wall_s"]  # fmt: skip
+
+
+def give_back_band(result: RunResult, *, checks: int, alpha: float = 1e-3) -> tuple[float, float]:
+    """Where every death-to-give-back time of a run with thread crashes falls, wall seconds,
+    with probability at least ``1 - alpha`` over ``checks`` of them.
+
+    Heartbeats renew a lease every L/3, so a worker dies with between 2L/3 and L of its
+    lease left. The lower end loses one late heartbeat: the supervisor renews the c workers'
+    leases one round trip after another, so a renewal can come up to c round trips late
+    (a round trip is the measured per-attempt queue cost). The upper end adds the time until
+    a worker's round trip finds the expired lease: idle workers wake at the deadline, busy
+    ones after their job, so with exponential service that is at most the first of c
+    residual services, ``P(> t) = exp(-c t / E[S])`` with E[S] the measured effective
+    service, and ``t = E[S] / c * ln(checks / alpha)`` covers all ``checks`` (union bound);
+    plus two round trips, one for the give-back, one for the dying job's start and sleep
+    running later than planned (the death time is estimated from them).
+
+    Args:
+        result: a run with worker crashes.
+        checks: how many give-back times will be compared with the band.
+        alpha: the chance the band may miss one of them.
+    """
+    lease, c, scale = result.setup.lease_s, result.setup.workers, result.workload.time_scale
+    s = result.summary
+    trip = s.overhead_per_attempt_s * scale if math.isfinite(s.overhead_per_attempt_s) else 0.0
+    notice = s.effective_service_s * scale / c * math.log(max(checks, 1) / alpha)
+    return 2 * lease / 3 - c * trip, lease + notice + 2 * trip
 
 
 def sample_statuses(
