@@ -121,8 +121,8 @@ def _queueing(
     if not (math.isfinite(lam) and math.isfinite(mean_s)) or mean_s <= 0:
         return out  # nothing measured (no attempt finished), or no arrival rate
     lam_eff, mu, c = lam * attempts, 1.0 / mean_s, setup.workers
-    out["utilisation"] = lam_eff / (c * mu)
-    out["stable"] = lam_eff < c * mu
+    out["utilisation"] = float(lam_eff / (c * mu))
+    out["stable"] = bool(lam_eff < c * mu)  # a plain bool, also for numpy inputs
     if not out["stable"]:
         return out
     if isinstance(workload.arrival, Poisson) and isinstance(service, Exponential):
