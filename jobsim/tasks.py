@@ -6,11 +6,11 @@ A handler takes the payload, and optionally a :class:`JobContext` as a second ar
     def resize(payload: dict) -> dict:
         return {"width": payload["width"] // 2}
 
-The built-in simulated tasks (``noop``, ``sleep``, ``flaky``, ``fail``, ``crash``, and the
-simulator's ``sim``) are
-shared by the simulator, the HTTP API and the tests. Random draws in ``flaky`` come from a
-generator seeded by the job id, the attempt number and an optional payload ``seed``, so the
-same job fails on the same attempts on any worker.
+The built-in simulated tasks (``noop``, ``sleep``, ``flaky``, ``fail``, ``crash``) are
+shared by the simulator, the HTTP API and the tests; the simulator's own ``sim`` task, which
+carries a fault plan's per-job faults, lives in :mod:`jobsim.sim.job`. Random draws in
+``flaky`` come from a generator seeded by the job id, the attempt number and an optional
+payload ``seed``, so the same job fails on the same attempts on any worker.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -191,16 +191,6 @@ class FailPayload(_Payload):
     times: int | None = Field(default=None, ge=0)
 
 
-class SimPayload(_Payload):
-    seconds: float = Field(default=0.0, ge=0, le=3600)
-    fail_probability: float = Field(default=0.0, ge=0, le=1)
-    seed: int = 0
-    poison: Literal["fail", "crash", "fail_once"] | None = None
-    spikes: list[tuple[float, float, float]] = Field(default_factory=list)  # start, end, extra
-    slow_workers: list[str] = Field(default_factory=list)
-    slow_factor: float = Field(default=1.0, ge=1)
-
-
 class SimulatedFailure(RuntimeError):
     """The error the built-in ``flaky`` and ``fail`` tasks raise."""
 
@@ -249,32 +239,6 @@ def _fail(payload: dict[str, Any] | None, ctx: JobContext) -> None:
 class CrashPayload(_Payload):
     times: int | None = Field(default=None, ge=0)
     seconds: float = Field(default=0.0, ge=0, le=3600)
-
-
-@task("sim", payload_model=SimPayload)
-def _sim(payload: dict[str, Any], ctx: JobContext) -> None:
-    """The simulator's job: work for ``seconds`` and fail with ``fail_probability``, plus the
-    per-job faults of a fault plan (poison, latency spike, slow worker).
-
-    The failure draw is seeded by (``seed``, job id, attempt), so it is reproducible.
-    """
-    poison = payload.get("poison")
-    if poison == "crash":
-        _crash({}, ctx)
-    seconds = float(payload.get("seconds", 0.0))
-    if ctx.worker_id in payload.get("slow_workers", ()):
-        seconds *= float(payload.get("slow_factor", 1.0))
-    now = time.time()  # spike windows are in epoch seconds
-    seconds += sum(
-        float(extra) for start, end, extra in payload.get("spikes", ()) if start <= now <= end
-    )
-    if seconds:
-        time.sleep(seconds)
-    if poison == "fail" or (poison == "fail_once" and ctx.attempt == 1):
-        raise SimulatedFailure(f"poison job ({poison}) on attempt {ctx.attempt}")
-    rng = random.Random(f"{payload.get('seed', 0)}:{ctx.job_id}:{ctx.attempt}")
-    if rng.random() < float(payload.get("fail_probability", 0.0)):
-        raise SimulatedFailure(f"simulated failure on attempt {ctx.attempt}")
 
 
 @task("crash", payload_model=CrashPayload)

@@ -89,7 +89,7 @@ def test_headless_show_runs_once_and_prints_a_static_summary(
     lab = Lab(TINY)
     lab.show(live=False)
     out = capsys.readouterr().out
-    assert lab.result is not None and lab.result.summary["submitted"] == 60
+    assert lab.result is not None and lab.result.summary.submitted == 60
     assert "utilisation rho" in out and "lost" in out and "static output" in out
 
 

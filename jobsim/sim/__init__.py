@@ -10,9 +10,15 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("the simulator needs numpy and pandas: pip install 'jobsim[sim]'") from exc
 
+from jobsim.sim import job as _job  # noqa: F401  (registers the ``sim`` task)
 from jobsim.sim.checker import Verdict, check
 from jobsim.sim.faults import FaultPlan, Pause, Restart, Spike
-from jobsim.sim.runner import RunResult, Setup, flatten, run, sweep
+from jobsim.sim.predict import Prediction
+from jobsim.sim.result import RunResult
+from jobsim.sim.runner import run
+from jobsim.sim.setup import Setup
+from jobsim.sim.summary import RunSummary, flatten
+from jobsim.sim.sweep import sweep
 from jobsim.sim.workload import (
     AllAtOnce,
     Bimodal,
@@ -37,9 +43,11 @@ __all__ = [
     "Lognormal",
     "Pause",
     "Poisson",
+    "Prediction",
     "Replay",
     "Restart",
     "RunResult",
+    "RunSummary",
     "Setup",
     "Spike",
     "Verdict",

@@ -16,12 +16,12 @@ import pandas as pd
 
 from jobsim import theory
 from jobsim.models import JobStatus
-from jobsim.sim.plots import _axes
+from jobsim.sim.plots import axes
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-    from jobsim.sim.runner import RunResult
+    from jobsim.sim.result import RunResult
 
 STATUS_COLOURS = {
     JobStatus.QUEUED.value: "tab:blue",
@@ -34,7 +34,7 @@ STATUS_COLOURS = {
 
 def status_counts(samples: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
     """Jobs in each status over time, stacked (from ``experiments.sample_statuses``)."""
-    ax = _axes(ax)
+    ax = axes(ax)
     statuses = list(STATUS_COLOURS)
     ax.stackplot(
         samples["t_s"],
@@ -67,7 +67,7 @@ def wait_vs_utilisation(
         log: a logarithmic wait axis (shows the small waits, and the queue's dispatch floor).
         top: upper limit of the wait axis (default: fit the points).
     """
-    ax = _axes(ax)
+    ax = axes(ax)
     rhos = np.linspace(0.02, 0.985, 200)
     for i, (c, group) in enumerate(frame.groupby("workers")):
         colour = f"C{i}"
@@ -96,11 +96,11 @@ def erlang_c_at_measured_service(result: RunResult, *, ax: Axes | None = None) -
     Erlang C tail at the measured service time and arrival rate (the run's
     ``theory_at_measured_service``): ``P(W > t) = C * exp(-(c*mu - lambda) * t)``, where
     ``c*mu - lambda = C / Wq``. Draws nothing when M/M/c does not apply or is unstable."""
-    ax = _axes(ax)
-    measured = result.summary["theory_at_measured_service"]
-    if measured.get("model") != "M/M/c" or not measured.get("wait_s"):
+    ax = axes(ax)
+    measured = result.summary.theory_at_measured_service
+    if measured.model != "M/M/c" or not measured.wait_s or measured.p_wait is None:
         return ax
-    p_wait, wait = float(measured["p_wait"]), float(measured["wait_s"])
+    p_wait, wait = measured.p_wait, measured.wait_s
     waits = result.jobs["wait_s"].dropna() / result.workload.time_scale
     ts = np.linspace(0.0, float(waits.max()) if len(waits) else 1.0, 100)
     ax.plot(ts, p_wait * np.exp(-ts * p_wait / wait), ":", color="black",
@@ -119,7 +119,7 @@ def staffing(
 ) -> Axes:
     """Erlang C probability of waiting for each worker count, against a target, with the
     smallest count meeting it (:func:`jobsim.theory.staffing`) highlighted."""
-    ax = _axes(ax)
+    ax = axes(ax)
     a = lam / mu
     stable = [c for c in workers if c > a]
     chosen = theory.staffing(lam, mu, max_p_wait=max_p_wait)
@@ -141,7 +141,7 @@ def staffing(
 def attempts_vs_failure(frame: pd.DataFrame, *, max_retries: int, ax: Axes | None = None) -> Axes:
     """Attempts per job against the failure probability, from a sweep over
     ``fail_probability``, beside ``E[A] = (1 - p^(r+1)) / (1 - p)`` and its 4-SE band."""
-    ax = _axes(ax)
+    ax = axes(ax)
     ax.plot(frame["fail_probability"], frame["attempts_per_job"], "o", label="measured")
     ps = np.linspace(0, float(frame["fail_probability"].max()), 100)
     mean = np.array([theory.expected_attempts(float(p), max_retries) for p in ps])
@@ -169,7 +169,7 @@ def utilisation_vs_failure(
     """The stability cliff: retries multiply the load, ``rho_eff = rho * E[A]``, and the queue
     is unstable once that reaches 1. ``measured`` (optional) has columns
     ``fail_probability`` and ``measured_utilisation``."""
-    ax = _axes(ax)
+    ax = axes(ax)
     ps = np.linspace(0, 0.6, 200)
     for r in retries:
         label = "unlimited retries" if r is None else f"r = {r}"
@@ -189,7 +189,7 @@ def utilisation_vs_failure(
 
 def in_system_over_time(results: Mapping[str, RunResult], *, ax: Axes | None = None) -> Axes:
     """Jobs in the system (submitted, not finished) over model time, one line per run."""
-    ax = _axes(ax)
+    ax = axes(ax)
     for label, result in results.items():
         scale = result.workload.time_scale
         jobs = result.jobs
@@ -211,7 +211,7 @@ def retry_waves(
 ) -> Axes:
     """Retries started per time bucket, one step line per policy: synchronized waves
     without jitter, a flattened spread with it."""
-    ax = _axes(ax)
+    ax = axes(ax)
     values = {k: np.asarray(v, dtype=float) for k, v in starts.items()}
     top = horizon_s or max((float(v.max()) for v in values.values() if v.size), default=1.0)
     edges = np.arange(0.0, top + bucket_s, bucket_s)
@@ -237,7 +237,7 @@ def load_over_time(
     """Load multiplier over time (attempts per new request), one line per strategy, from
     :func:`jobsim.sim.budget.load`, with each strategy's expected multiplier during the
     outage dashed."""
-    ax = _axes(ax)
+    ax = axes(ax)
     ax.axvspan(*outage, color="tab:red", alpha=0.1, label="outage")
     for i, (label, frame) in enumerate(loads.items()):
         ax.step(frame["t"], frame["multiplier"], where="post", color=f"C{i}", label=label)
@@ -253,18 +253,24 @@ def load_over_time(
 
 
 def recovery_vs_lease(frame: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
-    """How long a job dead with its worker waited for its next delivery, against the lease
-    length (columns ``lease_s`` and ``recovery_wall_s``), beside the band [2/3 L, L] that
-    heartbeats every L/3 leave."""
-    ax = _axes(ax)
-    ax.plot(frame["lease_s"], frame["recovery_wall_s"], "o", alpha=0.7, label="measured")
+    """How long a job dead with its worker waited, against the lease length (columns
+    ``lease_s`` and ``recovery_wall_s``, death to next start, and optionally
+    ``given_back_wall_s``, death to give-back, from
+    :func:`~jobsim.sim.experiments.recovery_times`), beside the band [2/3 L, L] that
+    heartbeats every L/3 leave for the give-back."""
+    ax = axes(ax)
+    if "given_back_wall_s" in frame:
+        ax.plot(frame["lease_s"], frame["given_back_wall_s"], "o", alpha=0.7,
+                label="given back to the queue")  # fmt: skip
+    ax.plot(frame["lease_s"], frame["recovery_wall_s"], "x", alpha=0.7,
+            label="next attempt started")  # fmt: skip
     top = float(frame["lease_s"].max()) * 1.1
     leases = np.linspace(0, top, 50)
     ax.fill_between(leases, 2 * leases / 3, leases, alpha=0.2, label="theory: 2L/3 … L")
     ax.set(
         title="Recovery after a worker dies vs lease length",
         xlabel="lease length L (wall s)",
-        ylabel="time until redelivery (wall s)",
+        ylabel="time since the worker died (wall s)",
     )
     ax.legend()
     return ax
@@ -276,7 +282,7 @@ def class_waits_vs_utilisation(
     """Mean wait of each priority class against utilisation (columns ``utilisation``,
     ``priority``, ``wait_s``, model s with mean service 1), beside the non-preemptive
     priority formula for ``shares`` of the load, highest class first."""
-    ax = _axes(ax)
+    ax = axes(ax)
     rhos = np.linspace(0.3, 0.97, 150)
     total = float(sum(shares))
     curves = np.array(
@@ -304,7 +310,7 @@ def wait_by_arrival(
 ) -> Axes:
     """Each job's wait against its arrival time, for the jobs of one ``priority``, one
     marker per run: starvation shows as waits that keep growing during the run."""
-    ax = _axes(ax)
+    ax = axes(ax)
     for i, (label, result) in enumerate(results.items()):
         scale = result.workload.time_scale
         jobs = result.jobs[result.jobs["priority"] == priority]
@@ -329,7 +335,7 @@ def grouped_bars(
 ) -> Axes:
     """One group of bars per row of ``frame`` (its index labels the groups), one bar per
     column: e.g. lost / duplicated / redelivered per scenario."""
-    ax = _axes(ax)
+    ax = axes(ax)
     groups = np.arange(len(frame))
     width = 0.8 / max(len(frame.columns), 1)
     for i, column in enumerate(frame.columns):

@@ -14,8 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from jobsim.sim.faults import FaultPlan, Pause, Poison, Restart
-from jobsim.sim.predict import predictions
-from jobsim.sim.runner import RunResult, Setup, run, sweep
+from jobsim.sim.result import RunResult
+from jobsim.sim.runner import run
+from jobsim.sim.setup import Setup
+from jobsim.sim.summary import WARM_UP_SHARE
+from jobsim.sim.sweep import sweep
 from jobsim.sim.workload import (
     AllAtOnce,
     Arrival,
@@ -186,12 +189,12 @@ def run_command(args: argparse.Namespace) -> int:
     result = run(workload_from(args), faults_from(args), setup_from(args), progress=True)
     print(format_summary(result))
     if args.json:
-        Path(args.json).write_text(json.dumps(_jsonable(result.summary), indent=2) + "\n")
+        Path(args.json).write_text(json.dumps(_jsonable(result.summary.as_dict()), indent=2) + "\n")
         print(f"wrote {args.json}")
     if args.out:
         for path in write_outputs(result, Path(args.out)):
             print(f"wrote {path}")
-    return 0 if result.summary["valid"] else 1
+    return 0 if result.summary.valid else 1
 
 
 def sweep_command(args: argparse.Namespace) -> int:
@@ -236,36 +239,32 @@ def format_summary(result: RunResult, *, ignore_faults: bool = False) -> str:
             breaks its assumptions (for a plan that touches only a few jobs).
     """
     s, w = result.summary, result.workload
-    theory, at_measured = s["theory"], s["theory_at_measured_service"]
+    theory, at_measured = s.theory, s.theory_at_measured_service
     if ignore_faults:
-        effective = s["service_s"] + (s["overhead_per_attempt_s"] or 0.0)
-        theory = predictions(w, result.setup)
-        at_measured = predictions(
-            w, result.setup, mean_service_s=effective, arrival_rate_per_s=s["arrival_rate_per_s"]
-        )
+        theory, at_measured = result.theory_without_faults()
     rows = [
-        ("attempts per job", s["attempts_per_job"], theory.get("attempts_per_job"), None),
-        ("dead-letter rate", s["dead_letter_rate"], theory.get("dead_letter_rate"), None),
-        ("mean wait (s)", s["wait_s"]["mean"], theory.get("wait_s"), at_measured.get("wait_s")),
-        ("mean sojourn (s)", s["sojourn_s"]["mean"], theory.get("sojourn_s"),
-         at_measured.get("sojourn_s")),
-        ("throughput (jobs/s)", s["throughput_per_s"], w.arrival_rate_per_s, None),
-        ("L, jobs in system (sampled)", s["littles_law"]["l_sampled"],
-         s["littles_law"]["lambda_w"], None),
-    ]  # fmt: skip
+        ("attempts per job", s.attempts_per_job, theory.attempts_per_job, None),
+        ("dead-letter rate", s.dead_letter_rate, theory.dead_letter_rate, None),
+        ("mean wait (s)", s.wait_s.mean, theory.wait_s, at_measured.wait_s),
+        ("mean sojourn (s)", s.sojourn_s.mean, theory.sojourn_s, at_measured.sojourn_s),
+        ("throughput (jobs/s)", s.throughput_per_s, w.arrival_rate_per_s, None),
+        ("L, jobs in system (sampled)", s.littles_law.l_sampled, s.littles_law.lambda_w, None),
+    ]
     lines = [f"{'':<28}{'measured':>11}{'theory':>11}{'theory*':>11}"]
     lines += [f"{name:<28}{_cell(m)}{_cell(t)}{_cell(a)}" for name, m, t, a in rows]
     if ignore_faults:
         lines.append("theory leaves out the injected faults (they touch a handful of jobs)")
     lines.append(
-        f"theory: {theory.get('model', 'retry formulas only')} at the workload's rates; theory*: "
-        f"at the measured arrival rate {s['arrival_rate_per_s']:.3f}/s and service time "
-        f"{s['service_s']:.3f} s plus the queue's own {s['overhead_per_attempt_s']:.4f} s per "
+        f"theory: {theory.model or 'retry formulas only'} at the workload's rates; theory*: "
+        f"at the measured arrival rate {s.arrival_rate_per_s:.3f}/s and service time "
+        f"{s.service_s:.3f} s plus the queue's own {s.overhead_per_attempt_s:.4f} s per "
         "attempt; L's theory column is lambda x W (Little's law)"
     )
+    if at_measured.caveat:
+        lines.append(f"theory*: {at_measured.caveat}")
     lines.append(
-        f"p50/p95/p99 wait: {s['wait_s']['p50']:.3f} / {s['wait_s']['p95']:.3f} / "
-        f"{s['wait_s']['p99']:.3f} s (model time; first 10% of jobs skipped as warm-up)"
+        f"p50/p95/p99 wait: {s.wait_s.p50:.3f} / {s.wait_s.p95:.3f} / "
+        f"{s.wait_s.p99:.3f} s (model time; first {WARM_UP_SHARE:.0%} of jobs skipped as warm-up)"
     )
     v = result.verdict
     lines.append(
@@ -275,7 +274,7 @@ def format_summary(result: RunResult, *, ignore_faults: bool = False) -> str:
     )
     for at, kind, detail in result.events:
         lines.append(f"fault at {at:.2f} s: {kind}: {detail}")
-    lines += [f"note: {w}" for w in s["warnings"]]
+    lines += [f"note: {w}" for w in s.warnings]
     return "\n".join(lines)
 
 
@@ -298,7 +297,7 @@ def write_outputs(result: RunResult, out: Path) -> list[Path]:
     paths = [out / "jobs.csv", out / "attempts.csv", out / "summary.json"]
     result.jobs.to_csv(paths[0], index=False)
     result.attempts.to_csv(paths[1], index=False)
-    paths[2].write_text(json.dumps(_jsonable(result.summary), indent=2) + "\n")
+    paths[2].write_text(json.dumps(_jsonable(result.summary.as_dict()), indent=2) + "\n")
     for name, draw in (
         ("throughput.png", plots.throughput_over_time),
         ("wait_vs_theory.png", plots.wait_vs_theory),
@@ -317,6 +316,8 @@ def write_outputs(result: RunResult, out: Path) -> list[Path]:
 def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
@@ -359,12 +360,12 @@ def demo_command(args: argparse.Namespace) -> int:
     print(_priority_table(result))
     paths = write_outputs(result, Path(args.out))
     print(f"\nwrote {len(paths)} files to {args.out}/: " + ", ".join(p.name for p in paths))
-    return 0 if result.summary["valid"] else 1
+    return 0 if result.summary.valid else 1
 
 
 def _priority_table(result: RunResult) -> str:
     scale = result.workload.time_scale
-    steady = result.jobs.iloc[len(result.jobs) // 10 :]
+    steady = result.steady_jobs
     means = steady.groupby("priority")["wait_s"].mean() / scale
     cells = ", ".join(f"priority {p}: {w:.3f} s" for p, w in sorted(means.items(), reverse=True))
     return f"mean wait by priority (higher served first): {cells}"

@@ -21,10 +21,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from jobsim import theory
 from jobsim.models import JobStatus
 from jobsim.queue import JobQueue
-from jobsim.sim.runner import RunResult, Setup, run
+from jobsim.sim.result import RunResult
+from jobsim.sim.runner import run
+from jobsim.sim.setup import Setup
+from jobsim.sim.summary import RunSummary
 from jobsim.sim.workload import Poisson, Workload
 
 
@@ -90,8 +92,9 @@ def utilisation_sweep(
         (mean service plus the queue's cost per attempt), ``measured_utilisation``,
         ``wait_s`` (mean, after warm-up), ``wait_per_service`` (``wait_s`` over the effective
         service), ``theory_wait_s`` (Erlang C at the nominal rates),
-        ``theory_wait_per_service`` (Erlang C at the measured rates, dimensionless; NaN when
-        the measured utilisation reaches 1), ``valid`` and ``wall_s``.
+        ``theory_wait_per_service`` (the theory at the measured rates over the effective
+        service, dimensionless; NaN where it is undefined, e.g. when the measured
+        utilisation reaches 1), ``valid`` and ``wall_s``.
     """
     setup = setup or Setup()
     mean_s = workload.service.mean_s
@@ -112,37 +115,33 @@ def utilisation_sweep(
     return pd.DataFrame(rows)
 
 
-def _sweep_row(
-    c: int, rho: float, jobs: int, rate: float, summary: Mapping[str, Any]
-) -> dict[str, Any]:
-    overhead = summary["overhead_per_attempt_s"]
-    effective = summary["service_s"] + (overhead if math.isfinite(overhead) else 0.0)
-    lam = summary["arrival_rate_per_s"]
-    measured_rho = lam * effective / c
-    wait = summary["wait_s"]["mean"]
-    at_measured = (
-        theory.mmc(lam, 1.0 / effective, c).wq / effective if measured_rho < 1 else math.nan
-    )
+def _sweep_row(c: int, rho: float, jobs: int, rate: float, summary: RunSummary) -> dict[str, Any]:
+    at_measured = summary.theory_at_measured_service.wait_s
+    effective = summary.effective_service_s
     return {
         "workers": c,
         "utilisation": rho,
         "jobs": jobs,
         "rate_per_s": rate,
         "effective_service_s": effective,
-        "measured_utilisation": measured_rho,
-        "wait_s": wait,
-        "wait_per_service": wait / effective,
-        "theory_wait_s": summary["theory"].get("wait_s", math.nan),
-        "theory_wait_per_service": at_measured,
-        "valid": summary["valid"],
-        "wall_s": summary["wall_s"],
+        "measured_utilisation": summary.measured_utilisation,
+        "wait_s": summary.wait_s.mean,
+        "wait_per_service": summary.wait_per_service,
+        "theory_wait_s": _or_nan(summary.theory.wait_s),
+        "theory_wait_per_service": _or_nan(at_measured) / effective,
+        "valid": summary.valid,
+        "wall_s": summary.wall_s,
     }
+
+
+def _or_nan(value: float | None) -> float:
+    return math.nan if value is None else value
 
 
 def class_waits(result: RunResult) -> pd.DataFrame:
     """Mean and p99 wait of each priority class, beside the non-preemptive priority formula.
 
-    The first 10% of jobs are skipped as warm-up, as in the run's summary.
+    The warm-up is skipped, as in the run's summary (:attr:`RunResult.steady_jobs`).
 
     Returns:
         One row per priority, highest first: ``priority``, ``jobs``, ``wait_s``, ``p99_wait_s``,
@@ -151,9 +150,9 @@ def class_waits(result: RunResult) -> pd.DataFrame:
         not apply).
     """
     scale = result.workload.time_scale
-    steady = result.jobs.iloc[len(result.jobs) // 10 :]
-    nominal = result.summary["theory"].get("wait_s_by_priority", {})
-    measured = result.summary["theory_at_measured_service"].get("wait_s_by_priority", {})
+    steady = result.steady_jobs
+    nominal = result.summary.theory.wait_s_by_priority
+    measured = result.summary.theory_at_measured_service.wait_s_by_priority
     rows = []
     for priority, group in steady.groupby("priority"):
         waits = group["wait_s"].dropna().to_numpy() / scale
@@ -177,16 +176,20 @@ LOST_LEASE = ("expired", "crashed")
 
 
 def recovery_times(result: RunResult) -> pd.DataFrame:
-    """For each attempt whose worker died, how long the job waited for its next delivery.
+    """For each attempt whose worker died, how long until its job was given back to the
+    queue, and until its next delivery started.
 
-    A thread worker "dies" (fault injection) when its running job ends, so the moment of
-    death is the attempt's start plus the job's planned service time; recovery ends when
-    the next attempt starts. With leases and heartbeats that gap is the rest of the lease:
-    between 2/3 of it and all of it, as heartbeats renew it every third.
+    A thread worker "dies" (fault injection) when its running job ends; the moment of
+    death is taken as the attempt's start (its lease, Redis time) plus the job's planned
+    service time, which is never later than the real death. The job is given back when a
+    worker's round trip finds the lease expired (the attempt's ``ended`` stamp); it then
+    waits its turn in the queue like any other job until the next attempt starts.
 
     Returns:
-        One row per lost delivery: ``job_id``, ``number``, ``outcome``, ``died_wall_s`` and
-        ``recovery_wall_s`` (wall seconds: leases are set in wall seconds).
+        One row per lost delivery: ``job_id``, ``number``, ``outcome``, ``died_wall_s``,
+        ``given_back_wall_s`` (death to give-back), ``requeued_wall_s`` (give-back to the
+        next start) and ``recovery_wall_s`` (their sum: death to the next start). Wall
+        seconds: leases are set in wall seconds.
     """
     scale = result.workload.time_scale
     service = {f"j{job.index:06d}": job.service_s * scale for job in result.workload.plan()}
@@ -198,17 +201,50 @@ def recovery_times(result: RunResult) -> pd.DataFrame:
             if runs.loc[i, "outcome"] not in LOST_LEASE:
                 continue
             died = float(runs.loc[i, "started"]) + service.get(str(job_id), 0.0)
+            given_back, restarted = float(runs.loc[i, "ended"]), float(runs.loc[i + 1, "started"])
             rows.append(
                 {
                     "job_id": job_id,
                     "number": int(runs.loc[i, "number"]),
                     "outcome": runs.loc[i, "outcome"],
                     "died_wall_s": died,
-                    "recovery_wall_s": float(runs.loc[i + 1, "started"]) - died,
+                    "given_back_wall_s": given_back - died,
+                    "requeued_wall_s": restarted - given_back,
+                    "recovery_wall_s": restarted - died,
                 }
             )
-    columns = ["job_id", "number", "outcome", "died_wall_s", "recovery_wall_s"]
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=RECOVERY_COLUMNS)
+
+
+RECOVERY_COLUMNS = ["job_id", "number", "outcome", "died_wall_s", "given_back_wall_s",
+                    "requeued_wall_s", "recovery_wall_s"]  # fmt: skip
+
+
+def give_back_band(result: RunResult, *, checks: int, alpha: float = 1e-3) -> tuple[float, float]:
+    """Where every death-to-give-back time of a run with thread crashes falls, wall seconds,
+    with probability at least ``1 - alpha`` over ``checks`` of them.
+
+    Heartbeats renew a lease every L/3, so a worker dies with between 2L/3 and L of its
+    lease left. The lower end loses one late heartbeat: the supervisor renews the c workers'
+    leases one round trip after another, so a renewal can come up to c round trips late
+    (a round trip is the measured per-attempt queue cost). The upper end adds the time until
+    a worker's round trip finds the expired lease: idle workers wake at the deadline, busy
+    ones after their job, so with exponential service that is at most the first of c
+    residual services, ``P(> t) = exp(-c t / E[S])`` with E[S] the measured effective
+    service, and ``t = E[S] / c * ln(checks / alpha)`` covers all ``checks`` (union bound);
+    plus two round trips, one for the give-back, one for the dying job's start and sleep
+    running later than planned (the death time is estimated from them).
+
+    Args:
+        result: a run with worker crashes.
+        checks: how many give-back times will be compared with the band.
+        alpha: the chance the band may miss one of them.
+    """
+    lease, c, scale = result.setup.lease_s, result.setup.workers, result.workload.time_scale
+    s = result.summary
+    trip = s.overhead_per_attempt_s * scale if math.isfinite(s.overhead_per_attempt_s) else 0.0
+    notice = s.effective_service_s * scale / c * math.log(max(checks, 1) / alpha)
+    return 2 * lease / 3 - c * trip, lease + notice + 2 * trip
 
 
 def sample_statuses(

@@ -34,8 +34,10 @@ from jobsim import theory
 from jobsim.retry import RetryPolicy
 from jobsim.sim import charts, plots
 from jobsim.sim.faults import FaultPlan
-from jobsim.sim.predict import predictions
-from jobsim.sim.runner import RunResult, Setup, run
+from jobsim.sim.predict import Prediction, predictions
+from jobsim.sim.result import RunResult
+from jobsim.sim.runner import run
+from jobsim.sim.setup import Setup
 from jobsim.sim.workload import Exponential, Poisson, Workload
 
 if TYPE_CHECKING:
@@ -113,7 +115,7 @@ class LabSettings:
         attempts = theory.expected_attempts(self.fail_probability, self.max_retries)
         return self.rate_per_s * attempts * self.mean_service_s / self.workers
 
-    def predictions(self) -> dict[str, Any]:
+    def predictions(self) -> Prediction:
         """What the theory predicts for these settings (see :mod:`jobsim.sim.predict`)."""
         return predictions(self.workload(), self.setup(), self.faults())
 
@@ -129,13 +131,13 @@ def preview(settings: LabSettings) -> str:
     if rho >= 1:
         return text + " >= 1: unstable, the queue grows as long as jobs arrive"
     predicted = settings.predictions()
-    if "wait_s" in predicted:
-        text += f"; Erlang C mean wait {predicted['wait_s']:.3g} s"
-    if "note" in predicted:
-        text += f"; {predicted['note']}"
-    if "dead_letter_rate" in predicted:
-        text += f"; attempts/job {predicted['attempts_per_job']:.3f}"
-        text += f"; dead letters {predicted['dead_letter_rate']:.2%}"
+    if predicted.wait_s is not None:
+        text += f"; Erlang C mean wait {predicted.wait_s:.3g} s"
+    if predicted.note:
+        text += f"; {predicted.note}"
+    if predicted.attempts_per_job is not None and predicted.dead_letter_rate is not None:
+        text += f"; attempts/job {predicted.attempts_per_job:.3f}"
+        text += f"; dead letters {predicted.dead_letter_rate:.2%}"
     return text + f"; about {settings.wall_s():.1f} wall s of arrivals"
 
 
@@ -146,22 +148,23 @@ def summary_table(result: RunResult) -> pd.DataFrame:
     realised arrival rate and the measured service plus the queue's cost per attempt.
     """
     s = result.summary
-    nominal, measured = s["theory"], s["theory_at_measured_service"]
-    overhead = s["overhead_per_attempt_s"]
-    effective = s["service_s"] + (overhead if math.isfinite(overhead) else 0.0)
+    nominal, measured = s.theory, s.theory_at_measured_service
     nan = math.nan
+
+    def shown(value: float | None, absent: float = nan) -> float:
+        return absent if value is None else value
+
     rows = [
-        ("utilisation rho", s["arrival_rate_per_s"] * s["attempts_per_job"] * effective
-         / result.setup.workers, nominal.get("utilisation", nan), measured.get("utilisation", nan)),
-        ("mean wait (model s)", s["wait_s"]["mean"], nominal.get("wait_s", nan),
-         measured.get("wait_s", nan)),
-        ("p95 wait (model s)", s["wait_s"]["p95"], nan, nan),
-        ("attempts per job", s["attempts_per_job"], nominal.get("attempts_per_job", 1.0), nan),
-        ("dead-letter rate", s["dead_letter_rate"], nominal.get("dead_letter_rate", 0.0), nan),
-        ("dead-lettered", s["failed"], nan, nan),
-        ("lost", s["lost"], 0, nan),
-        ("duplicated (fenced)", s["duplicates"], nan, nan),
-        ("redelivered", s["redelivered"], nan, nan),
+        ("utilisation rho", s.measured_utilisation, shown(nominal.utilisation),
+         shown(measured.utilisation)),
+        ("mean wait (model s)", s.wait_s.mean, shown(nominal.wait_s), shown(measured.wait_s)),
+        ("p95 wait (model s)", s.wait_s.p95, nan, nan),
+        ("attempts per job", s.attempts_per_job, shown(nominal.attempts_per_job, 1.0), nan),
+        ("dead-letter rate", s.dead_letter_rate, shown(nominal.dead_letter_rate, 0.0), nan),
+        ("dead-lettered", s.failed, nan, nan),
+        ("lost", s.lost, 0, nan),
+        ("duplicated (fenced)", s.duplicates, nan, nan),
+        ("redelivered", s.redelivered, nan, nan),
     ]  # fmt: skip
     frame = pd.DataFrame(rows, columns=["metric", "measured", "theory", "at measured service"])
     return frame.set_index("metric")
@@ -182,11 +185,11 @@ def formatted(table: pd.DataFrame) -> pd.DataFrame:
 def verdict(result: RunResult) -> str:
     """The checker's verdict in one line: valid, lost, and whether attempts match the law."""
     s = result.summary
-    p, r, n = result.workload.fail_probability, result.workload.max_retries, s["submitted"]
+    p, r, n = result.workload.fail_probability, result.workload.max_retries, s.submitted
     band = theory.mean_band(math.sqrt(theory.attempts_variance(p, r)), n) + 0.02
-    ok = abs(s["attempts_per_job"] - theory.expected_attempts(p, r)) <= band
+    ok = abs(s.attempts_per_job - theory.expected_attempts(p, r)) <= band
     return (
-        f"valid: {s['valid']}, lost: {s['lost']}, "
+        f"valid: {s.valid}, lost: {s.lost}, "
         f"attempts/job within ±{band:.3f} of {theory.expected_attempts(p, r):.3f}: "
         f"{'PASS' if ok else 'FAIL'}"
     )
@@ -364,7 +367,7 @@ class _Panel:
             self.chart.value = png(figure(result))
             table = summary_table(result)
             self.summary.value = formatted(table).to_html()
-            self.status.value = f"done in {result.summary['wall_s']:.1f} s. {verdict(result)}"
+            self.status.value = f"done in {result.summary.wall_s:.1f} s. {verdict(result)}"
         except Exception as exc:  # shown in the panel: a callback's traceback would be lost
             self.status.value = f"run failed: {type(exc).__name__}: {exc}"
         finally:

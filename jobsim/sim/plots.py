@@ -19,7 +19,7 @@ from jobsim.sim.timing import throughput
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-    from jobsim.sim.runner import RunResult
+    from jobsim.sim.result import RunResult
 
 _OUTCOME_COLOURS = {
     "completed": "tab:green",
@@ -33,7 +33,9 @@ _OUTCOME_COLOURS = {
 }
 
 
-def _axes(ax: Axes | None) -> Axes:
+def axes(ax: Axes | None = None) -> Axes:
+    """``ax``, or new axes on a new figure (7 x 4 inches) when ``ax`` is None: what every
+    chart helper of :mod:`jobsim.sim.plots` and :mod:`jobsim.sim.charts` draws on."""
     if ax is not None:
         return ax
     try:
@@ -48,7 +50,7 @@ def throughput_over_time(
     result: RunResult, *, bin_s: float | None = None, ax: Axes | None = None
 ) -> Axes:
     """Jobs finished per model second, completed and dead-lettered, with the arrival rate."""
-    ax = _axes(ax)
+    ax = axes(ax)
     scale = result.workload.time_scale
     jobs = result.jobs.assign(finished=result.jobs["finished"] / scale)
     span = float(jobs["finished"].max() or 1.0)
@@ -67,14 +69,13 @@ def throughput_over_time(
 
 def wait_vs_theory(result: RunResult, *, ax: Axes | None = None) -> Axes:
     """The measured distribution of waits (P(wait > t)) beside the M/M/c prediction."""
-    ax = _axes(ax)
+    ax = axes(ax)
     scale = result.workload.time_scale
     waits = np.sort(result.jobs["wait_s"].dropna().to_numpy() / scale)
     if waits.size:
         survival = 1.0 - np.arange(1, waits.size + 1) / waits.size
         ax.step(waits, survival, where="post", label="measured")
-    predicted = result.summary["theory"]
-    if predicted.get("model") == "M/M/c" and waits.size:
+    if result.summary.theory.model == "M/M/c" and waits.size:
         w = result.workload
         mmc = theory.mmc(
             w.arrival_rate_per_s * theory.expected_attempts(w.fail_probability, w.max_retries),
@@ -95,7 +96,7 @@ def wait_vs_theory(result: RunResult, *, ax: Axes | None = None) -> Axes:
 
 def attempts_histogram(result: RunResult, *, ax: Axes | None = None) -> Axes:
     """Attempts per job, measured and as the truncated geometric law predicts."""
-    ax = _axes(ax)
+    ax = axes(ax)
     w = result.workload
     counts = result.jobs["attempts"].value_counts().sort_index()
     n = len(result.jobs)
@@ -114,7 +115,7 @@ def dead_letter_vs_failure(
 ) -> Axes:
     """Dead-letter rate against the failure probability, from a sweep over
     ``fail_probability``, beside p^(r+1) and its binomial band."""
-    ax = _axes(ax)
+    ax = axes(ax)
     frame = sweep.groupby("fail_probability", as_index=False).agg(
         rate=("dead_letter_rate", "mean"), n=("submitted", "sum")
     )
@@ -136,7 +137,7 @@ def dead_letter_vs_failure(
 
 def worker_timeline(result: RunResult, *, ax: Axes | None = None, max_attempts: int = 400) -> Axes:
     """Each worker's attempts as bars over time, coloured by outcome."""
-    ax = _axes(ax)
+    ax = axes(ax)
     scale = result.workload.time_scale
     attempts = result.attempts.dropna(subset=["started", "ended"]).head(max_attempts)
     workers = sorted(attempts["worker"].dropna().unique())

@@ -19,14 +19,60 @@ spikes, a slow worker, Redis faults), and say so in ``note``.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from jobsim import theory
 from jobsim.sim.faults import FaultPlan
+from jobsim.sim.setup import Setup
 from jobsim.sim.workload import Exponential, Poisson, Workload
 
-if TYPE_CHECKING:
-    from jobsim.sim.runner import Setup
+
+@dataclass(frozen=True, kw_only=True)
+class Prediction:
+    """What the theory predicts for a run, in model units; ``None`` where no formula applies.
+
+    Example:
+        >>> p = Prediction(utilisation=1.2, stable=False)
+        >>> p.wait_s is None, p.caveat
+        (True, 'no queueing formula: utilisation 1.20 >= 1, the queue grows without bound')
+    """
+
+    attempts_per_job: float | None = None
+    dead_letter_rate: float | None = None
+    note: str | None = None  # why the queueing formulas were left out
+    utilisation: float | None = None  # rho = lambda * E[A] * E[S] / c
+    stable: bool | None = None  # None: no utilisation (no rate, or formulas left out)
+    model: str | None = None  # M/M/c, M/G/1 or G/G/c (Allen-Cunneen)
+    wait_s: float | None = None
+    p_wait: float | None = None  # Erlang C, M/M/c only
+    sojourn_s: float | None = None
+    wait_s_by_priority: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def caveat(self) -> str:
+        """Why there is no wait prediction, or ``""`` when there is one."""
+        if self.note:
+            return self.note
+        if self.stable is False and self.utilisation is not None:
+            return (
+                f"no queueing formula: utilisation {self.utilisation:.2f} >= 1, "
+                "the queue grows without bound"
+            )
+        if self.wait_s is None:
+            return "no queueing formula applies to this workload"
+        return ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """The predictions that apply, as JSON-ready fields (absent ones left out)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None or (f.name == "wait_s_by_priority" and not value):
+                continue
+            out[f.name] = dict(value) if isinstance(value, Mapping) else value
+        return out
 
 
 def predictions(
@@ -36,7 +82,7 @@ def predictions(
     *,
     mean_service_s: float | None = None,
     arrival_rate_per_s: float | None = None,
-) -> dict[str, Any]:
+) -> Prediction:
     """The predictions that apply to ``workload`` run with ``setup`` and ``faults``.
 
     Args:
@@ -54,16 +100,30 @@ def predictions(
         out["dead_letter_rate"] = theory.dead_letter_probability(p, r)
     if _breaks_queueing(faults):
         out["note"] = "queueing formulas left out: the fault plan breaks their assumptions"
-        return out
+        return Prediction(**out)
+    out.update(_queueing(workload, setup, p, attempts, mean_service_s, arrival_rate_per_s))
+    return Prediction(**out)
+
+
+def _queueing(
+    workload: Workload,
+    setup: Setup,
+    p: float,
+    attempts: float,
+    mean_service_s: float | None,
+    arrival_rate_per_s: float | None,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    r = workload.max_retries
     lam = workload.arrival_rate_per_s if arrival_rate_per_s is None else arrival_rate_per_s
     service = workload.service
     mean_s = service.mean_s if mean_service_s is None else mean_service_s
     if not (math.isfinite(lam) and math.isfinite(mean_s)) or mean_s <= 0:
         return out  # nothing measured (no attempt finished), or no arrival rate
     lam_eff, mu, c = lam * attempts, 1.0 / mean_s, setup.workers
-    out["utilisation"] = lam_eff / (c * mu)
-    if lam_eff >= c * mu:
-        out["stable"] = False
+    out["utilisation"] = float(lam_eff / (c * mu))
+    out["stable"] = bool(lam_eff < c * mu)  # a plain bool, also for numpy inputs
+    if not out["stable"]:
         return out
     if isinstance(workload.arrival, Poisson) and isinstance(service, Exponential):
         mmc = theory.mmc(lam_eff, mu, c)

@@ -141,11 +141,11 @@ def worked(attempts: pd.DataFrame) -> pd.DataFrame:
     return attempts[attempts["outcome"].isin(WORKER_ENDED)].dropna(subset=["started", "ended"])
 
 
-def busy_gap_s(attempts: pd.DataFrame, jobs: pd.DataFrame) -> float:
-    """The queue's own cost per attempt: on each worker, the mean time from the end of one
+def busy_gaps_s(attempts: pd.DataFrame, jobs: pd.DataFrame) -> np.ndarray:
+    """The queue's own cost of each attempt: on each worker, the time from the end of one
     attempt to the start of its next, counted only when that next attempt was a first one
     whose job was already submitted (so the worker was not idle; a retry's ready time is
-    not recorded, so retries are left out). NaN when no such pair exists."""
+    not recorded, so retries are left out)."""
     submitted = jobs.set_index("job_id")["submitted"]
     frame = worked(attempts).sort_values(["worker", "started"])
     gaps = []
@@ -156,7 +156,14 @@ def busy_gap_s(attempts: pd.DataFrame, jobs: pd.DataFrame) -> float:
         for i in range(len(runs) - 1):
             if first[i + 1] and waiting[i + 1] <= ends[i]:
                 gaps.append(starts[i + 1] - ends[i])
-    return float(np.mean(gaps)) if gaps else float("nan")
+    return np.asarray(gaps, dtype=float)
+
+
+def busy_gap_s(attempts: pd.DataFrame, jobs: pd.DataFrame) -> float:
+    """The mean of :func:`busy_gaps_s`: the queue's own cost per attempt. NaN when no
+    worker went from one attempt straight to the next."""
+    gaps = busy_gaps_s(attempts, jobs)
+    return float(gaps.mean()) if gaps.size else float("nan")
 
 
 def _rel(t: float | None, t0: float) -> float:
