@@ -1,0 +1,141 @@
+"""The scripts on one client: called by SHA, with typed wrappers built from each declaration."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Sequence
+from dataclasses import fields
+from typing import Any
+
+import redis
+
+from jobsim.keys import Keys
+from jobsim.scripts.leasing import (
+    COMPLETE,
+    DEQUEUE,
+    FAIL,
+    HEARTBEAT,
+    RELEASE,
+    RELEASE_WORKER,
+    UNLEASE,
+)
+from jobsim.scripts.lua import Script
+from jobsim.scripts.producer import PURGE_DEAD, REQUEUE_DEAD, SUBMIT
+from jobsim.scripts.values import Ack, Dequeued, Exchange, GiveBack, Nack, parse_leased
+
+SCRIPTS: tuple[Script, ...] = (
+    SUBMIT, DEQUEUE, COMPLETE, FAIL, HEARTBEAT, UNLEASE, RELEASE, RELEASE_WORKER,
+    REQUEUE_DEAD, PURGE_DEAD,
+)  # fmt: skip
+"""Every script of the queue."""
+
+SOURCES: dict[str, str] = {script.name: script.source for script in SCRIPTS}
+"""Complete Lua source of every script, by name."""
+
+
+def _flat(items: Sequence[Any]) -> list[Any]:
+    out: list[Any] = []
+    for item in items:
+        for f in fields(item):
+            value = getattr(item, f.name)
+            out.append(int(value) if isinstance(value, bool) else value)
+    return out
+
+
+class Scripts:
+    """The queue's Lua scripts on one client for one queue, called by SHA with typed
+    wrappers that build KEYS and ARGV from each script's declaration."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self._client = client
+        self._keys = keys
+        self._sha = {s.name: hashlib.sha1(s.source.encode()).hexdigest() for s in SCRIPTS}
+
+    def _call(self, script: Script, args: Sequence[Any], reply: str = "") -> Any:
+        keys = script.key_names(self._keys, reply)
+        try:
+            return self._client.evalsha(self._sha[script.name], len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            # First use on this server, or after SCRIPT FLUSH / a restart: load and retry.
+            self._client.script_load(script.source)
+            return self._client.evalsha(self._sha[script.name], len(keys), *keys, *args)
+
+    def submit(self, band_us: int, flat_jobs: Sequence[Any]) -> int:
+        """Insert jobs (``id task payload priority max_retries`` repeated)."""
+        return int(self._call(SUBMIT, [band_us, *flat_jobs]))
+
+    def dequeue(
+        self,
+        settings: Sequence[Any],
+        done: Sequence[Ack] = (),
+        failed: Sequence[Nack] = (),
+        *,
+        request_id: str = "",
+    ) -> Exchange:
+        """Settle ``done`` and ``failed``, then lease jobs.
+
+        Args:
+            settings: ``worker_id count lease_us band_us housekeeping_limit log keep_count
+                keep_age_us``, as declared.
+            request_id: names the call, so that repeating it returns the kept reply.
+        """
+        worker_id = settings[0]
+        args = [request_id, *settings, len(done), len(failed), *_flat(done), *_flat(failed)]
+        reply_key = self._keys.reply(str(worker_id))
+        flat, next_due, now, fenced = self._call(DEQUEUE, args, reply_key)
+        jobs = parse_leased(flat)
+        due = int(next_due)
+        return Exchange(jobs, due / 1e6 if due >= 0 else None, int(now), list(fenced))
+
+    def complete(
+        self, *, log: bool, keep_count: int, keep_age_us: int, done: Sequence[Ack]
+    ) -> list[str]:
+        """Ack jobs; returns the fenced ids."""
+        return list(self._call(COMPLETE, [int(log), keep_count, keep_age_us, *_flat(done)]))
+
+    def fail(self, *, log: bool, failed: Sequence[Nack]) -> list[str]:
+        """Fail jobs; returns the fenced ids."""
+        return list(self._call(FAIL, [int(log), *_flat(failed)]))
+
+    def heartbeat(
+        self,
+        *,
+        worker_id: str,
+        lease_us: int,
+        info: str,
+        registry_ttl_us: int,
+        leases: Sequence[tuple[str, int]],
+    ) -> list[str]:
+        """Extend ``(id, token)`` leases; returns the ids no longer held."""
+        flat = [x for lease in leases for x in lease]
+        return list(self._call(HEARTBEAT, [worker_id, lease_us, info, registry_ttl_us, *flat]))
+
+    def unlease(self, *, log: bool, jobs: Sequence[Dequeued]) -> int:
+        """Put leased, never-started jobs back in their place; returns how many."""
+        flat = [x for job in jobs for x in (job.id, job.token, job.score)]
+        return int(self._call(UNLEASE, [int(log), *flat]))
+
+    def release(self, band_us: int, leases: Sequence[GiveBack], *, log: bool) -> int:
+        """Give back leases; returns how many."""
+        return int(self._call(RELEASE, [band_us, int(log), *_flat(leases)]))
+
+    def release_worker(
+        self, band_us: int, worker_id: str, outcome: str, error: str, *, log: bool
+    ) -> list[str]:
+        """Give back every lease ``worker_id`` holds; returns the ids."""
+        return list(self._call(RELEASE_WORKER, [band_us, worker_id, outcome, error, int(log)]))
+
+    def requeue_dead(
+        self, band_us: int, ids: Sequence[str], *, limit: int = 0, before_us: int = 0
+    ) -> list[str]:
+        """Move ``ids``, or up to ``limit`` dead letters older than ``before_us``, back to
+        the queue; returns the ids moved. Safe to re-send (one request id per call)."""
+        request_id = uuid.uuid4().hex
+        args = [request_id, band_us, limit, before_us, *ids]
+        return list(self._call(REQUEUE_DEAD, args, self._keys.reply(request_id)))
+
+    def purge_dead(self, limit: int) -> int:
+        """Delete up to ``limit`` dead letters; returns how many. Safe to re-send."""
+        request_id = uuid.uuid4().hex
+        return int(self._call(PURGE_DEAD, [request_id, limit], self._keys.reply(request_id)))

@@ -1,0 +1,110 @@
+"""The producer and admin transitions: submit, requeue dead letters, purge them."""
+
+from __future__ import annotations
+
+from jobsim.scripts.lua import Script
+
+SUBMIT = Script(
+    "SUBMIT",
+    keys=("queued", "clock", "job_prefix", "wake", "counters"),
+    argv=("band_us",),
+    items=("id", "task", "payload", "priority", "max_retries"),
+    body="""
+-- All or nothing. A batch whose every id already exists with the same task and payload is a
+-- replay (a client retrying after a lost reply) and returns 0; any other existing id aborts
+-- with 'DUPLICATE <id>'.
+local n = (#ARGV - TAIL + 1) / ITEM
+local same, existing = 0, nil
+for i = 0, n - 1 do
+  local b = TAIL + i * ITEM
+  local f = redis.call('HMGET', Q.job_prefix .. ARGV[b], 'task', 'payload')
+  if f[1] then
+    if f[1] ~= ARGV[b + 1] or f[2] ~= ARGV[b + 2] then
+      return redis.error_reply('DUPLICATE ' .. ARGV[b])
+    end
+    same, existing = same + 1, existing or ARGV[b]
+  end
+end
+if same == n then return 0 end
+if same > 0 then return redis.error_reply('DUPLICATE ' .. existing) end
+local submitted = fmt(NOW)
+for i = 0, n - 1 do
+  local b = TAIL + i * ITEM
+  local id, retries = ARGV[b], ARGV[b + 4]
+  redis.call('HSET', Q.job_prefix .. id, 'task', ARGV[b + 1], 'payload', ARGV[b + 2],
+    'priority', ARGV[b + 3], 'max_retries', retries, 'max_attempts', tonumber(retries) + 1,
+    'attempts', 0, 'lease', 0, 'status', 'queued', 'submitted', submitted)
+  enqueue(id, ARGV[b + 3])
+end
+save_seq()
+count('submitted', n)
+wake()
+return n
+""",
+)
+
+REQUEUE_DEAD = Script(
+    "REQUEUE_DEAD",
+    keys=("queued", "dead", "clock", "job_prefix", "wake", "counters", "reply"),
+    argv=("request_id", "band_us", "limit", "before_us"),
+    items=("id",),
+    body="""
+-- Moves the given ids, or (none given) the oldest `limit` dead letters that failed before
+-- `before_us` (so jobs failing again meanwhile are not picked up twice), back to the queue
+-- with a fresh allowance of max_retries + 1 attempts and a fresh backoff. All or nothing:
+-- an id that is not dead-lettered aborts with 'NOTDEAD <id> <status>'. Returns the ids.
+local again = kept_reply()
+if again then return again end
+local ids = {}
+if #ARGV >= TAIL then
+  for i = TAIL, #ARGV do ids[#ids + 1] = ARGV[i] end
+else
+  ids = redis.call('ZRANGEBYSCORE', Q.dead, '-inf', A.before_us, 'LIMIT', 0, tonumber(A.limit))
+end
+local picked = #ARGV < TAIL
+local checked = {}
+for _, id in ipairs(ids) do
+  local status = redis.call('HGET', Q.job_prefix .. id, 'status')
+  if picked and not status then
+    redis.call('ZREM', Q.dead, id)  -- a dead letter whose record is gone cannot come back
+  elseif not (status and redis.call('ZSCORE', Q.dead, id)) then
+    return redis.error_reply('NOTDEAD ' .. id .. ' ' .. (status or 'missing'))
+  else
+    checked[#checked + 1] = id
+  end
+end
+ids = checked
+for _, id in ipairs(ids) do
+  local jk = Q.job_prefix .. id
+  local f = redis.call('HMGET', jk, 'attempts', 'max_retries', 'priority')
+  redis.call('ZREM', Q.dead, id)
+  redis.call('HDEL', jk, 'finished', 'delay')
+  redis.call('HSET', jk, 'status', 'queued', 'base', f[1],
+    'max_attempts', tonumber(f[1]) + tonumber(f[2]) + 1)
+  redis.call('HINCRBY', jk, 'requeues', 1)
+  enqueue(id, f[3])
+end
+save_seq()
+if #ids > 0 then
+  count('requeued', #ids)
+  wake()
+end
+return keep_reply(ids, 60000)
+""",
+)
+
+PURGE_DEAD = Script(
+    "PURGE_DEAD",
+    keys=("dead", "job_prefix", "reply"),
+    argv=("request_id", "limit"),
+    items=(),
+    body="""
+-- Deletes up to `limit` dead letters (oldest first) and their records; returns how many.
+local again = kept_reply()
+if again then return again[1] end
+local old = redis.call('ZPOPMIN', Q.dead, tonumber(A.limit))
+for i = 1, #old, 2 do redis.call('DEL', Q.job_prefix .. old[i]) end
+keep_reply({#old / 2}, 60000)
+return #old / 2
+""",
+)
