@@ -28,7 +28,6 @@ import pandas as pd
 from jobsim.config import Lease, QueueConfig
 from jobsim.connection import connect, server_time_s
 from jobsim.errors import JobsimError
-from jobsim.models import JobStatus
 from jobsim.pool import WorkerPool
 from jobsim.queue import JobQueue, JobRequest
 from jobsim.sim.checker import Verdict, check
@@ -90,8 +89,8 @@ def interrupt_worker(
     ids = [f"job-{i:03d}" for i in range(jobs)]
     t0 = server_time_s(queue.client)
     queue.submit_many(JobRequest("sleep", {"seconds": job_s}, job_id=i) for i in ids)
-    with WorkerPool(queue, workers, "process"):
-        worker, pid = _busy_worker(queue, job_s, timeout_s)
+    with WorkerPool(queue, workers, "process") as pool:
+        worker, pid = _busy_worker(pool, queue, timeout_s)
         signalled = time.time() - t0
         if how == "kill":
             os.kill(pid, signal.SIGKILL)
@@ -120,17 +119,14 @@ def interrupt_worker(
     )
 
 
-def _busy_worker(queue: JobQueue, job_s: float, timeout_s: float) -> tuple[str, int]:
-    """The id and pid of a worker process that started a job less than ``job_s / 2`` ago,
-    so a signal sent now lands mid-job."""
+def _busy_worker(pool: WorkerPool, queue: JobQueue, timeout_s: float) -> tuple[str, int]:
+    """The id and pid of a worker process running a job right now (its supervisor's view:
+    a job only leased, not yet started, would go back to the queue uncounted)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        now = server_time_s(queue.client)
         pids = {info.id: info.pid for info in queue.workers() if info.mode == "process"}
-        for job in queue.jobs(JobStatus.PROCESSING, limit=100):
-            started = job.attempt_log[-1].started_at if job.attempt_log else None
-            fresh = started is not None and now - started < job_s / 2
-            if fresh and job.worker in pids:
-                return job.worker, pids[job.worker]
-        time.sleep(0.005)
+        for worker in pool.busy_worker_ids():
+            if worker in pids:
+                return worker, pids[worker]
+        time.sleep(0.002)
     raise JobsimError(f"no worker process started a job within {timeout_s:g} s")

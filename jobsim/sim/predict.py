@@ -133,7 +133,9 @@ def _queueing(
             out["sojourn_s"] = attempts * mmc.w + backoff
         classes = workload.class_rates()
         if len(classes) > 1 and p == 0 and setup.aging_s is None:
-            waits = theory.priority_waits([rate for _, rate in classes], mu, c)
+            # the class mix at the rate the stability check used (nominal or realised)
+            total = sum(rate for _, rate in classes)
+            waits = theory.priority_waits([rate * lam_eff / total for _, rate in classes], mu, c)
             out["wait_s_by_priority"] = {
                 str(prio): w for (prio, _), w in zip(classes, waits, strict=True)
             }
