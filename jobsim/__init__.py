@@ -8,7 +8,8 @@ from jobsim.connection import connect
 from jobsim.errors import JobsimError, PermanentError
 from jobsim.models import PRIORITY_MAX, PRIORITY_MIN, Job, JobStatus, QueueStats
 from jobsim.pool import WorkerPool
-from jobsim.queue import JobQueue, JobRequest
+from jobsim.queue import JobQueue
+from jobsim.requests import JobRequest
 from jobsim.retry import RetryPolicy
 from jobsim.tasks import task
 

@@ -25,7 +25,8 @@ from jobsim.config import QueueConfig, Retention
 from jobsim.connection import connect
 from jobsim.localredis import LocalRedis
 from jobsim.pool import Mode, WorkerPool
-from jobsim.queue import JobQueue, JobRequest
+from jobsim.queue import JobQueue
+from jobsim.requests import JobRequest
 from jobsim.retry import RetryPolicy
 
 Progress = Callable[[str], None]

@@ -7,13 +7,9 @@ Producers and inspectors use the methods here; workers use ``queue.leases``
 from __future__ import annotations
 
 import json
-import re
-import reprlib
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any, cast
 
 import redis
@@ -23,46 +19,33 @@ from jobsim.connection import server_time_s
 from jobsim.errors import (
     DrainTimeoutError,
     InvalidInputError,
-    InvalidPayloadError,
-    InvalidPriorityError,
     InvalidStateError,
     JobNotFoundError,
-    PayloadTooLargeError,
-    UnknownTaskError,
 )
 from jobsim.keys import Keys
 from jobsim.leases import Leases
 from jobsim.models import (
-    PRIORITY_MAX,
-    PRIORITY_MIN,
     Job,
     JobStatus,
     QueueStats,
     WorkerInfo,
 )
+from jobsim.requests import (
+    JobRequest,
+    possible_id,
+    preview,
+    validated,
+)
 from jobsim.scripts import Scripts
 from jobsim.tasks import TaskRegistry
 from jobsim.tasks import registry as default_registry
 
-MAX_RETRIES_LIMIT = 1000
 MAX_BATCH_JOBS = 100_000
 """Most jobs one :meth:`JobQueue.submit_many` call takes."""
 MAX_BATCH_BYTES = 64 * 1024 * 1024
 """Most encoded payload bytes one :meth:`JobQueue.submit_many` call takes."""
 _BATCH = 1000  # dead letters per script call in requeue-all and purge
-_JOB_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 _MAX_INDEX = 2**63 - 1  # largest index Redis' ZRANGE takes
-
-
-@dataclass(frozen=True)
-class JobRequest:
-    """One job for :meth:`JobQueue.submit_many`."""
-
-    task: str
-    payload: Any = None
-    priority: int = 0
-    max_retries: int | None = None
-    job_id: str | None = None
 
 
 class JobQueue:
@@ -130,7 +113,12 @@ class JobQueue:
             InvalidInputError: a subclass naming the bad argument; nothing is written.
         """
         flat: list[Any] = []
-        job_id = self._validated(JobRequest(task, payload, priority, max_retries, job_id), flat)
+        job_id = validated(
+            JobRequest(task, payload, priority, max_retries, job_id),
+            self.config,
+            self.registry,
+            flat,
+        )
         self._write(flat)
         return job_id
 
@@ -151,7 +139,7 @@ class JobQueue:
         ids: list[str] = []
         size = 0
         for request in jobs:
-            ids.append(self._validated(request, flat))
+            ids.append(validated(request, self.config, self.registry, flat))
             size += len(flat[-3])
             if len(ids) > MAX_BATCH_JOBS or size > MAX_BATCH_BYTES:
                 raise InvalidInputError(
@@ -178,54 +166,6 @@ class JobQueue:
                 ) from None
             raise
 
-    def _validated(self, request: JobRequest, flat: list[Any]) -> str:
-        if not isinstance(request.task, str):  # the registry would raise TypeError on a list
-            raise UnknownTaskError(
-                f"task must be a task name, not {type(request.task).__name__}",
-                field="task",
-                value=request.task,
-            )
-        spec = self.registry.get(request.task)
-        priority = request.priority
-        if isinstance(priority, bool) or not isinstance(priority, int):
-            raise InvalidPriorityError(
-                f"priority must be an integer, not {type(priority).__name__}",
-                field="priority",
-                value=priority,
-            )
-        if not PRIORITY_MIN <= priority <= PRIORITY_MAX:
-            raise InvalidPriorityError(
-                f"priority {priority} is outside {PRIORITY_MIN}..{PRIORITY_MAX}",
-                field="priority",
-                value=priority,
-            )
-        retries = (
-            self.config.default_max_retries if request.max_retries is None else request.max_retries
-        )
-        if (
-            isinstance(retries, bool)
-            or not isinstance(retries, int)
-            or not 0 <= retries <= MAX_RETRIES_LIMIT
-        ):
-            raise InvalidInputError(
-                f"max_retries must be an integer in 0..{MAX_RETRIES_LIMIT}",
-                field="max_retries",
-                value=retries,
-            )
-        encoded = encode_payload(request.payload, self.config.max_payload_bytes)
-        spec.validate(request.payload)
-        job_id = request.job_id
-        if job_id is None:
-            job_id = uuid.uuid4().hex
-        elif not isinstance(job_id, str) or not _JOB_ID.fullmatch(job_id):
-            raise InvalidInputError(
-                "job_id must be 1-128 characters of letters, digits, _ . : -",
-                field="job_id",
-                value=job_id,
-            )
-        flat += (job_id, request.task, encoded, priority, retries)
-        return job_id
-
     # --- inspecting -----------------------------------------------------------------------
 
     def status(self, job_id: str) -> Job:
@@ -236,7 +176,7 @@ class JobQueue:
             InvalidInputError: ``job_id`` is not a string.
         """
         fields: dict[str, str] = {}
-        if _possible_id(job_id):
+        if possible_id(job_id):
             fields = cast(dict[str, str], self.client.hgetall(self.keys.job(job_id)))
         if not fields:
             raise JobNotFoundError(job_id)
@@ -262,7 +202,7 @@ class JobQueue:
         except ValueError:
             names = ", ".join(s.value for s in JobStatus)
             raise InvalidInputError(
-                f"unknown status {_preview(status)}; use one of {names}",
+                f"unknown status {preview(status)}; use one of {names}",
                 field="status",
                 value=status,
             ) from None
@@ -347,7 +287,7 @@ class JobQueue:
             InvalidStateError: the job is not in the dead-letter queue.
             InvalidInputError: ``job_id`` is not a string.
         """
-        if not _possible_id(job_id):  # also keeps NUL, which ends a Lua error reply, out
+        if not possible_id(job_id):  # also keeps NUL, which ends a Lua error reply, out
             raise JobNotFoundError(job_id)
         try:
             self._scripts.requeue_dead(self.config.band_us, [job_id])
@@ -421,68 +361,3 @@ class JobQueue:
                 pipe.hgetall(self.keys.job(job_id))
             jobs += [Job.from_hash(i, f) for i, f in zip(chunk, pipe.execute(), strict=True) if f]
         return jobs
-
-
-def encode_payload(payload: Any, max_bytes: int) -> str:
-    """The payload as compact JSON, its text as UTF-8 (not ``\\uXXXX`` escapes).
-
-    Raises:
-        InvalidPayloadError: not one JSON document (NaN and infinities included), nested too
-            deeply for Python's JSON codec, or text that is not valid Unicode (a lone
-            surrogate such as ``"\\ud800"``, which no UTF-8 reader could decode).
-        PayloadTooLargeError: encoded size over ``max_bytes``, counted in UTF-8 bytes.
-    """
-    try:
-        encoded = json.dumps(payload, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
-        size = len(encoded.encode("utf-8"))
-    except UnicodeEncodeError as exc:  # before ValueError, which it subclasses
-        bad = ascii(exc.object[exc.start : exc.end])
-        raise InvalidPayloadError(
-            f"payload text is not valid Unicode: lone surrogate {bad}",
-            field="payload",
-            value=_preview(payload),
-        ) from None
-    except RecursionError:
-        raise InvalidPayloadError(
-            "payload is nested too deeply to encode as JSON",
-            field="payload",
-            value=_preview(payload),
-        ) from None
-    except (TypeError, ValueError) as exc:  # ValueError: NaN, or an int over Python's digit limit
-        raise InvalidPayloadError(
-            f"payload is not JSON: {exc}", field="payload", value=_preview(payload)
-        ) from None
-    if size > max_bytes:
-        raise PayloadTooLargeError(
-            f"payload is {size} bytes encoded; the limit is {max_bytes}",
-            field="payload",
-            value=size,
-        )
-    return encoded
-
-
-def _possible_id(job_id: Any) -> bool:
-    """Whether some job could have this id (all of it: ``$`` alone lets a final newline by).
-
-    Raises:
-        InvalidInputError: ``job_id`` is not a string.
-    """
-    if not isinstance(job_id, str):
-        raise InvalidInputError(
-            f"job_id must be a string, not {type(job_id).__name__}",
-            field="job_id",
-            value=job_id,
-        )
-    return _JOB_ID.fullmatch(job_id) is not None
-
-
-_PREVIEW = reprlib.Repr()
-_PREVIEW.maxlevel, _PREVIEW.maxstring, _PREVIEW.maxother = 4, 120, 120
-
-
-def _preview(value: Any) -> str:
-    """A short, printable stand-in for a rejected value; bounded work whatever its size."""
-    try:
-        return _PREVIEW.repr(value)[:200]
-    except Exception:  # an int over the digit limit, a __repr__ that raises
-        return f"<{type(value).__name__}>"

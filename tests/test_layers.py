@@ -9,7 +9,8 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "jobsim"
 CORE = {
-    "errors", "keys", "config", "retry", "models", "scripts", "leases", "tasks", "connection",
+    "errors", "keys", "config", "retry", "models", "scripts", "leases", "tasks", "requests",
+    "connection",
     "localredis", "queue", "books", "worker", "threads", "procs", "pool",
 }  # fmt: skip
 EDGE_LIBRARIES = ("pandas", "numpy", "matplotlib", "ipywidgets", "fastapi", "uvicorn")

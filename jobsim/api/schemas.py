@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from jobsim.models import PRIORITY_MAX, PRIORITY_MIN, Job, JobStatus, Outcome, WorkerInfo
-from jobsim.queue import MAX_RETRIES_LIMIT
+from jobsim.requests import MAX_RETRIES_LIMIT
 
 SEED_TASK = "sleep"
 """The task a body without ``task`` runs: the seed design's simulated work."""

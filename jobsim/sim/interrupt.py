@@ -29,7 +29,8 @@ from jobsim.config import Lease, QueueConfig
 from jobsim.connection import connect, server_time_s
 from jobsim.errors import JobsimError
 from jobsim.pool import WorkerPool
-from jobsim.queue import JobQueue, JobRequest
+from jobsim.queue import JobQueue
+from jobsim.requests import JobRequest
 from jobsim.sim.checker import Verdict, check
 from jobsim.sim.experiments import LOST_LEASE
 from jobsim.sim.timing import attempt_frame, job_frame

@@ -30,7 +30,8 @@ import pandas as pd
 from jobsim.config import QueueConfig
 from jobsim.connection import connect, server_time_s
 from jobsim.pool import WorkerPool
-from jobsim.queue import JobQueue, JobRequest
+from jobsim.queue import JobQueue
+from jobsim.requests import JobRequest
 from jobsim.retry import RetryPolicy
 from jobsim.sim.checker import Verdict, check
 from jobsim.sim.timing import attempt_frame

@@ -20,7 +20,8 @@ import redis
 from jobsim.config import Lease, QueueConfig, Retention
 from jobsim.connection import server_time_s
 from jobsim.pool import WorkerPool
-from jobsim.queue import JobQueue, JobRequest
+from jobsim.queue import JobQueue
+from jobsim.requests import JobRequest
 from jobsim.sim.backend import clock_offset_s, open_backend
 from jobsim.sim.checker import check
 from jobsim.sim.faults import FaultPlan
