@@ -3,6 +3,7 @@
 The public API is the names in ``__all__``; everything else may change.
 """
 
+import jobsim.builtin_tasks  # noqa: F401  (registers noop, sleep, flaky, fail, crash)
 from jobsim.config import Lease, QueueConfig, Retention
 from jobsim.connection import connect
 from jobsim.errors import JobsimError, PermanentError

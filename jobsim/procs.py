@@ -332,7 +332,7 @@ class ProcessGroup:
         unreachable = [s.name for s in default_registry if s.module == "__main__"]
         if unreachable and not getattr(sys.modules.get("__main__"), "__file__", None):
             log.warning("process workers cannot load tasks defined here: %s", unreachable)
-        modules = {s.module for s in default_registry} - {"jobsim.tasks", "__main__"}
+        modules = {s.module for s in default_registry} - {"jobsim.builtin_tasks", "__main__"}
         return ChildSpec(
             url=client_url(self.queue.client),
             queue_name=self.queue.name,
