@@ -22,16 +22,9 @@ import jobsim
 import tests.support.chaos_tasks  # noqa: F401  (registers chaos_log)
 from jobsim import JobRequest, Lease, PermanentError, QueueConfig, RetryPolicy, WorkerPool
 from jobsim.connection import client_url, embedded_client
+from tests.support.waiting import wait_until
 
 FAST_RETRY = RetryPolicy(kind="full", base_s=0.001, cap_s=0.01)
-
-
-def _wait_for(predicate: Any, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.01)
 
 
 def _attempt_distribution(p: float, r: int) -> tuple[float, float]:
@@ -79,7 +72,7 @@ def test_no_job_lost_when_worker_process_is_sigkilled(make_queue, tmp_path) -> N
     job_id = queue.submit("chaos_log", payload, max_retries=2, job_id="sigkilled-job")
     with WorkerPool(queue, concurrency=1, mode="process") as pool:
         # mid-job means started: a job leased but not yet taken goes back uncounted
-        _wait_for(lambda: log.exists() and log.read_text().count("\n") == 1)
+        wait_until(lambda: log.exists() and log.read_text().count("\n") == 1)
         os.kill(pool.worker_pids()[0], signal.SIGKILL)
         queue.wait_until_drained(timeout_s=30)
     job = queue.status(job_id)
@@ -111,7 +104,7 @@ def test_no_job_lost_when_a_whole_worker_host_is_sigkilled(make_queue, client) -
         stdout=subprocess.DEVNULL,
     )
     try:
-        _wait_for(lambda: queue.status(job_id).status == "processing", timeout_s=30)
+        wait_until(lambda: queue.status(job_id).status == "processing", timeout_s=30)
         worker.kill()
         worker.wait()
         with WorkerPool(queue, concurrency=1):
@@ -251,7 +244,7 @@ def test_idle_process_pool_uses_near_zero_cpu(make_queue) -> None:
     psutil = pytest.importorskip("psutil")
     queue = make_queue()
     with WorkerPool(queue, concurrency=2, mode="process") as pool:
-        _wait_for(lambda: len(queue.workers()) == 2)
+        wait_until(lambda: len(queue.workers()) == 2)
         procs = [psutil.Process(pid) for pid in pool.worker_pids()]
         before = [sum(p.cpu_times()[:2]) for p in procs]
         cpu0 = time.process_time()
@@ -282,7 +275,7 @@ def test_thread_mode_timeout_gives_up_the_lease_and_fences_the_late_result(make_
         job = queue.status(job_id)
         assert (job.status, job.attempts) == ("failed", 1)
         assert job.attempt_log[0].outcome == "timeout"
-        _wait_for(lambda: queue.status(job_id).fenced == 1, timeout_s=5)
+        wait_until(lambda: queue.status(job_id).fenced == 1, timeout_s=5)
 
 
 def test_process_mode_timeout_kills_the_job(make_queue) -> None:
@@ -358,7 +351,7 @@ def test_graceful_stop_lets_in_flight_jobs_finish(make_queue) -> None:
     job_id = queue.submit("sleep", {"seconds": 0.3})
     pool = WorkerPool(queue, concurrency=1, grace_s=5)
     pool.start()
-    _wait_for(lambda: queue.status(job_id).status == "processing")
+    wait_until(lambda: queue.status(job_id).status == "processing")
     pool.stop()
     assert queue.status(job_id).status == "completed"
 
@@ -368,7 +361,7 @@ def test_stop_after_grace_gives_the_job_back(make_queue) -> None:
     job_id = queue.submit("sleep", {"seconds": 1.0}, max_retries=1)
     pool = WorkerPool(queue, concurrency=1)
     pool.start()
-    _wait_for(lambda: queue.status(job_id).status == "processing")
+    wait_until(lambda: queue.status(job_id).status == "processing")
     pool.stop(grace_s=0.1)
     job = queue.status(job_id)
     assert (job.status, job.attempts, job.attempt_log[0].outcome) == ("queued", 1, "interrupted")
@@ -381,9 +374,9 @@ def test_worker_registry_shows_alive_workers_and_their_jobs(make_queue) -> None:
     queue = make_queue(QueueConfig(lease=Lease(duration_s=0.6)))
     job_id = queue.submit("sleep", {"seconds": 0.8})
     with WorkerPool(queue, concurrency=2) as pool:
-        _wait_for(lambda: queue.status(job_id).status == "processing")
-        _wait_for(lambda: any(job_id in w.running for w in queue.workers()))
-        _wait_for(lambda: len(queue.workers()) == 2)
+        wait_until(lambda: queue.status(job_id).status == "processing")
+        wait_until(lambda: any(job_id in w.running for w in queue.workers()))
+        wait_until(lambda: len(queue.workers()) == 2)
         workers = queue.workers()
         assert sorted(w.id for w in workers) == sorted(pool.worker_ids)
         assert all(w.alive and w.pid == os.getpid() for w in workers)
@@ -445,7 +438,7 @@ def test_stop_puts_prefetched_jobs_back_without_counting_an_attempt(make_queue) 
     ids = queue.submit_many([JobRequest("sleep", {"seconds": 0.0005})] * 400)
     pool = WorkerPool(queue, concurrency=2, prefetch_s=0.05)
     pool.start()
-    _wait_for(lambda: queue.stats().completed >= 20)
+    wait_until(lambda: queue.stats().completed >= 20)
     pool.stop()
     stats = queue.stats()
     assert stats.processing == 0 and stats.completed + stats.queued == 400
@@ -510,7 +503,7 @@ def test_stop_after_grace_costs_only_the_running_job_an_attempt(make_queue) -> N
     pool = WorkerPool(queue, concurrency=1)
     pool.start()
     # "processing" would include prefetched jobs not yet started: wait until it runs
-    _wait_for(lambda: any(hung in w.running for w in queue.workers()))
+    wait_until(lambda: any(hung in w.running for w in queue.workers()))
     pool.stop(grace_s=0.2)
     assert queue.status(hung).attempt_log[-1].outcome == "interrupted"
     for job in queue.get_many(ids):
@@ -539,7 +532,7 @@ def test_process_pool_honours_the_grace_given_to_stop(make_queue) -> None:
     job_id = queue.submit("sleep", {"seconds": 1.0})
     pool = WorkerPool(queue, concurrency=1, mode="process", grace_s=0.1)
     pool.start()
-    _wait_for(lambda: queue.status(job_id).status == "processing", timeout_s=30)
+    wait_until(lambda: queue.status(job_id).status == "processing", timeout_s=30)
     pool.stop(grace_s=10)
     assert queue.status(job_id).status == "completed"
 

@@ -7,8 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from typing import Any
 
 import psutil
 
@@ -21,14 +19,7 @@ from jobsim.tasks import TaskRegistry
 from jobsim.tasks import registry as default_registry
 from jobsim.threads import ThreadGroup
 from jobsim.worker import PoolSettings
-
-
-def _wait_for(predicate: Any, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.01)
+from tests.support.waiting import wait_until
 
 
 def _job(name: str, token: int = 1) -> Dequeued:
@@ -71,7 +62,7 @@ def test_slot_of_a_live_worker_names_the_running_job_after_an_unknown_task(
         ids = producer.submit_many(
             [JobRequest("ghost"), JobRequest("sleep", {"seconds": 1.5}), JobRequest("noop")]
         )
-        _wait_for(lambda: worker_side.status(ids[1]).status == "processing" and slot.running())
+        wait_until(lambda: worker_side.status(ids[1]).status == "processing" and slot.running())
         running = slot.running()
         assert running is not None and running.job.id == ids[1]
         holdings = slot.holdings()
@@ -103,8 +94,8 @@ def test_worker_processes_stop_when_their_parent_is_sigkilled(make_queue, client
     )  # fmt: skip
     workers: list[psutil.Process] = []
     try:
-        _wait_for(lambda: len(queue.workers()) == 2, timeout_s=60)
-        _wait_for(lambda: queue.status(long_id).status == "processing")
+        wait_until(lambda: len(queue.workers()) == 2, timeout_s=60)
+        wait_until(lambda: queue.status(long_id).status == "processing")
         workers[:] = [c for c in _children_of(parent.pid) if "spawn_main" in " ".join(c.cmdline())]
         assert len(workers) == 2
         os.kill(parent.pid, signal.SIGKILL)

@@ -13,6 +13,7 @@ import pytest
 from jobsim import JobQueue, JobRequest, Lease, QueueConfig, WorkerPool, connect
 from jobsim.localredis import LocalRedis, redis_server_binary
 from tests.conftest import REQUIRE_REDIS
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -25,27 +26,14 @@ def aof_server() -> Iterator[LocalRedis]:
         yield server
 
 
-def _wait_for(predicate, timeout_s: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            if predicate():
-                return
-        except Exception:  # Redis may still be coming back
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
-
-
 @pytest.mark.parametrize("mode", ["thread", "process"])
 def test_no_job_lost_across_a_redis_kill_and_restart_with_aof_always(aof_server, mode) -> None:
     queue = JobQueue(connect(aof_server.url), "restart", QueueConfig(lease=Lease(duration_s=2)))
     ids = queue.submit_many([JobRequest("sleep", {"seconds": 0.01}, max_retries=5)] * 200)
     with WorkerPool(queue, concurrency=2, mode=mode):
-        _wait_for(lambda: queue.stats().completed >= 20)
+        wait_until(lambda: queue.stats().completed >= 20, timeout_s=30.0)
         aof_server.restart(hard=True)  # SIGKILL: only what was fsynced survives
-        _wait_for(lambda: queue.stats().active == 0, timeout_s=60)
+        wait_until(lambda: queue.stats().active == 0, timeout_s=60)
     stats = queue.stats()
     assert stats.completed == 200 and stats.failed == 0
     assert {j.status for j in queue.get_many(ids)} == {"completed"}
@@ -56,10 +44,10 @@ def test_process_supervisor_outlives_redis_being_down(aof_server) -> None:
     start a new worker, which serves jobs once Redis is back."""
     queue = JobQueue(connect(aof_server.url), "outage")
     with WorkerPool(queue, concurrency=1, mode="process") as pool:
-        _wait_for(lambda: len(queue.workers()) == 1)
+        wait_until(lambda: len(queue.workers()) == 1)
         aof_server.stop()
         os.kill(pool.worker_pids()[0], signal.SIGKILL)
         time.sleep(0.5)
         aof_server.start()
         job_id = queue.submit("noop")
-        _wait_for(lambda: queue.status(job_id).status == "completed")
+        wait_until(lambda: queue.status(job_id).status == "completed", timeout_s=30.0)

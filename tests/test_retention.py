@@ -11,19 +11,12 @@ import pytest
 from jobsim import JobQueue, JobRequest, QueueConfig, Retention, WorkerPool
 from jobsim.leases import REGISTRY_TTL_S
 from jobsim.scripts import Ack
+from tests.support.waiting import wait_until
 
 
 def _job_keys(queue: JobQueue) -> int:
     pattern = queue.keys.job_prefix.replace("{", "\\{").replace("}", "\\}") + "*"
     return sum(1 for _ in queue.client.scan_iter(match=pattern, count=1000))
-
-
-def _wait_for(predicate, timeout_s: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.02)
 
 
 @pytest.mark.slow
@@ -46,7 +39,7 @@ def test_default_configuration_keeps_memory_bounded_over_50000_jobs(make_queue, 
         for _ in range(n // 5_000):
             queue.submit_many([JobRequest("noop")] * 5_000)
         queue.wait_until_drained(timeout_s=300)
-        _wait_for(lambda: queue.stats().completed == keep)
+        wait_until(lambda: queue.stats().completed == keep)
     stats = queue.stats()
     assert stats.totals["completed"] == n and stats.completed == keep
     assert _job_keys(queue) == keep
@@ -65,7 +58,7 @@ def test_old_records_are_swept_even_when_no_job_completes(make_queue) -> None:
     queue.leases.complete([Ack(j.id, j.token) for j in leased])
     assert queue.stats().completed == 50
     with WorkerPool(queue, concurrency=1):  # idle: nothing to run, only housekeeping
-        _wait_for(lambda: queue.stats().completed == 0, timeout_s=10)
+        wait_until(lambda: queue.stats().completed == 0, timeout_s=10)
     assert _job_keys(queue) == 0
 
 
@@ -79,5 +72,5 @@ def test_registry_entries_of_gone_workers_expire(make_queue) -> None:
     silent_since = (time.time() - REGISTRY_TTL_S - 60) * 1e6
     queue.client.zadd(queue.keys.workers_seen, {"ghost": silent_since})  # 11 minutes ago
     with WorkerPool(queue, concurrency=1) as pool:
-        _wait_for(lambda: [w.id for w in queue.workers()] == pool.worker_ids)
+        wait_until(lambda: [w.id for w in queue.workers()] == pool.worker_ids)
     assert queue.client.zscore(queue.keys.workers_seen, "ghost") is None
