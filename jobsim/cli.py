@@ -21,6 +21,16 @@ from jobsim.queue import JobQueue
 from jobsim.retry import KINDS, RetryPolicy
 
 
+class ServerDefaults:
+    """The defaults of ``serve``'s connection limits (mirrors
+    :class:`jobsim.api.server.ServerLimits`, which needs the ``api`` extra to import)."""
+
+    read_timeout_s = 10.0
+    keep_alive_s = 5.0
+    limit_concurrency = 1000
+    max_header_bytes = 16 * 1024
+
+
 def main(argv: Sequence[str] | None = None, *, peers: Sequence[Any] = ()) -> int:
     """Entry point of the ``jobsim`` command.
 
@@ -100,6 +110,39 @@ def _parser() -> argparse.ArgumentParser:
         choices=["critical", "error", "warning", "info", "debug"],
         default="info",
         help="server log level; 'warning' hides the access log (default info)",
+    )
+    limits = serve.add_argument_group(
+        "connection limits", "bound slow or greedy clients (slow loris, connection floods)"
+    )
+    limits.add_argument(
+        "--read-timeout-s",
+        type=float,
+        default=ServerDefaults.read_timeout_s,
+        help="a whole request must arrive within this many seconds of the connection opening "
+        f"or of the previous response, or the connection is closed "
+        f"(default {ServerDefaults.read_timeout_s:g})",
+    )
+    limits.add_argument(
+        "--keep-alive-s",
+        type=float,
+        default=ServerDefaults.keep_alive_s,
+        help=f"close a connection idle this long after a response "
+        f"(default {ServerDefaults.keep_alive_s:g})",
+    )
+    limits.add_argument(
+        "--limit-concurrency",
+        type=int,
+        default=ServerDefaults.limit_concurrency,
+        metavar="N",
+        help=f"answer 503 to requests while N connections are open "
+        f"(default {ServerDefaults.limit_concurrency})",
+    )
+    limits.add_argument(
+        "--max-header-bytes",
+        type=int,
+        default=ServerDefaults.max_header_bytes,
+        metavar="N",
+        help=f"largest request line and headers (default {ServerDefaults.max_header_bytes})",
     )
     serve.set_defaults(run=_run_serve)
     return parser
@@ -283,6 +326,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         import uvicorn
 
         from jobsim.api import API_KEY_ENV, create_app
+        from jobsim.api.server import ServerLimits, uvicorn_config
         from jobsim.pool import Mode
     except ImportError as exc:
         raise JobsimError(f"{exc} (pip install 'jobsim[api]')") from None
@@ -321,7 +365,15 @@ def _run_serve(args: argparse.Namespace) -> int:
     # workers) and re-raises the signal afterwards; these handlers make that a clean exit.
     signal.signal(signal.SIGTERM, lambda *_: None)
     signal.signal(signal.SIGINT, lambda *_: None)
-    config = uvicorn.Config(app, log_level=args.log_level, timeout_graceful_shutdown=args.grace_s)
+    limits = ServerLimits(
+        read_timeout_s=args.read_timeout_s,
+        keep_alive_s=args.keep_alive_s,
+        limit_concurrency=args.limit_concurrency,
+        max_header_bytes=args.max_header_bytes,
+    )
+    config = uvicorn_config(
+        app, limits, log_level=args.log_level, timeout_graceful_shutdown=args.grace_s
+    )
     uvicorn.Server(config).run(sockets=[sock])
     print("jobsim serve: stopped", flush=True)
     return 0
