@@ -14,8 +14,9 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from jobsim import __version__
 from jobsim.config import Lease, QueueConfig, Retention
-from jobsim.connection import connect, mask_url
+from jobsim.connection import ENV_URL, connect, mask_url
 from jobsim.errors import JobsimError
 from jobsim.queue import JobQueue
 from jobsim.retry import KINDS, RetryPolicy
@@ -56,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="jobsim",
         description="A real Redis-backed priority job queue, and a simulator around it.",
     )
+    parser.add_argument("--version", action="version", version=f"jobsim {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     _add_sim_commands(sub)
@@ -68,7 +70,15 @@ def _parser() -> argparse.ArgumentParser:
         "--grace-s seconds, then go back to the queue.",
     )
     _add_queue_args(worker)
-    worker.add_argument("--concurrency", type=int, default=4, help="workers (default 4)")
+    worker.add_argument(
+        "--concurrency",
+        "--workers",
+        dest="workers",
+        type=_at_least(1),
+        default=4,
+        metavar="N",
+        help="workers (default 4)",
+    )
     _add_worker_args(worker)
     worker.set_defaults(run=_run_worker)
 
@@ -103,7 +113,15 @@ def _parser() -> argparse.ArgumentParser:
     _add_queue_args(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free)")
-    serve.add_argument("--workers", type=int, default=4, help="workers to run (default 4; 0: none)")
+    serve.add_argument(
+        "--workers",
+        "--concurrency",
+        dest="workers",
+        type=_at_least(0),
+        default=4,
+        metavar="N",
+        help="workers to run (default 4; 0: none, e.g. when `jobsim worker` runs them)",
+    )
     _add_worker_args(serve)
     serve.add_argument(
         "--log-level",
@@ -116,7 +134,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     limits.add_argument(
         "--read-timeout-s",
-        type=float,
+        type=_positive,
         default=ServerDefaults.read_timeout_s,
         help="a whole request must arrive within this many seconds of the connection opening "
         f"or of the previous response, or the connection is closed "
@@ -124,14 +142,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     limits.add_argument(
         "--keep-alive-s",
-        type=float,
+        type=_positive,
         default=ServerDefaults.keep_alive_s,
         help=f"close a connection idle this long after a response "
         f"(default {ServerDefaults.keep_alive_s:g})",
     )
     limits.add_argument(
         "--limit-concurrency",
-        type=int,
+        type=_at_least(1),
         default=ServerDefaults.limit_concurrency,
         metavar="N",
         help=f"answer 503 to requests while N connections are open "
@@ -139,13 +157,59 @@ def _parser() -> argparse.ArgumentParser:
     )
     limits.add_argument(
         "--max-header-bytes",
-        type=int,
+        type=_at_least(1024),
         default=ServerDefaults.max_header_bytes,
         metavar="N",
         help=f"largest request line and headers (default {ServerDefaults.max_header_bytes})",
     )
     serve.set_defaults(run=_run_serve)
     return parser
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return value
+
+
+def _at_least(low: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def _shared_url(args: argparse.Namespace, command: str) -> str:
+    """The URL of a queue other processes share; ``stats`` and ``worker`` on a private embedded
+    queue would see or serve nothing anyone submits."""
+    import os
+
+    url = args.redis or os.environ.get(ENV_URL)
+    if not url:
+        raise JobsimError(
+            f"{command} needs a shared Redis: pass --redis URL or set ${ENV_URL} "
+            "(the embedded backend lives inside one process)"
+        )
+    return url
+
+
+def _import_tasks(modules: Sequence[str]) -> None:
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise JobsimError(f"--import {module}: {exc}") from None
 
 
 def _add_queue_args(parser: argparse.ArgumentParser) -> None:
@@ -282,21 +346,20 @@ def _add_sim_commands(sub: Any) -> None:
 def _run_worker(args: argparse.Namespace) -> int:
     from jobsim.pool import Mode, WorkerPool
 
-    for module in args.imports:
-        importlib.import_module(module)
-    queue = JobQueue(connect(args.redis), args.queue, _queue_config(args))
+    url = _shared_url(args, "worker")
+    _import_tasks(args.imports)
+    queue = JobQueue(connect(url), args.queue, _queue_config(args))
     mode: Mode = "process" if args.processes else "thread"
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     pool = WorkerPool(
-        queue, args.concurrency, mode, job_timeout_s=args.job_timeout_s, grace_s=args.grace_s
+        queue, args.workers, mode, job_timeout_s=args.job_timeout_s, grace_s=args.grace_s
     )
     pool.start()
-    where = mask_url(args.redis) if args.redis else "$JOBSIM_REDIS_URL or embedded"
     print(
-        f"jobsim worker {pool.id}: {args.concurrency} {mode} workers on queue "
-        f"{args.queue!r} at {where}",
+        f"jobsim worker {pool.id}: {args.workers} {mode} workers on queue "
+        f"{args.queue!r} at {mask_url(url)}",
         flush=True,
     )
     while not stop.wait(1.0):
@@ -307,7 +370,7 @@ def _run_worker(args: argparse.Namespace) -> int:
 
 
 def _run_stats(args: argparse.Namespace) -> int:
-    queue = JobQueue(connect(args.redis), args.queue)
+    queue = JobQueue(connect(_shared_url(args, "stats")), args.queue)
     stats = queue.stats()
     for status, count in stats.by_status().items():
         print(f"{status:>10}  {count}")
@@ -331,8 +394,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise JobsimError(f"{exc} (pip install 'jobsim[api]')") from None
 
-    for module in args.imports:
-        importlib.import_module(module)
+    _import_tasks(args.imports)
     queue = JobQueue(connect(args.redis), args.queue, _queue_config(args))
     mode: Mode = "process" if args.processes else "thread"
     app = create_app(
