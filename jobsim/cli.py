@@ -40,8 +40,7 @@ def main(argv: Sequence[str] | None = None, *, peers: Sequence[Any] = ()) -> int
         peers: peer-queue adapters for ``bench --peers`` (``benchmarks/run.py`` passes them:
             they live in the repository, not in the package).
     """
-    parser = _parser()
-    args = parser.parse_args(argv)
+    args = parse(argv)
     args.peer_adapters = list(peers)
     try:
         return int(args.run(args))
@@ -50,6 +49,73 @@ def main(argv: Sequence[str] | None = None, *, peers: Sequence[Any] = ()) -> int
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+ENV_PREFIX = "JOBSIM_"
+"""``serve`` and ``worker`` read each flag's default from ``$JOBSIM_<FLAG>``
+(``--read-timeout-s``: ``$JOBSIM_READ_TIMEOUT_S``; ``--workers`` or ``--concurrency``:
+``$JOBSIM_WORKERS`` or ``$JOBSIM_CONCURRENCY``); ``--redis`` keeps ``$JOBSIM_REDIS_URL``."""
+ENV_COMMANDS = ("serve", "worker")
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
+
+
+_ENV_HELP = (
+    "Every flag can also be set in the environment as $JOBSIM_<FLAG> (e.g. --read-timeout-s: "
+    "$JOBSIM_READ_TIMEOUT_S; true/false for switches, commas for --import); a flag given on "
+    "the command line wins."
+)
+
+
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The parsed command line, with ``serve`` and ``worker`` defaults from ``$JOBSIM_*``.
+
+    Exits with status 2 (argparse's usage error) on a bad flag or environment value.
+    """
+    parser = _parser()
+    args = parser.parse_args(argv)
+    command = parser._subparsers._group_actions[0].choices.get(args.command)  # type: ignore[union-attr]
+    if args.command not in ENV_COMMANDS or command is None:
+        return args
+    defaults = _env_defaults(command)
+    if not defaults:
+        return args
+    command.set_defaults(**defaults)
+    return parser.parse_args(argv)
+
+
+def _env_defaults(parser: argparse.ArgumentParser) -> dict[str, Any]:
+    import os
+
+    defaults: dict[str, Any] = {}
+    for action in parser._actions:
+        if not action.option_strings or action.dest in ("help", "redis"):
+            continue
+        names = [
+            ENV_PREFIX + f.lstrip("-").replace("-", "_").upper() for f in action.option_strings
+        ]
+        name = next((n for n in names if n in os.environ), None)
+        if name is None:
+            continue
+        raw = os.environ[name]
+        try:
+            defaults[action.dest] = _env_value(action, raw)
+        except (argparse.ArgumentTypeError, ValueError) as exc:
+            parser.error(f"${name}={raw!r}: {exc}")
+    return defaults
+
+
+def _env_value(action: argparse.Action, raw: str) -> Any:
+    if isinstance(action, argparse._StoreTrueAction):
+        if raw.strip().lower() not in _TRUE | _FALSE:
+            raise ValueError("expected true or false")
+        return raw.strip().lower() in _TRUE
+    convert = action.type if callable(action.type) else str
+    if isinstance(action, argparse._AppendAction):
+        return [convert(part.strip()) for part in raw.split(",") if part.strip()]
+    value = convert(raw)
+    if action.choices is not None and value not in action.choices:
+        raise ValueError(f"expected one of {', '.join(map(str, action.choices))}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -67,7 +133,7 @@ def _parser() -> argparse.ArgumentParser:
         help="run workers against a Redis server until SIGTERM or Ctrl-C",
         description="Serve one queue from this host. Start it on several hosts against one "
         "Redis to share the queue. SIGTERM or Ctrl-C stops gracefully: in-flight jobs get "
-        "--grace-s seconds, then go back to the queue.",
+        "--grace-s seconds, then go back to the queue. " + _ENV_HELP,
     )
     _add_queue_args(worker)
     worker.add_argument(
@@ -107,8 +173,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Serve POST /submit, GET /status/{task_id}, listing, dead-letter operations, "
         "stats, health and Prometheus metrics, with workers started alongside. Without a URL it "
         "runs on the embedded backend. If $JOBSIM_API_KEY is set, every endpoint but /health "
-        "requires it in the X-API-Key header. SIGTERM or Ctrl-C stops gracefully: in-flight "
-        "jobs get --grace-s seconds, then go back to the queue.",
+        "requires it in the X-API-Key header or as Authorization: Bearer. SIGTERM or Ctrl-C "
+        "stops gracefully: in-flight jobs get --grace-s seconds, then go back to the queue. "
+        + _ENV_HELP,
     )
     _add_queue_args(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
