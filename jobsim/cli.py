@@ -14,11 +14,22 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from jobsim import __version__
 from jobsim.config import Lease, QueueConfig, Retention
-from jobsim.connection import connect, mask_url
+from jobsim.connection import ENV_URL, connect, mask_url
 from jobsim.errors import JobsimError
 from jobsim.queue import JobQueue
 from jobsim.retry import KINDS, RetryPolicy
+
+
+class ServerDefaults:
+    """The defaults of ``serve``'s connection limits (mirrors
+    :class:`jobsim.api.server.ServerLimits`, which needs the ``api`` extra to import)."""
+
+    read_timeout_s = 10.0
+    keep_alive_s = 5.0
+    limit_concurrency = 1000
+    max_header_bytes = 16 * 1024
 
 
 def main(argv: Sequence[str] | None = None, *, peers: Sequence[Any] = ()) -> int:
@@ -29,8 +40,7 @@ def main(argv: Sequence[str] | None = None, *, peers: Sequence[Any] = ()) -> int
         peers: peer-queue adapters for ``bench --peers`` (``benchmarks/run.py`` passes them:
             they live in the repository, not in the package).
     """
-    parser = _parser()
-    args = parser.parse_args(argv)
+    args = parse(argv)
     args.peer_adapters = list(peers)
     try:
         return int(args.run(args))
@@ -41,11 +51,79 @@ def main(argv: Sequence[str] | None = None, *, peers: Sequence[Any] = ()) -> int
         return 130
 
 
+ENV_PREFIX = "JOBSIM_"
+"""``serve`` and ``worker`` read each flag's default from ``$JOBSIM_<FLAG>``
+(``--read-timeout-s``: ``$JOBSIM_READ_TIMEOUT_S``; ``--workers`` or ``--concurrency``:
+``$JOBSIM_WORKERS`` or ``$JOBSIM_CONCURRENCY``); ``--redis`` keeps ``$JOBSIM_REDIS_URL``."""
+ENV_COMMANDS = ("serve", "worker")
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
+
+
+_ENV_HELP = (
+    "Every flag can also be set in the environment as $JOBSIM_<FLAG> (e.g. --read-timeout-s: "
+    "$JOBSIM_READ_TIMEOUT_S; true/false for switches, commas for --import); a flag given on "
+    "the command line wins."
+)
+
+
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The parsed command line, with ``serve`` and ``worker`` defaults from ``$JOBSIM_*``.
+
+    Exits with status 2 (argparse's usage error) on a bad flag or environment value.
+    """
+    parser = _parser()
+    args = parser.parse_args(argv)
+    command = parser._subparsers._group_actions[0].choices.get(args.command)  # type: ignore[union-attr]
+    if args.command not in ENV_COMMANDS or command is None:
+        return args
+    defaults = _env_defaults(command)
+    if not defaults:
+        return args
+    command.set_defaults(**defaults)
+    return parser.parse_args(argv)
+
+
+def _env_defaults(parser: argparse.ArgumentParser) -> dict[str, Any]:
+    import os
+
+    defaults: dict[str, Any] = {}
+    for action in parser._actions:
+        if not action.option_strings or action.dest in ("help", "redis"):
+            continue
+        names = [
+            ENV_PREFIX + f.lstrip("-").replace("-", "_").upper() for f in action.option_strings
+        ]
+        name = next((n for n in names if n in os.environ), None)
+        if name is None:
+            continue
+        raw = os.environ[name]
+        try:
+            defaults[action.dest] = _env_value(action, raw)
+        except (argparse.ArgumentTypeError, ValueError) as exc:
+            parser.error(f"${name}={raw!r}: {exc}")
+    return defaults
+
+
+def _env_value(action: argparse.Action, raw: str) -> Any:
+    if isinstance(action, argparse._StoreTrueAction):
+        if raw.strip().lower() not in _TRUE | _FALSE:
+            raise ValueError("expected true or false")
+        return raw.strip().lower() in _TRUE
+    convert = action.type if callable(action.type) else str
+    if isinstance(action, argparse._AppendAction):
+        return [convert(part.strip()) for part in raw.split(",") if part.strip()]
+    value = convert(raw)
+    if action.choices is not None and value not in action.choices:
+        raise ValueError(f"expected one of {', '.join(map(str, action.choices))}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jobsim",
         description="A real Redis-backed priority job queue, and a simulator around it.",
     )
+    parser.add_argument("--version", action="version", version=f"jobsim {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     _add_sim_commands(sub)
@@ -55,10 +133,18 @@ def _parser() -> argparse.ArgumentParser:
         help="run workers against a Redis server until SIGTERM or Ctrl-C",
         description="Serve one queue from this host. Start it on several hosts against one "
         "Redis to share the queue. SIGTERM or Ctrl-C stops gracefully: in-flight jobs get "
-        "--grace-s seconds, then go back to the queue.",
+        "--grace-s seconds, then go back to the queue. " + _ENV_HELP,
     )
     _add_queue_args(worker)
-    worker.add_argument("--concurrency", type=int, default=4, help="workers (default 4)")
+    worker.add_argument(
+        "--concurrency",
+        "--workers",
+        dest="workers",
+        type=_at_least(1),
+        default=4,
+        metavar="N",
+        help="workers (default 4)",
+    )
     _add_worker_args(worker)
     worker.set_defaults(run=_run_worker)
 
@@ -87,13 +173,22 @@ def _parser() -> argparse.ArgumentParser:
         description="Serve POST /submit, GET /status/{task_id}, listing, dead-letter operations, "
         "stats, health and Prometheus metrics, with workers started alongside. Without a URL it "
         "runs on the embedded backend. If $JOBSIM_API_KEY is set, every endpoint but /health "
-        "requires it in the X-API-Key header. SIGTERM or Ctrl-C stops gracefully: in-flight "
-        "jobs get --grace-s seconds, then go back to the queue.",
+        "requires it in the X-API-Key header or as Authorization: Bearer. SIGTERM or Ctrl-C "
+        "stops gracefully: in-flight jobs get --grace-s seconds, then go back to the queue. "
+        + _ENV_HELP,
     )
     _add_queue_args(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free)")
-    serve.add_argument("--workers", type=int, default=4, help="workers to run (default 4; 0: none)")
+    serve.add_argument(
+        "--workers",
+        "--concurrency",
+        dest="workers",
+        type=_at_least(0),
+        default=4,
+        metavar="N",
+        help="workers to run (default 4; 0: none, e.g. when `jobsim worker` runs them)",
+    )
     _add_worker_args(serve)
     serve.add_argument(
         "--log-level",
@@ -101,8 +196,87 @@ def _parser() -> argparse.ArgumentParser:
         default="info",
         help="server log level; 'warning' hides the access log (default info)",
     )
+    limits = serve.add_argument_group(
+        "connection limits", "bound slow or greedy clients (slow loris, connection floods)"
+    )
+    limits.add_argument(
+        "--read-timeout-s",
+        type=_positive,
+        default=ServerDefaults.read_timeout_s,
+        help="a whole request must arrive within this many seconds of the connection opening "
+        f"or of the previous response, or the connection is closed "
+        f"(default {ServerDefaults.read_timeout_s:g})",
+    )
+    limits.add_argument(
+        "--keep-alive-s",
+        type=_positive,
+        default=ServerDefaults.keep_alive_s,
+        help=f"close a connection idle this long after a response "
+        f"(default {ServerDefaults.keep_alive_s:g})",
+    )
+    limits.add_argument(
+        "--limit-concurrency",
+        type=_at_least(1),
+        default=ServerDefaults.limit_concurrency,
+        metavar="N",
+        help=f"answer 503 to requests while N connections are open "
+        f"(default {ServerDefaults.limit_concurrency})",
+    )
+    limits.add_argument(
+        "--max-header-bytes",
+        type=_at_least(1024),
+        default=ServerDefaults.max_header_bytes,
+        metavar="N",
+        help=f"largest request line and headers (default {ServerDefaults.max_header_bytes})",
+    )
     serve.set_defaults(run=_run_serve)
     return parser
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return value
+
+
+def _at_least(low: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def _shared_url(args: argparse.Namespace, command: str) -> str:
+    """The URL of a queue other processes share; ``stats`` and ``worker`` on a private embedded
+    queue would see or serve nothing anyone submits."""
+    import os
+
+    url = args.redis or os.environ.get(ENV_URL)
+    if not url:
+        raise JobsimError(
+            f"{command} needs a shared Redis: pass --redis URL or set ${ENV_URL} "
+            "(the embedded backend lives inside one process)"
+        )
+    return url
+
+
+def _import_tasks(modules: Sequence[str]) -> None:
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise JobsimError(f"--import {module}: {exc}") from None
 
 
 def _add_queue_args(parser: argparse.ArgumentParser) -> None:
@@ -239,21 +413,20 @@ def _add_sim_commands(sub: Any) -> None:
 def _run_worker(args: argparse.Namespace) -> int:
     from jobsim.pool import Mode, WorkerPool
 
-    for module in args.imports:
-        importlib.import_module(module)
-    queue = JobQueue(connect(args.redis), args.queue, _queue_config(args))
+    url = _shared_url(args, "worker")
+    _import_tasks(args.imports)
+    queue = JobQueue(connect(url), args.queue, _queue_config(args))
     mode: Mode = "process" if args.processes else "thread"
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     pool = WorkerPool(
-        queue, args.concurrency, mode, job_timeout_s=args.job_timeout_s, grace_s=args.grace_s
+        queue, args.workers, mode, job_timeout_s=args.job_timeout_s, grace_s=args.grace_s
     )
     pool.start()
-    where = mask_url(args.redis) if args.redis else "$JOBSIM_REDIS_URL or embedded"
     print(
-        f"jobsim worker {pool.id}: {args.concurrency} {mode} workers on queue "
-        f"{args.queue!r} at {where}",
+        f"jobsim worker {pool.id}: {args.workers} {mode} workers on queue "
+        f"{args.queue!r} at {mask_url(url)}",
         flush=True,
     )
     while not stop.wait(1.0):
@@ -264,7 +437,7 @@ def _run_worker(args: argparse.Namespace) -> int:
 
 
 def _run_stats(args: argparse.Namespace) -> int:
-    queue = JobQueue(connect(args.redis), args.queue)
+    queue = JobQueue(connect(_shared_url(args, "stats")), args.queue)
     stats = queue.stats()
     for status, count in stats.by_status().items():
         print(f"{status:>10}  {count}")
@@ -283,12 +456,12 @@ def _run_serve(args: argparse.Namespace) -> int:
         import uvicorn
 
         from jobsim.api import API_KEY_ENV, create_app
+        from jobsim.api.server import ServerLimits, uvicorn_config
         from jobsim.pool import Mode
     except ImportError as exc:
         raise JobsimError(f"{exc} (pip install 'jobsim[api]')") from None
 
-    for module in args.imports:
-        importlib.import_module(module)
+    _import_tasks(args.imports)
     queue = JobQueue(connect(args.redis), args.queue, _queue_config(args))
     mode: Mode = "process" if args.processes else "thread"
     app = create_app(
@@ -321,7 +494,15 @@ def _run_serve(args: argparse.Namespace) -> int:
     # workers) and re-raises the signal afterwards; these handlers make that a clean exit.
     signal.signal(signal.SIGTERM, lambda *_: None)
     signal.signal(signal.SIGINT, lambda *_: None)
-    config = uvicorn.Config(app, log_level=args.log_level, timeout_graceful_shutdown=args.grace_s)
+    limits = ServerLimits(
+        read_timeout_s=args.read_timeout_s,
+        keep_alive_s=args.keep_alive_s,
+        limit_concurrency=args.limit_concurrency,
+        max_header_bytes=args.max_header_bytes,
+    )
+    config = uvicorn_config(
+        app, limits, log_level=args.log_level, timeout_graceful_shutdown=args.grace_s
+    )
     uvicorn.Server(config).run(sockets=[sock])
     print("jobsim serve: stopped", flush=True)
     return 0

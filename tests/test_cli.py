@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -87,3 +88,108 @@ def test_serve_on_a_busy_port_is_a_clean_error_before_any_worker_starts(capsys) 
         assert main(["serve", "--port", str(port), "--workers", "0"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("jobsim: error: cannot listen") and "Traceback" not in err
+
+
+def test_version_prints_the_package_version(capsys) -> None:
+    from jobsim import __version__
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"jobsim {__version__}"
+
+
+BAD_INPUT = [
+    ["sweep", "--jobs", "5", "--grid", "bogus=1"],
+    ["sweep", "--jobs", "5", "--grid", "workers"],
+    ["worker", "--redis", "redis://127.0.0.1:1", "--import", "missing_module_xyz"],
+    ["serve", "--workers", "0", "--import", "missing_module_xyz"],
+    ["run", "--priorities", "x"],
+    ["run", "--drops", "x"],
+    ["run", "--pause", "1:x"],
+    ["run", "--restart", "x:always", "--local"],
+    ["run", "--rate", "0"],
+    ["run", "--mean-s", "-1"],
+    ["run", "--arrival", "bursty", "--burst-on-s", "0"],
+    ["serve", "--limit-concurrency", "0"],
+    ["serve", "--read-timeout-s", "0"],
+]
+
+
+@pytest.mark.parametrize("argv", BAD_INPUT, ids=" ".join)
+def test_bad_input_is_one_line_exit_2_and_no_traceback(argv: list[str]) -> None:
+    """Each bad flag value is refused with a `jobsim` error line and exit status 2."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBSIM_")}
+    out = subprocess.run(
+        [sys.executable, "-m", "jobsim", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+    assert out.returncode == 2, (out.returncode, out.stderr)
+    assert "Traceback" not in out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("jobsim") and "error:" in last, out.stderr
+
+
+@pytest.mark.parametrize("command", ["stats", "worker"])
+def test_stats_and_worker_refuse_to_run_on_a_private_embedded_queue(
+    command: str, capsys, monkeypatch
+) -> None:
+    """Without --redis or $JOBSIM_REDIS_URL they would look at / serve a queue nobody else can
+    reach; they say so instead."""
+    monkeypatch.delenv("JOBSIM_REDIS_URL", raising=False)
+    assert main([command]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("jobsim: error:") and "--redis" in err and "JOBSIM_REDIS_URL" in err
+
+
+def test_stats_reads_the_url_from_the_environment(redis_server, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("JOBSIM_REDIS_URL", redis_server.url)
+    assert main(["stats", "--queue", "empty"]) == 0
+    assert "queued" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["worker", "serve"])
+@pytest.mark.parametrize("flag", ["--workers", "--concurrency"])
+def test_workers_and_concurrency_are_one_flag_on_both_commands(command: str, flag: str) -> None:
+    from jobsim.cli import _parser
+
+    args = _parser().parse_args([command, flag, "3"])
+    assert args.workers == 3
+    default = _parser().parse_args([command])
+    assert default.workers == 4
+
+
+def test_serve_and_worker_flags_come_from_jobsim_environment_variables(monkeypatch) -> None:
+    """Every serve/worker flag can be set as `$JOBSIM_<FLAG>`; a flag on the line wins."""
+    from jobsim.cli import parse
+
+    monkeypatch.setenv("JOBSIM_PORT", "8123")
+    monkeypatch.setenv("JOBSIM_WORKERS", "2")
+    monkeypatch.setenv("JOBSIM_PROCESSES", "true")
+    monkeypatch.setenv("JOBSIM_READ_TIMEOUT_S", "2.5")
+    monkeypatch.setenv("JOBSIM_IMPORT", "json,math")
+    monkeypatch.setenv("JOBSIM_QUEUE", "emails")
+    args = parse(["serve"])
+    assert (args.port, args.workers, args.processes, args.read_timeout_s) == (8123, 2, True, 2.5)
+    assert (args.imports, args.queue) == (["json", "math"], "emails")
+    assert parse(["worker"]).workers == 2
+    assert parse(["serve", "--workers", "1", "--port", "9"]).workers == 1
+    assert parse(["run"]).workers == 4  # only serve and worker read them
+
+
+@pytest.mark.parametrize("name, value", [("JOBSIM_PORT", "eighty"), ("JOBSIM_PROCESSES", "maybe")])
+def test_a_bad_environment_value_is_a_clean_error_naming_it(
+    name: str, value: str, monkeypatch, capsys
+) -> None:
+    from jobsim.cli import parse
+
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as info:
+        parse(["serve"])
+    assert info.value.code == 2
+    assert f"${name}" in capsys.readouterr().err
+    assert parse(["run"]).jobs == 1000  # other commands do not care

@@ -15,13 +15,19 @@ from typing import Annotated, Any
 
 import redis
 from fastapi import APIRouter, Body, Depends, FastAPI, Path, Query, Request, Response, Security
-from fastapi.security import APIKeyHeader
+from fastapi.security import APIKeyHeader, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from jobsim import __version__
 from jobsim.api.contract import check_payload_strictly, submit_schema
-from jobsim.api.errors import NotADeadLetterError, Responses, error_doc, install_error_handlers
+from jobsim.api.errors import (
+    RETRY_AFTER_S,
+    NotADeadLetterError,
+    Responses,
+    error_doc,
+    install_error_handlers,
+)
 from jobsim.api.guard import API_KEY_HEADER, Guard, known_query_only
 from jobsim.api.metrics import QueueCollector, throughput
 from jobsim.api.schemas import (
@@ -102,13 +108,16 @@ def create_app(
     app.add_middleware(Guard, api_key=key or None, max_body_bytes=limit)
     install_error_handlers(app, [*_router.routes, *_open_router.routes])
     common: Responses = {
-        422: error_doc("bad input; `field` names it"),
-        503: error_doc("Redis unreachable"),
+        422: error_doc(422, "bad input; `field` names it"),
+        503: error_doc(503, "Redis unreachable; retry after `Retry-After` seconds"),
     }
     secured = []
     if key:
-        common[401] = error_doc(f"missing or wrong {API_KEY_HEADER}")
-        secured = [Security(APIKeyHeader(name=API_KEY_HEADER, auto_error=False))]
+        common[401] = error_doc(401, f"missing or wrong {API_KEY_HEADER} or Bearer token")
+        secured = [
+            Security(APIKeyHeader(name=API_KEY_HEADER, auto_error=False)),
+            Security(HTTPBearer(auto_error=False, description="the key, as Prometheus sends it")),
+        ]
     app.include_router(_router, dependencies=secured, responses=common)
     app.include_router(_open_router)
     _publish_submit_schema(app, queue)
@@ -139,7 +148,8 @@ dead-letter queue).
 A body without `task` runs the seed's simulated work, `{task}`, for the payload's `seconds`
 (default {seconds:g}). Errors answer `{{"detail", "field", "error"}}`: 422 bad input, 413 payload
 too large, 404 unknown id, 409 wrong state, 503 Redis unreachable. If the service has an API
-key, send it in the `X-API-Key` header (use *Authorize*).
+key, send it in the `X-API-Key` header or as `Authorization: Bearer <key>` (what Prometheus
+sends; use *Authorize*). A 401 carries `WWW-Authenticate`, a 503 `Retry-After`.
 """
 
 
@@ -174,7 +184,7 @@ QueueDep = Annotated[JobQueue, Depends(_queue)]
 TaskId = Annotated[str, Path(description="the id `POST /submit` answered")]
 Limit = Annotated[int, Query(ge=1, le=1000, description="at most this many jobs")]
 Offset = Annotated[int, Query(ge=0, le=10**9, description="skip this many jobs first")]
-_NOT_FOUND: Responses = {404: error_doc("no job with this id")}
+_NOT_FOUND: Responses = {404: error_doc(404, "no job with this id")}
 
 
 _router = APIRouter(dependencies=[Depends(known_query_only)])
@@ -185,7 +195,7 @@ _open_router = APIRouter(dependencies=[Depends(known_query_only)])
     "/submit",
     response_model=SubmitResponse,
     tags=["jobs"],
-    responses={413: error_doc("payload over the size limit")},
+    responses={413: error_doc(413, "payload over the size limit")},
 )
 def submit(
     body: Annotated[SubmitRequest, Body(openapi_examples=SUBMIT_EXAMPLES)], queue: QueueDep
@@ -246,7 +256,7 @@ def dead_letter(task_id: TaskId, queue: QueueDep) -> JobDetail:
     "/dead-letters/{task_id}/requeue",
     response_model=SubmitResponse,
     tags=["dead letters"],
-    responses={**_NOT_FOUND, 409: error_doc("the job is not in the dead-letter queue")},
+    responses={**_NOT_FOUND, 409: error_doc(409, "the job is not in the dead-letter queue")},
 )
 def requeue_dead(task_id: TaskId, queue: QueueDep) -> SubmitResponse:
     """Put one dead letter back in the queue with ``max_retries + 1`` fresh attempts."""
@@ -310,12 +320,14 @@ def health(request: Request, response: Response) -> HealthResponse:
         alive_ids = {w.id for w in queue.workers() if w.alive}
     except redis.RedisError:
         response.status_code = 503
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
         return HealthResponse(
             status="down", queue=queue.name, redis=False, workers_expected=len(ids), workers_alive=0
         )
     alive = sum(worker_id in alive_ids for worker_id in ids)
     if alive < len(ids):
         response.status_code = 503
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
     return HealthResponse(
         status="ok" if alive == len(ids) else "degraded",
         queue=queue.name,

@@ -22,7 +22,8 @@ unknown path / method                  404/405 ``None``        ``http_error`` (+
 =====================================  ======  ==============  ===========================
 
 The first matching row of :data:`STATUS_OF` wins, so a subclass is listed before its base.
-No answer carries ``Retry-After`` or ``WWW-Authenticate``; a 405 carries ``Allow``.
+A 401 carries ``WWW-Authenticate: Bearer realm="jobsim"``, a 503 carries ``Retry-After`` and
+never the Redis address (it is logged by nobody and shown to nobody), a 405 carries ``Allow``.
 """
 
 from __future__ import annotations
@@ -65,6 +66,12 @@ STATUS_OF: tuple[tuple[type[Exception], int], ...] = (
 
 UNAUTHORIZED = 401
 """The status of a request without the right API key (checked before any route runs)."""
+WWW_AUTHENTICATE = 'Bearer realm="jobsim"'
+"""The challenge of a 401: the key also goes as ``Authorization: Bearer <key>``."""
+RETRY_AFTER_S = 5
+"""Seconds a 503 asks the caller to wait before trying again."""
+UNAVAILABLE_DETAIL = "Redis unreachable; try again later"
+"""The whole message of a 503: the address and the driver's message stay inside."""
 
 
 class NotADeadLetterError(JobNotFoundError):
@@ -101,7 +108,10 @@ def error_response(status: int, detail: str, field: str | None, error: str) -> J
         The JSON response.
     """
     body = ErrorBody(detail=f"{field}: {detail}" if field else detail, field=field, error=error)
-    return JSONResponse(body.model_dump(), status_code=status)
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
+    if status == UNAUTHORIZED:
+        headers = {"WWW-Authenticate": WWW_AUTHENTICATE}
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
 
 def answer(exc: Exception) -> JSONResponse:
@@ -125,7 +135,7 @@ def answer(exc: Exception) -> JSONResponse:
     elif isinstance(exc, RecursionError):
         field, detail, error = "payload", "nested too deeply", "InvalidPayloadError"
     elif code == 503:
-        detail, error = f"Redis unreachable: {exc}", "unavailable"
+        detail, error = UNAVAILABLE_DETAIL, "unavailable"
     return error_response(code, detail, field, error)
 
 
@@ -134,9 +144,33 @@ def unauthorized(header: str) -> JSONResponse:
     return error_response(UNAUTHORIZED, "missing or wrong API key", header, "unauthorized")
 
 
-def error_doc(description: str) -> dict[str, Any]:
-    """One entry of a route's documented ``responses``: an :class:`ErrorBody`, described."""
-    return {"model": ErrorBody, "description": description}
+EXAMPLES: dict[int, tuple[str, str | None, str]] = {
+    401: ("missing or wrong API key", "X-API-Key", "unauthorized"),
+    404: ("job 'tXyZ' not found", "task_id", "JobNotFoundError"),
+    409: ("job 'tXyZ' is queued, not failed", "task_id", "InvalidStateError"),
+    413: ("payload of 70012 bytes is over the limit of 65536", "payload", "PayloadTooLargeError"),
+    422: ("priority 12 is outside 0..9", "priority", "InvalidPriorityError"),
+    503: (UNAVAILABLE_DETAIL, None, "unavailable"),
+}
+"""The documented example of each error status: (detail, field, error)."""
+
+
+def error_doc(status: int, description: str) -> dict[str, Any]:
+    """One entry of a route's documented ``responses``: an :class:`ErrorBody`, described, with
+    the example of its own status from :data:`EXAMPLES`."""
+    detail, field, error = EXAMPLES[status]
+    example = ErrorBody(detail=f"{field}: {detail}" if field else detail, field=field, error=error)
+    headers: dict[str, Any] = {}
+    if status == 503:
+        headers["Retry-After"] = {"description": "seconds to wait", "schema": {"type": "integer"}}
+    if status == UNAUTHORIZED:
+        headers["WWW-Authenticate"] = {"schema": {"type": "string", "example": WWW_AUTHENTICATE}}
+    doc = {
+        "model": ErrorBody,
+        "description": description,
+        "content": {"application/json": {"example": example.model_dump()}},
+    }
+    return doc | ({"headers": headers} if headers else {})
 
 
 def install_error_handlers(app: FastAPI, routes: Sequence[BaseRoute]) -> None:

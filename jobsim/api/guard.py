@@ -18,7 +18,7 @@ from jobsim.api.errors import answer, unauthorized
 from jobsim.errors import PayloadTooLargeError
 
 API_KEY_HEADER = "X-API-Key"
-"""The request header that carries the API key."""
+"""The request header that carries the API key (``Authorization: Bearer <key>`` works too)."""
 OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 """Paths served without the API key: the health probe, and the docs (they hold no data)."""
 
@@ -62,11 +62,10 @@ class Guard:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        if self.api_key is not None and scope["path"] not in OPEN_PATHS:
-            given = headers.get(API_KEY_HEADER.lower().encode(), b"")
-            if not hmac.compare_digest(given, self.api_key):
-                await unauthorized(API_KEY_HEADER)(scope, receive, send)
-                return
+        guarded = self.api_key is not None and scope["path"] not in OPEN_PATHS
+        if guarded and not self._key_matches(headers):
+            await unauthorized(API_KEY_HEADER)(scope, receive, send)
+            return
         declared = headers.get(b"content-length", b"0")
         if declared.isdigit() and int(declared) > self.max_body_bytes:
             await self._too_large(int(declared))(scope, receive, send)
@@ -84,6 +83,16 @@ class Guard:
             if not message.get("more_body", False):
                 break
         await self.app(scope, _replay(b"".join(chunks), receive), send)
+
+    def _key_matches(self, headers: dict[bytes, bytes]) -> bool:
+        """Whether ``X-API-Key`` or ``Authorization: Bearer`` (what Prometheus sends) carries
+        the key; both are compared in constant time."""
+        assert self.api_key is not None
+        given = headers.get(API_KEY_HEADER.lower().encode(), b"")
+        scheme, _, token = headers.get(b"authorization", b"").partition(b" ")
+        bearer = token if scheme.lower() == b"bearer" else b""
+        by_header = hmac.compare_digest(given, self.api_key)
+        return hmac.compare_digest(bearer, self.api_key) or by_header
 
     def _too_large(self, size: int) -> Response:
         detail = f"request body of {size} bytes is over the limit of {self.max_body_bytes}"

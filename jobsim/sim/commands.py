@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from jobsim.errors import JobsimError
 from jobsim.sim.faults import FaultPlan, Pause, Poison, Restart
 from jobsim.sim.result import RunResult
 from jobsim.sim.runner import run
@@ -46,17 +47,19 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         default="poisson",
         help="arrival process (poisson)",
     )
-    w.add_argument("--rate", type=float, default=3.0, help="arrivals per model second (3)")
-    w.add_argument("--burst-on-s", type=float, default=5.0, help="bursty: on-period (5)")
-    w.add_argument("--burst-off-s", type=float, default=5.0, help="bursty: off-period (5)")
+    w.add_argument("--rate", type=positive, default=3.0, help="arrivals per model second (3)")
+    w.add_argument("--burst-on-s", type=positive, default=5.0, help="bursty: on-period (5)")
+    w.add_argument("--burst-off-s", type=not_negative, default=5.0, help="bursty: off-period (5)")
     w.add_argument(
         "--service",
         choices=["exponential", "fixed", "lognormal", "bimodal"],
         default="exponential",
         help="service-time distribution (exponential)",
     )
-    w.add_argument("--mean-s", type=float, default=1.0, help="mean service time (1.0)")
-    w.add_argument("--scv", type=float, default=4.0, help="lognormal: squared coeff. of variation")
+    w.add_argument("--mean-s", type=not_negative, default=1.0, help="mean service time (1.0)")
+    w.add_argument(
+        "--scv", type=positive, default=4.0, help="lognormal: squared coeff. of variation"
+    )
     w.add_argument(
         "--priorities",
         default="0:1",
@@ -103,13 +106,39 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def positive(text: str) -> float:
+    """An argparse type: a finite number > 0."""
+    value = _float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return value
+
+
+def not_negative(text: str) -> float:
+    """An argparse type: a finite number >= 0."""
+    value = _float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return value
+
+
+def _float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+    return value
+
+
 def workload_from(args: argparse.Namespace) -> Workload:
     """The :class:`Workload` the flags describe."""
     return Workload(
         jobs=args.jobs,
         arrival=_arrival(args),
         service=_service(args),
-        priorities=_pairs(args.priorities, int, float),
+        priorities=_pairs("--priorities", args.priorities, int, float),
         fail_probability=args.fail_probability,
         max_retries=args.max_retries,
         time_scale=args.time_scale,
@@ -144,15 +173,17 @@ def faults_from(args: argparse.Namespace) -> FaultPlan:
     restart = None
     if args.restart:
         at, _, persistence = args.restart.partition(":")
-        restart = Restart(at_s=float(at), persistence=persistence or "always")
-    poison: dict[int, Poison] = _pairs(args.poison, int, str)
+        at_s = _convert("--restart", at, float)
+        restart = Restart(at_s=at_s, persistence=persistence or "always")
+    poison: dict[int, Poison] = _pairs("--poison", args.poison, int, str)
     return FaultPlan(
         exception_probability=args.exception_probability,
         poison=poison,
         worker_crashes=args.crashes,
-        redis_drops=tuple(float(t) for t in args.drops.split(",") if t),
+        redis_drops=tuple(_convert("--drops", t, float) for t in args.drops.split(",") if t),
         redis_pauses=tuple(
-            Pause(at_s=a, duration_s=d) for a, d in _pairs(args.pause, float, float).items()
+            Pause(at_s=a, duration_s=d)
+            for a, d in _pairs("--pause", args.pause, float, float).items()
         ),
         redis_restart=restart,
         slow_worker_factor=args.slow_factor,
@@ -171,14 +202,22 @@ def setup_from(args: argparse.Namespace) -> Setup:
     )
 
 
-def _pairs(text: str, key: type, value: type) -> dict[Any, Any]:
+def _pairs(flag: str, text: str, key: type, value: type) -> dict[Any, Any]:
     out = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         k, sep, v = item.partition(":")
         if not sep:
-            raise argparse.ArgumentTypeError(f"expected KEY:VALUE, got {item!r}")
-        out[key(k)] = value(v)
+            raise JobsimError(f"{flag}: expected KEY:VALUE, got {item!r}")
+        out[_convert(flag, k, key)] = _convert(flag, v, value)
     return out
+
+
+def _convert(flag: str, text: str, kind: type) -> Any:
+    try:
+        return kind(text.strip())
+    except ValueError:
+        what = "a number" if kind is float else "an integer"
+        raise JobsimError(f"{flag}: {text!r} is not {what}") from None
 
 
 # --- commands ---------------------------------------------------------------------------------
@@ -200,9 +239,16 @@ def run_command(args: argparse.Namespace) -> int:
 def sweep_command(args: argparse.Namespace) -> int:
     """``jobsim sweep``: every combination of ``--grid`` values; writes ``--csv``."""
     grid = {}
+    fields = {*Workload.__dataclass_fields__, *Setup.__dataclass_fields__, "rate_per_s"}
     for spec in args.grid:
-        name, _, values = spec.partition("=")
-        grid[name.replace("-", "_")] = [_number(v) for v in values.split(",")]
+        name, sep, values = spec.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or not values:
+            raise JobsimError(f"--grid {spec!r}: expected NAME=V1,V2,...")
+        if name not in fields:
+            known = ", ".join(sorted(fields - {"arrival", "service"}))
+            raise JobsimError(f"--grid {spec!r}: {name!r} is not one of {known}")
+        grid[name] = [_number(v) for v in values.split(",")]
     frame = sweep(
         grid,
         workload=workload_from(args),
