@@ -68,10 +68,9 @@ def job_payload(
             spike windows land where the run's Redis-clock timestamps put them.
     """
     scale = workload.time_scale
-    p = 1 - (1 - job.fail_probability) * (1 - faults.exception_probability)
     payload: dict[str, Any] = {
         "seconds": job.service_s * scale,
-        "fail_probability": p,
+        "fail_probability": fail_probability(job.fail_probability, faults),
         "seed": workload.seed,
     }
     if job.index in faults.poison:
@@ -107,11 +106,52 @@ def run_job(payload: dict[str, Any], ctx: JobContext) -> None:
     )
     if seconds:
         time.sleep(seconds)
-    if poison == "fail" or (poison == "fail_once" and ctx.attempt == 1):
-        raise SimulatedFailure(f"poison job ({poison}) on attempt {ctx.attempt}")
-    rng = random.Random(f"{payload.get('seed', 0)}:{ctx.job_id}:{ctx.attempt}")
-    if rng.random() < float(payload.get("fail_probability", 0.0)):
-        raise SimulatedFailure(f"simulated failure on attempt {ctx.attempt}")
+    failure = attempt_failure(
+        ctx.job_id,
+        ctx.attempt,
+        poison=poison,
+        fail_probability=float(payload.get("fail_probability", 0.0)),
+        seed=payload.get("seed", 0),
+    )
+    if failure is not None:
+        raise SimulatedFailure(failure)
+
+
+def job_id(index: int) -> str:
+    """The id the simulator gives the job at ``index`` of a plan."""
+    return f"j{index:06d}"
+
+
+def job_ids(n: int) -> list[str]:
+    """The ids of a plan of ``n`` jobs: ``[job_id(i) for i in range(n)]``, faster."""
+    return [f"j{i:06d}" for i in range(n)]
+
+
+def fail_probability(job_probability: float, faults: FaultPlan) -> float:
+    """The chance an attempt fails: the job's own, or the plan's extra exception."""
+    return 1 - (1 - job_probability) * (1 - faults.exception_probability)
+
+
+def attempt_failure(
+    job_id: str, attempt: int, *, poison: str | None, fail_probability: float, seed: int
+) -> str | None:
+    """Why attempt ``attempt`` of ``job_id`` fails (the message the task raises), or None.
+
+    Poison first (``fail`` always, ``fail_once`` on attempt 1), then a draw seeded by
+    (``seed``, job id, attempt), so both the real queue and the virtual engine get the same
+    answer. (``crash`` poison is not a failure: the task kills its worker before this.)
+
+    Example:
+        >>> attempt_failure("j000001", 1, poison="fail_once", fail_probability=0, seed=0)
+        'poison job (fail_once) on attempt 1'
+    """
+    if poison == "fail" or (poison == "fail_once" and attempt == 1):
+        return f"poison job ({poison}) on attempt {attempt}"
+    if fail_probability > 0:
+        rng = random.Random(f"{seed}:{job_id}:{attempt}")
+        if rng.random() < fail_probability:
+            return f"simulated failure on attempt {attempt}"
+    return None
 
 
 def _die(ctx: JobContext) -> None:

@@ -26,12 +26,13 @@ from jobsim.sim.backend import clock_offset_s, open_backend
 from jobsim.sim.checker import check
 from jobsim.sim.faults import FaultPlan
 from jobsim.sim.injector import Injector
-from jobsim.sim.job import TASK, job_payload
+from jobsim.sim.job import TASK, job_id, job_payload
 from jobsim.sim.result import RunResult
 from jobsim.sim.sampler import Sampler
 from jobsim.sim.setup import Setup
 from jobsim.sim.summary import summarize
 from jobsim.sim.timing import attempt_frame, job_frame
+from jobsim.sim.virtual import run_virtual
 from jobsim.sim.workload import PlannedJob, Workload
 
 Progress = bool | Callable[[int, int], None]
@@ -54,11 +55,14 @@ def run(
     Args:
         workload: what to submit, when.
         faults: what goes wrong (default: nothing).
-        setup: workers, backend and queue settings.
+        setup: workers, backend and queue settings (``backend="virtual"``: the
+            discrete-event twin, :func:`jobsim.sim.virtual.run_virtual`).
         progress: True for a progress bar on stderr, or a callback (done, total).
     """
     faults = faults or FaultPlan()
     setup = setup or Setup()
+    if setup.backend == "virtual":
+        return run_virtual(workload, faults, setup, progress=progress)
     with open_backend(setup, faults) as (client, server):
         config = QueueConfig(
             retry=setup.retry,
@@ -119,7 +123,7 @@ def _submit(
     ``origin`` is model time 0 (the run's Redis-clock start) on the workers' epoch clock,
     where the payloads' spike windows are placed.
     """
-    ids = [f"j{job.index:06d}" for job in plan]
+    ids = [job_id(job.index) for job in plan]
     workers = pool.worker_ids
     pending = 0
     while pending < len(plan):

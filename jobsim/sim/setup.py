@@ -13,7 +13,7 @@ from typing import Literal
 from jobsim.pool import Mode
 from jobsim.retry import RetryPolicy
 
-Backend = Literal["embedded", "local"] | str
+Backend = Literal["embedded", "local", "virtual"] | str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -24,7 +24,9 @@ class Setup:
         workers: worker count.
         mode: ``thread`` or ``process``.
         backend: ``embedded`` (a fresh in-process fakeredis), ``local`` (a throwaway
-            redis-server this run starts, needed to restart Redis), or a ``redis://`` URL.
+            redis-server this run starts, needed to restart Redis), ``virtual`` (no Redis: a
+            discrete-event engine with the queue's semantics, see docs/virtual.md), or a
+            ``redis://`` URL.
         retry: backoff between attempts, in wall seconds.
         lease_s: lease length in wall seconds.
         aging_s: wall seconds of waiting worth one priority level (None: strict).

@@ -147,16 +147,14 @@ def busy_gaps_s(attempts: pd.DataFrame, jobs: pd.DataFrame) -> np.ndarray:
     whose job was already submitted (so the worker was not idle; a retry's ready time is
     not recorded, so retries are left out)."""
     submitted = jobs.set_index("job_id")["submitted"]
-    frame = worked(attempts).sort_values(["worker", "started"])
-    gaps = []
-    for _, runs in frame.groupby("worker"):
-        starts, ends = runs["started"].to_numpy(), runs["ended"].to_numpy()
-        first = (runs["number"] == 1).to_numpy()
-        waiting = submitted.reindex(runs["job_id"]).to_numpy()
-        for i in range(len(runs) - 1):
-            if first[i + 1] and waiting[i + 1] <= ends[i]:
-                gaps.append(starts[i + 1] - ends[i])
-    return np.asarray(gaps, dtype=float)
+    frame = worked(attempts).sort_values(["worker", "started"], kind="stable")
+    worker = frame["worker"].to_numpy()
+    starts, ends = frame["started"].to_numpy(), frame["ended"].to_numpy()
+    first = (frame["number"] == 1).to_numpy()
+    waiting = submitted.reindex(frame["job_id"]).to_numpy()
+    # each attempt and the next one on the same worker
+    follows = (worker[1:] == worker[:-1]) & first[1:] & (waiting[1:] <= ends[:-1])
+    return np.asarray(starts[1:][follows] - ends[:-1][follows], dtype=float)
 
 
 def busy_gap_s(attempts: pd.DataFrame, jobs: pd.DataFrame) -> float:

@@ -267,14 +267,21 @@ class Workload:
         more for fault plans)."""
         return [np.random.default_rng(s) for s in np.random.SeedSequence(self.seed).spawn(k)]
 
-    def plan(self) -> list[PlannedJob]:
-        """The jobs, in arrival order: the same list for the same workload."""
+    def draws(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The plan as arrays: arrival times and service times (model seconds) and
+        priorities, in arrival order. :meth:`plan` is built from these, so every engine
+        that reads them sees the same draws."""
         arrivals, service, priority = self.streams(3)
         times = self.arrival.times(self.jobs, arrivals)
         services = self.service.draw(self.jobs, service)
         levels = sorted(self.priorities)
         shares = np.array([self.priorities[p] for p in levels], dtype=float)
         chosen = priority.choice(levels, size=self.jobs, p=shares / shares.sum())
+        return times, services, chosen
+
+    def plan(self) -> list[PlannedJob]:
+        """The jobs, in arrival order: the same list for the same workload."""
+        times, services, chosen = self.draws()
         return [
             PlannedJob(i, float(t), float(s), int(p), self.fail_probability)
             for i, (t, s, p) in enumerate(zip(times, services, chosen, strict=True))
