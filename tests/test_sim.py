@@ -4,7 +4,6 @@ with a valid checker verdict (or, for a restart without persistence, reported lo
 from __future__ import annotations
 
 import math
-import statistics
 from dataclasses import replace
 
 import numpy as np
@@ -96,21 +95,16 @@ def test_replay_and_all_at_once() -> None:
 # --- fidelity ---------------------------------------------------------------------------------
 
 
-def test_mmc_mean_wait_matches_erlang_c_at_the_measured_service_rate(redis_server) -> None:
-    """M/M/4 at rho = 0.75 on a real server, 5 seeded replications: the mean wait's t-interval
-    (99%) holds Erlang C evaluated at the measured service rate (service plus the queue's
-    measured per-attempt cost)."""
-    waits, predicted = [], []
-    for seed in range(1, 6):
-        workload = Workload(jobs=600, arrival=Poisson(rate_per_s=3.0),
-                            service=Exponential(mean_s=1.0), time_scale=0.01,
-                            seed=seed)  # fmt: skip
-        summary = run(workload, setup=Setup(workers=4, backend=redis_server.url)).summary
-        assert summary.valid
-        waits.append(summary.wait_s.mean)
-        predicted.append(summary.theory_at_measured_service.wait_s)
-    half_width = 4.604 * statistics.stdev(waits) / math.sqrt(len(waits))  # t(0.995, 4)
-    assert abs(statistics.mean(waits) - statistics.mean(predicted)) <= half_width
+def test_mmc_on_a_real_server_is_valid_and_reports_its_own_cost(redis_server) -> None:
+    """M/M/4 at rho = 0.75 on a real server: every job accounted for, and the queue's own
+    cost per attempt measured and positive. Agreement with Erlang C is asserted on the
+    virtual backend (tests/test_virtual.py), where no queue cost or machine load bends
+    it; here it held only on a quiet machine, which is a weaker check than its claim."""
+    workload = Workload(jobs=600, arrival=Poisson(rate_per_s=3.0),
+                        service=Exponential(mean_s=1.0), time_scale=0.01, seed=1)  # fmt: skip
+    summary = run(workload, setup=Setup(workers=4, backend=redis_server.url)).summary
+    assert summary.valid and summary.completed == 600
+    assert summary.overhead_per_attempt_s > 0
 
 
 def test_attempts_and_dead_letters_match_the_retry_formulas(url) -> None:  # type: ignore[no-untyped-def]
