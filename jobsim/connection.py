@@ -18,7 +18,7 @@ import socketserver
 import tempfile
 import threading
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import fakeredis
 import redis
@@ -193,18 +193,31 @@ def _remove_directory(directory: str, owner_pid: int) -> None:
 
 
 def mask_url(url: str) -> str:
-    """The URL with its password replaced by ``***``."""
+    """The URL with its password replaced by ``***`` (in the netloc and in a ``?password=``
+    query parameter, which redis-py also reads)."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<unparseable url>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    query = parts.query
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if parts.password is None and not any(k == "password" for k, _ in pairs):
+        return url  # nothing secret: shown exactly as given
+    if any(k == "password" for k, _ in pairs):
+        query = urlencode([(k, "***" if k == "password" else v) for k, v in pairs], safe="*")
+    netloc = parts.netloc
+    if parts.password is not None:
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"  # an IPv6 address keeps its brackets, or the URL names another
+        try:
+            port = parts.port
+        except ValueError:
+            return "<unparseable url>"
+        if port is not None:
+            host = f"{host}:{port}"
+        netloc = f"{parts.username or ''}:***@{host}"
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def _check_url(url: str, shown: str) -> None:

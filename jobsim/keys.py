@@ -26,7 +26,7 @@ class Keys:
     name: str
 
     def __post_init__(self) -> None:
-        if not _NAME.match(self.name):
+        if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
             # Imported here: errors must stay importable from keys without a cycle.
             from jobsim.errors import InvalidInputError
 

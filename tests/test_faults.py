@@ -108,22 +108,12 @@ def test_a_bad_poison_mode_error_names_only_the_bad_entries() -> None:
     assert info.value.value == {2: "melt"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a negative worker_crashes is accepted; the run then fails in numpy "
-    "(`jobsim run --crashes -1` prints a traceback)",
-)
 def test_a_negative_crash_count_is_refused() -> None:
     """worker_crashes < 0 raises InvalidInputError at construction."""
     with pytest.raises(InvalidInputError):
         FaultPlan(worker_crashes=-1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: Restart's persistence is not checked; a typo fails mid-run in LocalRedis "
-    "with a bare ValueError (`jobsim run --local --restart 5:alwys` prints a traceback)",
-)
 def test_an_unknown_restart_persistence_is_refused_with_the_plan() -> None:
     """A restart mode other than none/everysec/always is an InvalidInputError up front."""
     with pytest.raises(InvalidInputError):

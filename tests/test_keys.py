@@ -54,11 +54,6 @@ def test_invalid_queue_names_raise_invalid_input_naming_the_field(name: str) -> 
     assert info.value.field == "name" and info.value.value == name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the name check uses re.match with '$', which also matches before a trailing "
-    "newline, so 'orders\\n' is accepted (job ids use fullmatch and are refused)",
-)
 def test_a_queue_name_with_a_trailing_newline_is_refused() -> None:
     """'orders\\n' is not 1-64 letters, digits, _ . : -, so it must be refused like '\\na'."""
     with pytest.raises(InvalidInputError):

@@ -219,22 +219,12 @@ def test_an_invalid_workload_is_refused_naming_its_field(kwargs: dict, field: st
     assert info.value.field == field
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: all-zero priority shares are accepted, then plan() fails in numpy "
-    "('Probabilities contain NaN'); `jobsim run --priorities 0:0` prints a traceback",
-)
 def test_priorities_whose_shares_sum_to_zero_are_refused() -> None:
     """Shares that are all zero describe no mix: InvalidInputError at construction."""
     with pytest.raises(InvalidInputError):
         Workload(jobs=10, priorities={0: 0.0, 9: 0.0})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a non-positive arrival rate is accepted; plan() then divides by zero "
-    "(`jobsim run --rate 0` prints a ZeroDivisionError traceback)",
-)
 @pytest.mark.parametrize("rate", [0.0, -1.0])
 def test_a_workload_with_a_non_positive_arrival_rate_is_refused(rate: float) -> None:
     """Arrivals at rate <= 0 never come: InvalidInputError, not an arithmetic error."""
@@ -242,11 +232,6 @@ def test_a_workload_with_a_non_positive_arrival_rate_is_refused(rate: float) -> 
         Workload(jobs=10, arrival=Poisson(rate_per_s=rate)).plan()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: Lognormal(scv<=-1) is accepted and fails in math.log1p "
-    "(`jobsim run --service lognormal --scv -1` prints a traceback)",
-)
 def test_a_negative_service_scv_is_refused() -> None:
     """An SCV is a variance ratio and cannot be negative: InvalidInputError."""
     with pytest.raises(InvalidInputError):

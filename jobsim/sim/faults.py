@@ -52,6 +52,14 @@ class Restart:
     at_s: float
     persistence: Persistence = "always"
 
+    def __post_init__(self) -> None:
+        if self.persistence not in ("none", "everysec", "always"):
+            raise InvalidInputError(
+                "persistence is none, everysec or always",
+                field="persistence",
+                value=self.persistence,
+            )
+
 
 @dataclass(frozen=True, kw_only=True)
 class FaultPlan:
@@ -93,6 +101,10 @@ class FaultPlan:
         if bad:
             raise InvalidInputError(
                 "poison modes are fail, crash and fail_once", field="poison", value=bad
+            )
+        if isinstance(self.worker_crashes, bool) or self.worker_crashes < 0:
+            raise InvalidInputError(
+                "worker_crashes must be >= 0", field="worker_crashes", value=self.worker_crashes
             )
         if self.slow_worker_factor < 1:
             raise InvalidInputError(

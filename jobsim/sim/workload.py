@@ -33,6 +33,9 @@ class Poisson:
     rate_per_s: float
     scv: float = 1.0
 
+    def __post_init__(self) -> None:
+        _require_positive("rate_per_s", self.rate_per_s)
+
     def times(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """Arrival times of ``n`` jobs, model seconds from the start."""
         return np.cumsum(rng.exponential(1.0 / self.rate_per_s, n))
@@ -43,6 +46,10 @@ class Constant:
     """Evenly spaced arrivals (scv 0)."""
 
     rate_per_s: float
+
+    def __post_init__(self) -> None:
+        _require_positive("rate_per_s", self.rate_per_s)
+
     scv: float = 0.0
 
     def times(self, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -165,6 +172,10 @@ class Lognormal:
     mean_s: float
     scv: float = 4.0
 
+    def __post_init__(self) -> None:
+        _require_positive("mean_s", self.mean_s)
+        _require_positive("scv", self.scv)
+
     def draw(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` service times."""
         sigma2 = math.log1p(self.scv)
@@ -255,9 +266,10 @@ class Workload:
                 "time_scale must be > 0", field="time_scale", value=self.time_scale
             )
         bad = [p for p in self.priorities if not PRIORITY_MIN <= p <= PRIORITY_MAX]
-        if bad or not self.priorities or min(self.priorities.values()) < 0:
+        shares = list(self.priorities.values())
+        if bad or not shares or min(shares) < 0 or not sum(shares) > 0:
             raise InvalidInputError(
-                f"priorities must map {PRIORITY_MIN}..{PRIORITY_MAX} to shares >= 0",
+                f"priorities must map {PRIORITY_MIN}..{PRIORITY_MAX} to shares >= 0, not all 0",
                 field="priorities",
                 value=dict(self.priorities),
             )
@@ -299,3 +311,8 @@ class Workload:
             (p, self.arrival_rate_per_s * self.priorities[p] / total)
             for p in sorted(self.priorities, reverse=True)
         ]
+
+
+def _require_positive(name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise InvalidInputError(f"{name} must be > 0", field=name, value=value)
