@@ -7,19 +7,14 @@ Run ``jobsim COMMAND --help`` for each command's options.
 from __future__ import annotations
 
 import argparse
-import importlib
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 from typing import Any
 
 from jobsim import __version__
-from jobsim.config import Lease, QueueConfig, Retention
-from jobsim.connection import ENV_URL, connect, mask_url
+from jobsim.cli_commands import run_bench, run_serve, run_stats, run_worker
 from jobsim.errors import JobsimError
-from jobsim.queue import JobQueue
-from jobsim.retry import KINDS, RetryPolicy
+from jobsim.retry import KINDS
 
 
 class ServerDefaults:
@@ -146,7 +141,7 @@ def _parser() -> argparse.ArgumentParser:
         help="workers (default 4)",
     )
     _add_worker_args(worker)
-    worker.set_defaults(run=_run_worker)
+    worker.set_defaults(run=run_worker)
 
     bench = sub.add_parser(
         "bench",
@@ -161,11 +156,11 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
     bench.add_argument("--peers", action="store_true", help="also measure installed peer queues")
     bench.add_argument("--out", default="bench-out", help="output folder (default bench-out)")
-    bench.set_defaults(run=_run_bench)
+    bench.set_defaults(run=run_bench)
 
     stats = sub.add_parser("stats", help="print a queue's counts per status and its workers")
     _add_queue_args(stats)
-    stats.set_defaults(run=_run_stats)
+    stats.set_defaults(run=run_stats)
 
     serve = sub.add_parser(
         "serve",
@@ -229,7 +224,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"largest request line and headers (default {ServerDefaults.max_header_bytes})",
     )
-    serve.set_defaults(run=_run_serve)
+    serve.set_defaults(run=run_serve)
     return parser
 
 
@@ -255,28 +250,6 @@ def _at_least(low: int) -> Any:
 
     parse.__name__ = f"integer >= {low}"
     return parse
-
-
-def _shared_url(args: argparse.Namespace, command: str) -> str:
-    """The URL of a queue other processes share; ``stats`` and ``worker`` on a private embedded
-    queue would see or serve nothing anyone submits."""
-    import os
-
-    url = args.redis or os.environ.get(ENV_URL)
-    if not url:
-        raise JobsimError(
-            f"{command} needs a shared Redis: pass --redis URL or set ${ENV_URL} "
-            "(the embedded backend lives inside one process)"
-        )
-    return url
-
-
-def _import_tasks(modules: Sequence[str]) -> None:
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise JobsimError(f"--import {module}: {exc}") from None
 
 
 def _add_queue_args(parser: argparse.ArgumentParser) -> None:
@@ -334,17 +307,6 @@ def _add_worker_args(parser: argparse.ArgumentParser) -> None:
         default=86_400.0,
         metavar="S",
         help="drop completed records older than S seconds (86400, a day; 0 keeps all)",
-    )
-
-
-def _queue_config(args: argparse.Namespace) -> QueueConfig:
-    return QueueConfig(
-        lease=Lease(duration_s=args.lease_s),
-        aging_s=args.aging_s,
-        retry=RetryPolicy(kind=args.retry, base_s=args.retry_base_s, cap_s=args.retry_cap_s),
-        retention=Retention(
-            max_completed=args.keep_completed or None, max_age_s=args.keep_completed_s or None
-        ),
     )
 
 
@@ -408,123 +370,6 @@ def _add_sim_commands(sub: Any) -> None:
     )
     sweep.add_argument("--csv", metavar="FILE", default=None, help="write the table here")
     sweep.set_defaults(run=commands.sweep_command)
-
-
-def _run_worker(args: argparse.Namespace) -> int:
-    from jobsim.pool import Mode, WorkerPool
-
-    url = _shared_url(args, "worker")
-    _import_tasks(args.imports)
-    queue = JobQueue(connect(url), args.queue, _queue_config(args))
-    mode: Mode = "process" if args.processes else "thread"
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    pool = WorkerPool(
-        queue, args.workers, mode, job_timeout_s=args.job_timeout_s, grace_s=args.grace_s
-    )
-    pool.start()
-    print(
-        f"jobsim worker {pool.id}: {args.workers} {mode} workers on queue "
-        f"{args.queue!r} at {mask_url(url)}",
-        flush=True,
-    )
-    while not stop.wait(1.0):
-        pass
-    print("stopping: waiting for in-flight jobs ...", flush=True)
-    pool.stop()
-    return 0
-
-
-def _run_stats(args: argparse.Namespace) -> int:
-    queue = JobQueue(connect(_shared_url(args, "stats")), args.queue)
-    stats = queue.stats()
-    for status, count in stats.by_status().items():
-        print(f"{status:>10}  {count}")
-    print("totals      " + ", ".join(f"{k}={v}" for k, v in sorted(stats.totals.items())))
-    for w in queue.workers():
-        state = "alive" if w.alive else "silent"
-        print(f"worker {w.id} ({w.mode}, {state}) running {w.running or 'nothing'}")
-    return 0
-
-
-def _run_serve(args: argparse.Namespace) -> int:
-    import os
-    import socket
-
-    try:
-        import uvicorn
-
-        from jobsim.api import API_KEY_ENV, create_app
-        from jobsim.api.server import ServerLimits, uvicorn_config
-        from jobsim.pool import Mode
-    except ImportError as exc:
-        raise JobsimError(f"{exc} (pip install 'jobsim[api]')") from None
-
-    _import_tasks(args.imports)
-    queue = JobQueue(connect(args.redis), args.queue, _queue_config(args))
-    mode: Mode = "process" if args.processes else "thread"
-    app = create_app(
-        queue,
-        workers=args.workers,
-        mode=mode,
-        grace_s=args.grace_s,
-        job_timeout_s=args.job_timeout_s,
-    )
-    if not 0 <= args.port <= 65535:
-        raise JobsimError(f"--port {args.port} is outside 0..65535")
-    try:  # bound before the workers start, so a busy port is a clean error
-        family, kind, proto, _, address = socket.getaddrinfo(
-            args.host, args.port, type=socket.SOCK_STREAM
-        )[0]
-        sock = socket.socket(family, kind, proto)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-    except (OSError, OverflowError) as exc:
-        raise JobsimError(f"cannot listen on {args.host}:{args.port}: {exc}") from None
-    host, port = sock.getsockname()[:2]
-    where = mask_url(args.redis) if args.redis else "$JOBSIM_REDIS_URL or embedded"
-    key = "required" if os.environ.get(API_KEY_ENV) else "off"
-    print(
-        f"jobsim serve: http://{host}:{port}/docs - {args.workers} {mode} workers on queue "
-        f"{args.queue!r} at {where}; API key {key}",
-        flush=True,
-    )
-    # uvicorn handles SIGTERM and Ctrl-C itself (graceful shutdown, then the lifespan stops the
-    # workers) and re-raises the signal afterwards; these handlers make that a clean exit.
-    signal.signal(signal.SIGTERM, lambda *_: None)
-    signal.signal(signal.SIGINT, lambda *_: None)
-    limits = ServerLimits(
-        read_timeout_s=args.read_timeout_s,
-        keep_alive_s=args.keep_alive_s,
-        limit_concurrency=args.limit_concurrency,
-        max_header_bytes=args.max_header_bytes,
-    )
-    config = uvicorn_config(
-        app, limits, log_level=args.log_level, timeout_graceful_shutdown=args.grace_s
-    )
-    uvicorn.Server(config).run(sockets=[sock])
-    print("jobsim serve: stopped", flush=True)
-    return 0
-
-
-def _run_bench(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-    from pathlib import Path
-
-    from jobsim.bench import BenchPlan, markdown, run_bench, write_report
-
-    plan = BenchPlan.quick() if args.quick else BenchPlan()
-    plan = replace(plan, peers=args.peers)
-    results = run_bench(
-        plan,
-        peers=args.peer_adapters,
-        progress=lambda step: print(f"... {step}", flush=True),
-    )
-    paths = write_report(results, Path(args.out))
-    print(markdown(results))
-    print("wrote " + ", ".join(str(p) for p in paths))
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,167 @@
+"""What the queue commands of ``jobsim`` do once their flags are parsed: ``worker``,
+``stats``, ``serve`` and ``bench`` (the simulator's commands live in
+:mod:`jobsim.sim.commands`)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import signal
+import threading
+from collections.abc import Sequence
+
+from jobsim.config import Lease, QueueConfig, Retention
+from jobsim.connection import ENV_URL, connect, mask_url
+from jobsim.errors import JobsimError
+from jobsim.queue import JobQueue
+from jobsim.retry import RetryPolicy
+
+
+def shared_url(args: argparse.Namespace, command: str) -> str:
+    """The URL of a queue other processes share; ``stats`` and ``worker`` on a private embedded
+    queue would see or serve nothing anyone submits."""
+    import os
+
+    url = args.redis or os.environ.get(ENV_URL)
+    if not url:
+        raise JobsimError(
+            f"{command} needs a shared Redis: pass --redis URL or set ${ENV_URL} "
+            "(the embedded backend lives inside one process)"
+        )
+    return url
+
+
+def import_tasks(modules: Sequence[str]) -> None:
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise JobsimError(f"--import {module}: {exc}") from None
+
+
+def queue_config(args: argparse.Namespace) -> QueueConfig:
+    return QueueConfig(
+        lease=Lease(duration_s=args.lease_s),
+        aging_s=args.aging_s,
+        retry=RetryPolicy(kind=args.retry, base_s=args.retry_base_s, cap_s=args.retry_cap_s),
+        retention=Retention(
+            max_completed=args.keep_completed or None, max_age_s=args.keep_completed_s or None
+        ),
+    )
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    from jobsim.pool import Mode, WorkerPool
+
+    url = shared_url(args, "worker")
+    import_tasks(args.imports)
+    queue = JobQueue(connect(url), args.queue, queue_config(args))
+    mode: Mode = "process" if args.processes else "thread"
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    pool = WorkerPool(
+        queue, args.workers, mode, job_timeout_s=args.job_timeout_s, grace_s=args.grace_s
+    )
+    pool.start()
+    print(
+        f"jobsim worker {pool.id}: {args.workers} {mode} workers on queue "
+        f"{args.queue!r} at {mask_url(url)}",
+        flush=True,
+    )
+    while not stop.wait(1.0):
+        pass
+    print("stopping: waiting for in-flight jobs ...", flush=True)
+    pool.stop()
+    return 0
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    queue = JobQueue(connect(shared_url(args, "stats")), args.queue)
+    stats = queue.stats()
+    for status, count in stats.by_status().items():
+        print(f"{status:>10}  {count}")
+    print("totals      " + ", ".join(f"{k}={v}" for k, v in sorted(stats.totals.items())))
+    for w in queue.workers():
+        state = "alive" if w.alive else "silent"
+        print(f"worker {w.id} ({w.mode}, {state}) running {w.running or 'nothing'}")
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import os
+    import socket
+
+    try:
+        import uvicorn
+
+        from jobsim.api import API_KEY_ENV, create_app
+        from jobsim.api.server import ServerLimits, uvicorn_config
+        from jobsim.pool import Mode
+    except ImportError as exc:
+        raise JobsimError(f"{exc} (pip install 'jobsim[api]')") from None
+
+    import_tasks(args.imports)
+    queue = JobQueue(connect(args.redis), args.queue, queue_config(args))
+    mode: Mode = "process" if args.processes else "thread"
+    app = create_app(
+        queue,
+        workers=args.workers,
+        mode=mode,
+        grace_s=args.grace_s,
+        job_timeout_s=args.job_timeout_s,
+    )
+    if not 0 <= args.port <= 65535:
+        raise JobsimError(f"--port {args.port} is outside 0..65535")
+    try:  # bound before the workers start, so a busy port is a clean error
+        family, kind, proto, _, address = socket.getaddrinfo(
+            args.host, args.port, type=socket.SOCK_STREAM
+        )[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except (OSError, OverflowError) as exc:
+        raise JobsimError(f"cannot listen on {args.host}:{args.port}: {exc}") from None
+    host, port = sock.getsockname()[:2]
+    where = mask_url(args.redis) if args.redis else "$JOBSIM_REDIS_URL or embedded"
+    key = "required" if os.environ.get(API_KEY_ENV) else "off"
+    print(
+        f"jobsim serve: http://{host}:{port}/docs - {args.workers} {mode} workers on queue "
+        f"{args.queue!r} at {where}; API key {key}",
+        flush=True,
+    )
+    # uvicorn handles SIGTERM and Ctrl-C itself (graceful shutdown, then the lifespan stops the
+    # workers) and re-raises the signal afterwards; these handlers make that a clean exit.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    signal.signal(signal.SIGINT, lambda *_: None)
+    limits = ServerLimits(
+        read_timeout_s=args.read_timeout_s,
+        keep_alive_s=args.keep_alive_s,
+        limit_concurrency=args.limit_concurrency,
+        max_header_bytes=args.max_header_bytes,
+    )
+    config = uvicorn_config(
+        app, limits, log_level=args.log_level, timeout_graceful_shutdown=args.grace_s
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+    print("jobsim serve: stopped", flush=True)
+    return 0
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+    from pathlib import Path
+
+    from jobsim.bench import BenchPlan, markdown, run_bench, write_report
+
+    plan = BenchPlan.quick() if args.quick else BenchPlan()
+    plan = replace(plan, peers=args.peers)
+    results = run_bench(
+        plan,
+        peers=args.peer_adapters,
+        progress=lambda step: print(f"... {step}", flush=True),
+    )
+    paths = write_report(results, Path(args.out))
+    print(markdown(results))
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
