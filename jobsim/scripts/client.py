@@ -51,9 +51,11 @@ class Scripts:
         self._client = client
         self._keys = keys
         self._sha = {s.name: hashlib.sha1(s.source.encode()).hexdigest() for s in SCRIPTS}
+        # KEYS of the scripts without a per-call key, built once (a submit's hot path)
+        self._fixed_keys = {s.name: s.key_names(keys) for s in SCRIPTS if "reply" not in s.keys}
 
     def _call(self, script: Script, args: Sequence[Any], reply: str = "") -> Any:
-        keys = script.key_names(self._keys, reply)
+        keys = self._fixed_keys.get(script.name) or script.key_names(self._keys, reply)
         try:
             return self._client.evalsha(self._sha[script.name], len(keys), *keys, *args)
         except redis.exceptions.NoScriptError:
