@@ -154,8 +154,13 @@ def _parser() -> argparse.ArgumentParser:
         "`python -m benchmarks.run --peers` from its root).",
     )
     bench.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
-    bench.add_argument("--peers", action="store_true", help="also measure installed peer queues")
+    bench.add_argument(
+        "--peers",
+        action="store_true",
+        help="also measure installed peer queues, and HTTP submit beside a bare FastAPI POST",
+    )
     bench.add_argument("--out", default="bench-out", help="output folder (default bench-out)")
+    _add_bench_config_args(bench)
     bench.set_defaults(run=run_bench)
 
     stats = sub.add_parser("stats", help="print a queue's counts per status and its workers")
@@ -226,6 +231,51 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(run=run_serve)
     return parser
+
+
+def _add_bench_config_args(bench: argparse.ArgumentParser) -> None:
+    """``bench``'s configuration (each flag overrides ``--config``) and its CI gate."""
+    config = bench.add_argument_group(
+        "your configuration", "measure your own settings; a flag overrides --config"
+    )
+    config.add_argument(
+        "--config",
+        metavar="FILE",
+        default=None,
+        help="a TOML or JSON file of BenchPlan fields (see docs/benchmarks.md)",
+    )
+    config.add_argument("--workers", metavar="N,N", default=None, help="worker counts, e.g. 1,4")
+    config.add_argument(
+        "--mode", choices=["thread", "process", "both"], default=None, help="worker kind (both)"
+    )
+    config.add_argument("--lease-s", type=_positive, default=None, help="lease length (30)")
+    config.add_argument("--retry", choices=KINDS, default=None, help="backoff kind (fixed)")
+    config.add_argument("--retry-base-s", type=float, default=None, help="first backoff (0)")
+    config.add_argument(
+        "--payload-bytes", type=_at_least(0), default=None, help="payload size (0: none)"
+    )
+    config.add_argument(
+        "--mix",
+        metavar="TASK=W,...",
+        default=None,
+        help="task mix of an extra drain: weights of noop, fail_once, sleep_1ms",
+    )
+    config.add_argument("--jobs", type=_at_least(1), default=None, help="jobs per drain")
+    config.add_argument(
+        "--repeat", type=_at_least(1), default=None, help="runs of each figure (min/median/max)"
+    )
+    gate = bench.add_argument_group(
+        "gate", "compare with an earlier run; figures normalised to the Redis round-trip rate"
+    )
+    gate.add_argument("--json", metavar="FILE", default=None, help="also write the results here")
+    gate.add_argument("--baseline", metavar="FILE", default=None, help="a --json of an earlier run")
+    gate.add_argument(
+        "--max-regression",
+        metavar="PCT",
+        type=float,
+        default=10.0,
+        help="exit 1 if a normalised figure is worse than the baseline by more (default 10)",
+    )
 
 
 def _positive(text: str) -> float:
