@@ -6,13 +6,15 @@ from jobsim.scripts.lua import Script
 
 SUBMIT = Script(
     "SUBMIT",
-    keys=("queued", "clock", "job_prefix", "wake", "counters"),
+    keys=("queued", "clock", "job_prefix", "wake", "counters", "scheduled"),
     argv=("band_us",),
-    items=("id", "task", "payload", "priority", "max_retries"),
+    items=("id", "task", "payload", "priority", "max_retries", "delay_us", "run_at_us"),
     body="""
--- All or nothing. A batch whose every id already exists with the same task and payload is a
--- replay (a client retrying after a lost reply) and returns 0; any other existing id aborts
--- with 'DUPLICATE <id>'.
+-- A job with delay_us or run_at_us ('' = not given) due later than now is 'scheduled' under
+-- its due time (DEQUEUE queues it when due); any other is queued at once. All or nothing.
+-- A batch whose every id already exists with the same task and payload is a replay (a
+-- client retrying after a lost reply) and returns 0; any other existing id aborts with
+-- 'DUPLICATE <id>'.
 local n = (#ARGV - TAIL + 1) / ITEM
 local same, existing = 0, nil
 for i = 0, n - 1 do
@@ -30,11 +32,18 @@ if same > 0 then return redis.error_reply('DUPLICATE ' .. existing) end
 local submitted = fmt(NOW)
 for i = 0, n - 1 do
   local b = TAIL + i * ITEM
-  local id, retries = ARGV[b], ARGV[b + 4]
-  redis.call('HSET', Q.job_prefix .. id, 'task', ARGV[b + 1], 'payload', ARGV[b + 2],
+  local id, retries, delay, run_at = ARGV[b], ARGV[b + 4], ARGV[b + 5], ARGV[b + 6]
+  local jk = Q.job_prefix .. id
+  redis.call('HSET', jk, 'task', ARGV[b + 1], 'payload', ARGV[b + 2],
     'priority', ARGV[b + 3], 'max_retries', retries, 'max_attempts', tonumber(retries) + 1,
     'attempts', 0, 'lease', 0, 'status', 'queued', 'submitted', submitted)
-  enqueue(id, ARGV[b + 3])
+  local due = (run_at ~= '' and tonumber(run_at)) or (delay ~= '' and NOW + tonumber(delay))
+  if due and due > NOW then
+    redis.call('HSET', jk, 'status', 'scheduled', 'due', fmt(due))
+    redis.call('ZADD', Q.scheduled, fmt(due), id)
+  else
+    enqueue(id, ARGV[b + 3])
+  end
 end
 save_seq()
 count('submitted', n)
