@@ -291,6 +291,27 @@ class JobQueue:
             time.sleep(pause)
             pause = min(pause * 1.5, 0.05)
 
+    # --- pause and resume -----------------------------------------------------------------
+
+    def pause(self) -> bool:
+        """Pause the queue: workers start no new job (they keep the leases they hold, keep
+        heartbeating them and settle what finishes); submits are still accepted. Jobs a
+        worker already leased ahead (at most its ``prefetch_s`` of work) still run.
+
+        Returns:
+            Whether it was already paused (pausing twice is harmless).
+        """
+        return self._scripts.pause(True)
+
+    def resume(self) -> bool:
+        """Resume a paused queue and wake its idle workers; returns whether it was paused."""
+        return self._scripts.pause(False)
+
+    @property
+    def paused(self) -> bool:
+        """Whether the queue is paused now."""
+        return bool(self.client.exists(self.keys.paused))
+
     # --- dead-letter queue ----------------------------------------------------------------
 
     def requeue_dead(self, job_id: str) -> None:

@@ -8,7 +8,8 @@ from jobsim.scripts.values import ACK_ITEMS, GIVE_BACK_ITEMS, NACK_ITEMS
 DEQUEUE = Script(
     "DEQUEUE",
     keys=names(
-        "queued processing retrying dead completed clock job_prefix wake counters reply scheduled"
+        "queued processing retrying dead completed clock job_prefix wake counters reply scheduled "
+        "paused"
     ),
     argv=names(
         "request_id worker_id count lease_us band_us housekeeping_limit log keep_count "
@@ -19,7 +20,7 @@ DEQUEUE = Script(
 -- Then n_done acks (id token result started ended) and n_failed failures (id token error
 -- retryable backoff_us outcome started ended). Settles the worker's finished jobs (as
 -- COMPLETE and FAIL), sweeps retention, promotes due retries and due scheduled jobs, gives
--- back expired leases, then leases up to `count` jobs. A call that leases keeps its reply
+-- back expired leases, then (unless the queue is paused) leases up to `count` jobs. A call that leases keeps its reply
 -- under `reply` (the worker's reply key) for a lease's length, keyed by its request id.
 -- Returns {jobs: id attempt token task payload delay_us score backoff_attempt ...,
 -- µs until the next due retry, scheduled job or lease deadline (-1 if none), NOW (µs),
@@ -63,6 +64,7 @@ for _, id in ipairs(expired) do
     redis.call('ZREM', Q.processing, id)
   end
 end
+if redis.call('EXISTS', Q.paused) == 1 then count_ = 0 end  -- paused: settle, sweep, no lease
 local jobs = {}
 local popped = count_ > 0 and redis.call('ZPOPMIN', Q.queued, count_) or {}
 local now, deadline = fmt(NOW), fmt(NOW + lease)

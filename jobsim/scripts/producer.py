@@ -1,4 +1,5 @@
-"""The producer and admin transitions: submit, requeue dead letters, purge them."""
+"""The producer and admin transitions: submit, requeue dead letters, purge them, pause and
+resume, cancel, and watching a job for :meth:`jobsim.JobQueue.wait`."""
 
 from __future__ import annotations
 
@@ -115,5 +116,27 @@ local old = redis.call('ZPOPMIN', Q.dead, tonumber(A.limit))
 for i = 1, #old, 2 do redis.call('DEL', Q.job_prefix .. old[i]) end
 keep_reply({#old / 2}, 60000)
 return #old / 2
+""",
+)
+
+PAUSE = Script(
+    "PAUSE",
+    keys=("paused", "wake", "counters"),
+    argv=("paused",),
+    items=(),
+    body="""
+-- paused = 1 pauses the queue (DEQUEUE then leases nothing; leases held stay held), 0
+-- resumes it and wakes an idle worker (each worker that leases wakes the next). Idempotent:
+-- a repeat changes nothing. Returns whether the queue was paused before.
+local was = redis.call('EXISTS', Q.paused)
+if A.paused == '1' and was == 0 then
+  redis.call('SET', Q.paused, fmt(NOW))
+  count('paused')
+elseif A.paused == '0' and was == 1 then
+  redis.call('DEL', Q.paused)
+  count('resumed')
+  wake()
+end
+return was
 """,
 )
