@@ -20,8 +20,9 @@ DEQUEUE = Script(
 -- Then n_done acks (id token result started ended) and n_failed failures (id token error
 -- retryable backoff_us outcome started ended). Settles the worker's finished jobs (as
 -- COMPLETE and FAIL), sweeps retention, promotes due retries and due scheduled jobs, gives
--- back expired leases, then (unless the queue is paused) leases up to `count` jobs. A call that leases keeps its reply
--- under `reply` (the worker's reply key) for a lease's length, keyed by its request id.
+-- back expired leases, then (unless the queue is paused) leases up to `count` jobs. A call
+-- that leases keeps its reply under `reply` (the worker's reply key) for a lease's length,
+-- keyed by its request id.
 -- Returns {jobs: id attempt token task payload delay_us score backoff_attempt ...,
 -- µs until the next due retry, scheduled job or lease deadline (-1 if none), NOW (µs),
 -- fenced ids}
