@@ -67,6 +67,7 @@ class Slot:
         self._busy: Any = CONTEXT.Value("b", 0, lock=False)
         self._deadline: Any = CONTEXT.Value("d", 0.0, lock=False)
         self._timeout: Any = CONTEXT.Value("d", 0.0, lock=False)
+        self._cancel: Any = CONTEXT.Value("d", 0.0, lock=False)  # cancel deadline, 0 = none
         self.grace_s: Any = CONTEXT.Value("d", 5.0, lock=False)  # set by the parent on stop
 
     def _write(self, **values: Any) -> None:
@@ -87,7 +88,13 @@ class Slot:
         self._write(_taken=self._taken.value + 1, _busy=0)
 
     def started(self, running: Running) -> None:
-        self._write(_busy=1, _deadline=running.deadline or 0.0, _timeout=running.timeout_s or 0.0)
+        self._write(
+            _busy=1, _deadline=running.deadline or 0.0, _timeout=running.timeout_s or 0.0,
+            _cancel=0.0,
+        )  # fmt: skip
+
+    def cancelling(self, running: Running) -> None:
+        self._write(_cancel=running.cancel_deadline or 0.0)
 
     def finished(self) -> None:
         self._write(_busy=0)
@@ -108,6 +115,7 @@ class Slot:
                 text = bytes(self._batch.value).decode()
                 taken, busy = self._taken.value, self._busy.value
                 deadline, timeout = self._deadline.value, self._timeout.value
+                cancel = self._cancel.value
                 if self._version.value == before:
                     break
             time.sleep(0.0001)
@@ -117,7 +125,9 @@ class Slot:
         holdings = Holdings(unstarted=jobs[taken:])
         ran = jobs[:taken]
         if busy and ran:
-            holdings.running = Running(ran.pop(), deadline or None, timeout or None)
+            job = ran.pop()
+            holdings.running = Running(job, deadline or None, timeout or None)
+            holdings.running.cancel_deadline = cancel or None
         holdings.ran = [(j.id, j.token) for j in ran]
         return holdings
 
@@ -382,10 +392,14 @@ class ProcessGroup:
         for child in self.children:
             if child.alive():
                 running = child.slot.running()
-                if running is None or not running.deadline or now < running.deadline:
+                due = running.next_deadline() if running is not None else None
+                if running is None or due is None or now < due:
                     continue
                 child.kill()
-                self.take_back_child(child, "timeout", "its worker process was killed")
+                if running.cancel_deadline and now >= running.cancel_deadline:
+                    self.take_back_child(child, "cancelled", "cancelled; its process was killed")
+                else:
+                    self.take_back_child(child, "timeout", "its worker process was killed")
                 child.spawn()
             elif child.respawn_at == 0.0:
                 reason = f"worker process {child.pid} died ({child.exit_reason()})"

@@ -64,7 +64,7 @@ from jobsim.scripts.leasing import (
     UNLEASE,
 )
 from jobsim.scripts.lua import PRELUDE, Script
-from jobsim.scripts.producer import PAUSE, PURGE_DEAD, REQUEUE_DEAD, SUBMIT
+from jobsim.scripts.producer import CANCEL, PAUSE, PURGE_DEAD, REQUEUE_DEAD, SUBMIT, WATCH_JOB
 from jobsim.scripts.values import (
     ACK_ITEMS,
     GIVE_BACK_ITEMS,
@@ -72,6 +72,7 @@ from jobsim.scripts.values import (
     LEASED,
     NACK_ITEMS,
     Ack,
+    Beat,
     Dequeued,
     Exchange,
     GiveBack,
@@ -80,8 +81,9 @@ from jobsim.scripts.values import (
 )
 
 __all__ = [
-    "ACK_ITEMS", "COMPLETE", "DEQUEUE", "FAIL", "GIVE_BACK_ITEMS", "GIVE_BACK_OUTCOMES",
-    "HEARTBEAT", "LEASED", "NACK_ITEMS", "PAUSE", "PRELUDE", "PURGE_DEAD", "RELEASE",
-    "RELEASE_WORKER", "REQUEUE_DEAD", "SCRIPTS", "SOURCES", "SUBMIT", "UNLEASE", "Ack",
-    "Dequeued", "Exchange", "GiveBack", "Nack", "Script", "Scripts", "parse_leased",
+    "ACK_ITEMS", "CANCEL", "COMPLETE", "DEQUEUE", "FAIL", "GIVE_BACK_ITEMS",
+    "GIVE_BACK_OUTCOMES", "HEARTBEAT", "LEASED", "NACK_ITEMS", "PAUSE", "PRELUDE", "PURGE_DEAD",
+    "RELEASE", "RELEASE_WORKER", "REQUEUE_DEAD", "SCRIPTS", "SOURCES", "SUBMIT", "UNLEASE",
+    "WATCH_JOB", "Ack", "Beat", "Dequeued", "Exchange", "GiveBack", "Nack", "Script",
+    "Scripts", "parse_leased",
 ]  # fmt: skip
