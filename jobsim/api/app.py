@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from starlette.concurrency import run_in_threadpool
 
 from jobsim import __version__
+from jobsim.api import dashboard, events
 from jobsim.api.contract import check_payload_strictly, submit_schema
 from jobsim.api.docs import install_docs
 from jobsim.api.errors import (
@@ -123,6 +124,9 @@ def create_app(
         ]
     app.include_router(_router, dependencies=secured, responses=common)
     app.include_router(_open_router)
+    for routes in (dashboard.router, events.router):  # the dashboard's data: behind the key
+        app.include_router(routes, dependencies=secured, responses=common)
+    app.include_router(dashboard.page_router)
     install_docs(app)
     _publish_submit_schema(app, queue)
     return app
