@@ -5,6 +5,7 @@ with their versions and licences. The pages rendering in a browser is tests/test
 from __future__ import annotations
 
 import re
+import uuid
 
 import pytest
 from fastapi.testclient import TestClient
@@ -18,7 +19,9 @@ ASSET = re.compile(r"""(?:src|href|url)\s*[=:]\s*['"]([^'"]+)['"]""")
 
 @pytest.fixture
 def http() -> TestClient:
-    return TestClient(create_app(JobQueue(connect(), "docs"), workers=0, api_key="k"))
+    return TestClient(
+        create_app(JobQueue(connect(), f"docs{uuid.uuid4().hex[:8]}"), workers=0, api_key="k")
+    )
 
 
 @pytest.mark.parametrize("page", ["/docs", "/redoc"])

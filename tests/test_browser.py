@@ -54,7 +54,9 @@ def requests_seen(chrome: Any) -> Iterator[RequestLog]:
     log.read()  # drop what earlier tests left in the log
     log.urls.clear()
     yield log
-    assert log.foreign() == []
+    foreign = log.foreign()
+    chrome.get("about:blank")  # closes the dashboard's feed, which would hold up the shutdown
+    assert foreign == []
 
 
 def _wait(chrome: Any, condition: Any, timeout_s: float = 15.0) -> Any:
@@ -95,3 +97,78 @@ def test_redoc_renders_every_operation_offline(chrome, service, requests_seen) -
     screenshot(chrome, "redoc")
     assert len(sections) == len(operations)
     assert f"{service}/static/vendor/redoc/redoc.standalone.js" in requests_seen.read()
+
+
+def _by_id(chrome: Any, element_id: str) -> Any:
+    return chrome.find_element("id", element_id)
+
+
+def _open_dashboard(chrome: Any, url: str) -> None:
+    chrome.get(url)
+    _wait(chrome, lambda c: _by_id(c, "live").text == "live")
+
+
+def test_the_dashboard_asks_for_the_key_and_then_goes_live(chrome, service, requests_seen) -> None:
+    """Without a stored key the feed answers 401 and the page asks; with it the feed is live."""
+    chrome.get(f"{service}/")
+    chrome.execute_script("sessionStorage.clear()")
+    chrome.get(f"{service}/")
+    _wait(chrome, lambda c: _by_id(c, "key-form").is_displayed())
+    assert _by_id(chrome, "live").text != "live"
+    _by_id(chrome, "key-input").send_keys(KEY)
+    _by_id(chrome, "key-form").submit()
+    _wait(chrome, lambda c: _by_id(c, "live").text == "live")
+    assert not _by_id(chrome, "key-form").is_displayed()
+    assert chrome.execute_script("return sessionStorage.getItem('jobsim.apiKey')") == KEY
+
+
+def test_the_dashboard_shows_a_submitted_job_reaching_completed(
+    chrome, service, requests_seen
+) -> None:
+    """A job submitted from the page's form is shown `completed`, with its one attempt."""
+    _open_dashboard(chrome, f"{service}/?key={KEY}")
+    assert "key=" not in chrome.current_url  # dropped from the address bar, kept in the tab
+    payload = _by_id(chrome, "submit-payload")
+    payload.clear()
+    payload.send_keys('{"seconds": 0.2}')
+    _by_id(chrome, "submit-button").click()
+    _wait(chrome, lambda c: _by_id(c, "job-status").text == "completed")
+    task_id = _by_id(chrome, "job-id").text
+    screenshot(chrome, "dashboard-completed")
+    job = httpx.get(f"{service}/status/{task_id}", headers={"X-API-Key": KEY}).json()
+    assert (job["status"], job["attempts"], job["task"]) == ("completed", 1, "sleep")
+    rows = chrome.find_elements("css selector", "#job-attempts tr")
+    assert len(rows) == 1 and "completed" in rows[0].text
+    card = chrome.find_element("css selector", "#counts [data-status='completed'] .n")
+    _wait(chrome, lambda c: int(card.text) >= 1)
+
+
+def test_a_dead_letter_is_requeued_by_clicking_its_button(chrome, service, requests_seen) -> None:
+    """A job that failed its only attempt shows in the dead-letter table; its Requeue button
+    puts it back, and its second attempt completes."""
+    headers = {"X-API-Key": KEY}
+    body = {"task": "fail", "payload": {"times": 1}, "max_retries": 0}
+    task_id = httpx.post(f"{service}/submit", json=body, headers=headers).json()["task_id"]
+    _open_dashboard(chrome, f"{service}/?key={KEY}")
+    button = f"#dead button.requeue[data-id='{task_id}']"
+    _wait(chrome, lambda c: c.find_elements("css selector", button))
+    screenshot(chrome, "dashboard-dead-letter")
+    chrome.find_element("css selector", button).click()
+    _wait(chrome, lambda c: _by_id(c, "job-status").text == "completed")
+    _wait(chrome, lambda c: not c.find_elements("css selector", button))
+    job = httpx.get(f"{service}/jobs/{task_id}", headers=headers).json()
+    assert job["status"] == "completed"
+    assert [a["outcome"] for a in job["attempt_log"]] == ["failed", "completed"]
+    assert len(chrome.find_elements("css selector", "#job-timeline .attempt")) == 2
+
+
+def test_a_scenario_button_submits_the_scenario(chrome, service, requests_seen) -> None:
+    """The poison-job scenario's button submits its 21 jobs to the served queue and the page
+    says so (how scenarios play out is tests/test_api_dashboard.py)."""
+    headers = {"X-API-Key": KEY}
+    before = httpx.get(f"{service}/stats", headers=headers).json()["totals"].get("submitted", 0)
+    _open_dashboard(chrome, f"{service}/?key={KEY}")
+    chrome.find_element("css selector", "[data-scenario='poison-job']").click()
+    _wait(chrome, lambda c: "scenario poison-job: submitted 21 jobs" in _by_id(c, "log").text)
+    stats = httpx.get(f"{service}/stats", headers=headers).json()
+    assert stats["totals"]["submitted"] == before + 21

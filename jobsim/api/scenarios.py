@@ -3,8 +3,9 @@
 (``POST /scenarios/{name}``) to show one behaviour of the queue as it plays out.
 
 Each scenario only submits jobs to the served queue, in one ``submit_many`` (so all or none
-are written); the service's workers then run them. The jobs are seeded, so a scenario fails
-the same attempts every time it is started.
+are written); the service's workers then run them. ``flaky`` draws are seeded by the job id,
+so a given job fails the same attempts on any worker, but each start makes new ids and so a
+new draw.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def _retry_storm(queue: JobQueue) -> list[JobRequest]:
 
 
 def _poison_job(queue: JobQueue) -> list[JobRequest]:
-    work = [JobRequest("sleep", {"seconds": 0.3}) for _ in range(20)]
+    work = [JobRequest("sleep", {"seconds": 0.15}) for _ in range(20)]
     return [JobRequest("fail", {}, max_retries=4, priority=5), *work]
 
 
