@@ -292,7 +292,7 @@ def wait_by_arrival(
     results: Mapping[str, RunResult], *, priority: int, ax: Axes | None = None
 ) -> Axes:
     """Each job's wait against its arrival time, for the jobs of one ``priority``, one
-    marker per run: starvation shows as waits that keep growing during the run."""
+    marker per run: starvation shows as tall bursts of waiting during busy spells."""
     ax = axes(ax)
     for i, (label, result) in enumerate(results.items()):
         scale = result.workload.time_scale

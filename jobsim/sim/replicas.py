@@ -11,7 +11,7 @@ Example:
     >>> round(iv.mean, 3), round(iv.half_width, 3)
     (1.0, 0.029)
     >>> agreement("wait", iv, 1.0)
-    'wait 1.000 ± 0.029 (95% CI, 4 runs) vs theory 1.000: off by 0.0%, theory inside the CI: PASS'
+    'wait 1.000 ± 0.029 (95% CI, 4 runs) vs theory 1.000: off by 0.0%, 0.0 SE: PASS'
 """
 
 from __future__ import annotations
@@ -87,24 +87,30 @@ def t_interval(values: Sequence[float] | np.ndarray | pd.Series) -> Interval:
 
 
 def agreement(
-    label: str, measured: Interval, expected: float, *, tolerance: float = 0.05, digits: int = 3
+    label: str,
+    measured: Interval,
+    expected: float,
+    *,
+    tolerance: float = 0.05,
+    k: float = 4.0,
+    digits: int = 3,
 ) -> str:
-    """One line: the interval, the theory, the relative error, and whether the two agree:
-    PASS when the theory lies inside the 95% interval or within ``tolerance`` (a fraction)
-    of it, FAIL otherwise.
+    """One line: the 95% interval, the theory, the error in per cent and in standard errors
+    of the mean, and PASS when it is within ``k`` standard errors (the repository's 4-SE
+    bands, docs/experiments.md) or within ``tolerance`` (a fraction) of the theory.
 
-    The tolerance keeps a very tight interval from failing on a bias far below what the
-    notebook teaches (the warm-up a finite run keeps); the interval keeps a noisy point
-    from passing on luck: it is printed, so a wide one shows.
+    The standard error is the interval's half-width over its t quantile. The tolerance keeps
+    a very tight interval from failing on a bias far below what a notebook teaches (the
+    warm-up a finite run keeps); the printed interval shows how tight the agreement is.
     """
     error = (measured.mean - expected) / expected if expected else math.nan
-    inside = measured.contains(expected)
-    ok = inside or (math.isfinite(error) and abs(error) <= tolerance)
+    se = measured.half_width / t_quantile_975(max(measured.n - 1, 1))
+    z = abs(measured.mean - expected) / se if se > 0 else math.inf
+    ok = z <= k or (math.isfinite(error) and abs(error) <= tolerance)
     return (
         f"{label} {measured.mean:.{digits}f} ± {measured.half_width:.{digits}f} "
         f"(95% CI, {measured.n} runs) vs theory {expected:.{digits}f}: off by "
-        f"{abs(error):.1%}, theory {'inside' if inside else 'outside'} the CI: "
-        f"{'PASS' if ok else 'FAIL'}"
+        f"{abs(error):.1%}, {z:.1f} SE: {'PASS' if ok else 'FAIL'}"
     )
 
 
