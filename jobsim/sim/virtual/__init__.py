@@ -38,7 +38,7 @@ from jobsim.sim.faults import FaultPlan
 from jobsim.sim.result import RunResult
 from jobsim.sim.setup import Setup
 from jobsim.sim.summary import summarize
-from jobsim.sim.virtual import engine, fifo
+from jobsim.sim.virtual import engine, fifo, leased
 from jobsim.sim.virtual.frames import POOL_ID, frames
 from jobsim.sim.virtual.trace import SAMPLES, Trace
 from jobsim.sim.workload import Workload
@@ -48,20 +48,7 @@ __all__ = ["POOL_ID", "SAMPLES", "run_virtual", "unsupported"]
 
 def unsupported(faults: FaultPlan, setup: Setup) -> list[str]:
     """What in ``faults`` and ``setup`` the virtual engine does not model (yet)."""
-    missing = []
-    if any(mode == "crash" for mode in faults.poison.values()):
-        missing.append("poison 'crash'")
-    if faults.worker_crashes:
-        missing.append("worker_crashes")
-    if faults.redis_drops:
-        missing.append("redis_drops")
-    if faults.redis_pauses:
-        missing.append("redis_pauses")
-    if faults.redis_restart is not None:
-        missing.append("redis_restart")
-    if setup.job_timeout_s is not None:
-        missing.append("job_timeout_s")
-    return missing
+    return []  # every fault kind is modelled; kept so a future one can be refused by name
 
 
 def run_virtual(
@@ -121,4 +108,15 @@ def simulate(workload: Workload, draws: engine.Draws, faults: FaultPlan, setup: 
     """The trace of a run, from the simplest engine that models it."""
     if fifo.applies(workload, draws, faults):
         return fifo.simulate_fifo(workload, draws, setup)
+    if needs_leases(faults, setup):
+        return leased.simulate_leased(workload, draws, faults, setup)
     return engine.simulate(workload, draws, faults, setup)
+
+
+def needs_leases(faults: FaultPlan, setup: Setup) -> bool:
+    """Whether a run takes the leased engine: a timed fault, a crash poison or a timeout."""
+    return bool(
+        faults.timeline(1.0)
+        or any(mode == "crash" for mode in faults.poison.values())
+        or setup.job_timeout_s is not None
+    )

@@ -68,10 +68,15 @@ def frames(workload: Workload, draws: Draws, trace: Trace) -> tuple[pd.DataFrame
         },
         columns=ATTEMPT_COLUMNS,
     )
-    first = np.flatnonzero(number == 1)  # one per job, in job order
+    first = np.flatnonzero(number == 1)
     lasts = np.flatnonzero(last)
-    submitted = np.asarray(times, dtype=float) * scale
-    started = start[first]
+    submitted = np.asarray(times if trace.submitted is None else trace.submitted, float) * scale
+    started = np.full(n, np.nan)
+    started[job[first]] = start[first]
+    tries = np.zeros(n, dtype=np.int64)
+    tries[job[lasts]] = number[lasts]
+    last_worker = np.full(n, None, dtype=object)
+    last_worker[job[lasts]] = names[worker[lasts]]
     done = np.asarray(trace.finished, dtype=float) * scale
     fenced = np.zeros(n, dtype=np.int64) if trace.fenced is None else np.asarray(trace.fenced)
     redeliveries = (
@@ -90,13 +95,18 @@ def frames(workload: Workload, draws: Draws, trace: Trace) -> tuple[pd.DataFrame
             "wait_s": started - submitted,
             "service_s": np.bincount(job, weights=end - start, minlength=n),
             "sojourn_s": done - submitted,
-            "attempts": number[lasts],
+            "attempts": tries,
             "outcome": _JOB_OUTCOMES[dead_mask.astype(np.int64)],
-            "worker": names[worker[lasts]],
+            "worker": last_worker,
             "redeliveries": redeliveries,
             "fenced": fenced.astype(np.int64),
             "duplicate": fenced > 0,
         },
         columns=JOB_COLUMNS,
     )
+    if trace.lost:  # a restart without persistence: the real run has no record of them
+        kept = np.ones(n, dtype=bool)
+        kept[list(trace.lost)] = False
+        jobs = jobs[kept].reset_index(drop=True)
+        attempts = attempts[kept[job]].reset_index(drop=True)
     return jobs, attempts

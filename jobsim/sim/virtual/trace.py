@@ -26,6 +26,7 @@ class Trace:
     finished: list[float] = field(default_factory=list)
     dead: set[int] = field(default_factory=set)
     samples: list[tuple[float, int]] = field(default_factory=list)  # (model s, in system)
+    submitted: list[float] | None = None  # when each job was submitted, if not its arrival
     redeliveries: list[int] | None = None
     fenced: list[int] | None = None
     discarded: set[int] = field(default_factory=set)  # ran to the end, result thrown away
