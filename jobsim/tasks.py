@@ -32,7 +32,7 @@ class JobContext:
     has been cancelled meanwhile (the worker learns that at its next heartbeat).
 
     Example:
-        >>> @task("chunks")
+        >>> @task("chunks", registry=TaskRegistry())
         ... def chunks(payload, ctx):
         ...     for _ in range(payload["n"]):
         ...         ctx.raise_if_cancelled()   # stop between chunks once cancelled

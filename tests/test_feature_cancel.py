@@ -5,7 +5,10 @@ exactly one winner. Each test runs on fakeredis and on a real redis-server."""
 
 from __future__ import annotations
 
+import random
+from collections import Counter
 import threading
+import time
 
 import pytest
 
@@ -181,54 +184,65 @@ def test_a_process_task_ignoring_the_cancel_is_killed_after_the_grace(make_queue
 
 
 def test_cancel_racing_completion_has_exactly_one_winner(make_queue) -> None:
-    """Ack and cancel released together, many times: each job ends either completed (the
-    cancel raised JobFinishedError) or cancelled (the cancel answered True, the result was
-    dropped), never both, and the counters say the same."""
+    """Ack and cancel released together (each after a seeded random pause of up to 2 ms, so
+    either may come first), many times: each job ends either completed (the cancel raised
+    JobFinishedError) or cancelled (the cancel answered True, the result was dropped), never
+    both; the counters say the same, and both winners occur."""
     queue = make_queue()
     n = 60
+    rng = random.Random(12)
     ids = [queue.submit("noop", i) for i in range(n)]
     jobs = {j.id: j for j in queue.leases.exchange("w", n).jobs}
     outcome: dict[str, str] = {}
     for job_id in ids:
         start = threading.Barrier(2)
+        pause_ack, pause_cancel = rng.uniform(0, 0.002), rng.uniform(0, 0.002)
 
-        def ack(job_id: str = job_id, start: threading.Barrier = start) -> None:
+        def ack(job_id: str = job_id, start: threading.Barrier = start, p: float = pause_ack):
             start.wait()
+            time.sleep(p)
             queue.leases.complete([Ack(job_id, jobs[job_id].token, '"r"')])
 
         acker = threading.Thread(target=ack)
         acker.start()
         start.wait()
+        time.sleep(pause_cancel)
         try:
             outcome[job_id] = "cancelled" if queue.cancel(job_id) else "?"
         except JobFinishedError:
             outcome[job_id] = "completed"
         acker.join()
     for job_id in ids:
-        assert queue.status(job_id).status == outcome[job_id]
+        record = queue.status(job_id)
+        assert record.status == outcome[job_id]
+        assert (record.result is None) == (outcome[job_id] == "cancelled")
     totals = _totals(queue)
     won_by_cancel = sum(v == "cancelled" for v in outcome.values())
     assert totals.get("cancelled", 0) == won_by_cancel
     assert totals.get("completed", 0) == n - won_by_cancel
     assert totals.get("fenced", 0) == 0
+    assert 0 < won_by_cancel < n, "the calls never raced"
 
 
 def test_cancel_racing_a_pool_has_exactly_one_winner_per_job(make_queue) -> None:
-    """Jobs cancelled while a pool races to run them: every one ends completed or cancelled,
-    as its cancel call said, and completed + cancelled == submitted."""
+    """Each job cancelled a seeded random 0-3 ms after its submit, while a pool races to run
+    it: every one ends completed or cancelled, as its cancel call said (True: cancelled,
+    queued or mid-run; JobFinishedError: completed), and completed + cancelled == submitted."""
     queue = make_queue(BEAT)
-    n = 150
+    n = 120
+    rng = random.Random(7)
     outcome: dict[str, str] = {}
     with WorkerPool(queue, concurrency=2, prefetch_s=0):
-        ids = [queue.submit("noop", i) for i in range(n)]
-        for job_id in ids:
+        for i in range(n):
+            job_id = queue.submit("noop", i)
+            time.sleep(rng.uniform(0, 0.003))
             try:
                 queue.cancel(job_id)
                 outcome[job_id] = "cancelled"
             except JobFinishedError:
                 outcome[job_id] = "completed"
         queue.wait_until_drained(timeout_s=30)
-    assert [queue.status(i).status.value for i in ids] == [outcome[i] for i in ids]
+    assert {i: queue.status(i).status.value for i in outcome} == outcome
     totals = _totals(queue)
     assert totals.get("completed", 0) + totals.get("cancelled", 0) == n
     assert totals.get("cancelled", 0) == sum(v == "cancelled" for v in outcome.values())
