@@ -6,7 +6,6 @@ exactly one winner. Each test runs on fakeredis and on a real redis-server."""
 from __future__ import annotations
 
 import random
-from collections import Counter
 import threading
 import time
 
