@@ -31,9 +31,12 @@ def rounds_ms(queue: JobQueue, rounds: int) -> list[float]:
         job_id = queue.submit("noop")
         (job,) = queue.leases.exchange("bench", 1).jobs
         returned: list[float] = []
-        waiter = threading.Thread(
-            target=lambda: (queue.wait(job_id, 10), returned.append(time.perf_counter()))
-        )
+
+        def wait(job_id: str = job_id, returned: list[float] = returned) -> None:
+            queue.wait(job_id, 10)
+            returned.append(time.perf_counter())
+
+        waiter = threading.Thread(target=wait)
         waiter.start()
         while not queue.client.hexists(queue.keys.job(job_id), "waited"):
             time.sleep(0.001)
