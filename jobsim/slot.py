@@ -8,6 +8,7 @@ was running (attempt counted) and whether that one's cancel was requested.
 from __future__ import annotations
 
 import multiprocessing as mp
+import threading
 import time
 from typing import Any
 
@@ -20,6 +21,10 @@ _BATCH_BYTES = MAX_PREFETCH * _LINE_BYTES  # room for a full prefetch batch: nev
 _READ_TRIES = 2000  # a torn read is retried; a writer that died mid-write never finishes
 
 CONTEXT = mp.get_context("spawn")  # fork is unsafe in a process that runs threads
+# Two threads of a child write its slot (the worker; its supervisor, on a cancel): one at a
+# time, or the seqlock's version could be left odd. A thread lock of this process only, so a
+# SIGKILLed child leaves nothing held for its parent.
+_WRITING = threading.Lock()
 
 
 class Slot:
@@ -48,10 +53,11 @@ class Slot:
         self.grace_s: Any = CONTEXT.Value("d", 5.0, lock=False)  # set by the parent on stop
 
     def _write(self, **values: Any) -> None:
-        self._version.value += 1  # odd: a write is under way
-        for name, value in values.items():
-            getattr(self, name).value = value
-        self._version.value += 1
+        with _WRITING:
+            self._version.value += 1  # odd: a write is under way
+            for name, value in values.items():
+                getattr(self, name).value = value
+            self._version.value += 1
 
     # the child's side (a worker.Report)
 
@@ -62,7 +68,7 @@ class Slot:
         self._write(_batch=text, _taken=0, _busy=0)
 
     def taken(self, job: Dequeued) -> None:
-        self._write(_taken=self._taken.value + 1, _busy=0)
+        self._write(_taken=self._taken.value + 1, _busy=0)  # only the worker thread writes this
 
     def started(self, running: Running) -> None:
         self._write(
