@@ -245,3 +245,10 @@ def test_cancel_racing_a_pool_has_exactly_one_winner_per_job(make_queue) -> None
     totals = _totals(queue)
     assert totals.get("completed", 0) + totals.get("cancelled", 0) == n
     assert totals.get("cancelled", 0) == sum(v == "cancelled" for v in outcome.values())
+
+
+def test_cancel_of_a_finished_job_maps_to_409_in_the_http_error_table() -> None:
+    """JobFinishedError is an InvalidStateError, so the API's one table answers it 409."""
+    from jobsim.api.errors import status_of
+
+    assert status_of(JobFinishedError("done", job_id="j", status="completed")) == 409
