@@ -24,6 +24,7 @@ from jobsim.errors import (
 )
 from jobsim.keys import Keys
 from jobsim.leases import Leases
+from jobsim.limits import TaskLimits
 from jobsim.models import (
     Job,
     JobStatus,
@@ -58,7 +59,9 @@ class JobQueue:
     Args:
         client: from :func:`jobsim.connect`.
         name: the queue's name; all its keys carry it as their hash tag.
-        config: queue settings.
+        config: queue settings. If they name rate or concurrency limits, creating the
+            queue writes them to Redis, replacing its limits table: every worker of the
+            queue obeys that table, whatever settings it was started with.
         registry: the task registry submit validates against.
     """
 
@@ -78,6 +81,8 @@ class JobQueue:
         self._scripts = Scripts(client, self.keys)
         self.leases = Leases(client, self.keys, self.config)
         """The worker side of this queue (leasing, settling, heartbeats)."""
+        if (table := self.config.limits) is not None:
+            self._scripts.set_limits([(task, *t.encoded()) for task, t in table.items()])
 
     def __repr__(self) -> str:
         return f"JobQueue(name={self.name!r})"
@@ -227,14 +232,33 @@ class JobQueue:
         return self.jobs(JobStatus.FAILED, limit=limit, offset=offset)
 
     def stats(self) -> QueueStats:
-        """Counts per status now, and running totals."""
+        """Counts per status now, and running totals.
+
+        ``queued`` counts the jobs a rate or concurrency limit holds back too; ``throttled``
+        says how many of them those are.
+        """
         pipe = self.client.pipeline(transaction=True)
         for status in JobStatus:
             pipe.zcard(self._status_key(status))
         pipe.hgetall(self.keys.counters)
-        *counts, totals = pipe.execute()
+        pipe.hget(self.keys.limiter, "parked")
+        *counts, totals, parked = pipe.execute()
         by_status = dict(zip((s.value for s in JobStatus), counts, strict=True))
-        return QueueStats(**by_status, totals={k: int(v) for k, v in totals.items()})
+        throttled = int(parked or 0)
+        by_status["queued"] += throttled
+        return QueueStats(
+            **by_status, throttled=throttled, totals={k: int(v) for k, v in totals.items()}
+        )
+
+    def limits(self) -> dict[str, TaskLimits]:
+        """The rate and concurrency limits every worker of this queue obeys now, as Redis
+        holds them (written by the last queue whose settings named limits)."""
+        raw = cast(dict[str, str], self.client.hgetall(self.keys.limits))
+        return {task: TaskLimits.decoded(text) for task, text in sorted(raw.items())}
+
+    def running(self, task: str) -> int:
+        """How many of ``task``'s jobs hold a concurrency slot now (0 if it has no limit)."""
+        return int(self.client.hget(self.keys.limiter, f"r:{task}") or 0)
 
     def workers(self) -> list[WorkerInfo]:
         """The worker registry: every worker that heartbeated, and whether it still does."""

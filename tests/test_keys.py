@@ -13,18 +13,19 @@ from jobsim.keys import Keys
 def test_every_key_carries_the_queue_hash_tag() -> None:
     """Fixed, per-job, per-pool and reply keys all start with jobsim:{name}:."""
     k = Keys("orders")
-    names = [*k.all_fixed(), k.job("abc"), k.stop("pool-1"), k.reply("w1")]
+    names = [*k.all_fixed(), k.job("abc"), k.stop("pool-1"), k.reply("w1"), k.parked("t")]
     assert all(n.startswith("jobsim:{orders}:") for n in names)
     assert len({key_slot(n.encode()) for n in names}) == 1
 
 
 def test_the_fixed_keys_are_distinct_and_complete() -> None:
-    """all_fixed lists ten different keys, one per property."""
+    """all_fixed lists fourteen different keys, one per property."""
     k = Keys("q")
     fixed = k.all_fixed()
-    assert len(fixed) == len(set(fixed)) == 10
+    assert len(fixed) == len(set(fixed)) == 14
     assert fixed == [k.queued, k.processing, k.retrying, k.completed, k.dead, k.clock, k.wake,
-                     k.counters, k.workers, k.workers_seen]  # fmt: skip
+                     k.counters, k.workers, k.workers_seen, k.limits, k.limiter, k.slots,
+                     k.throttled]  # fmt: skip
 
 
 def test_a_job_key_is_the_prefix_followed_by_the_id() -> None:
