@@ -190,8 +190,10 @@ class JobQueue:
     def job_ids(self, status: JobStatus | str, *, limit: int = 100, offset: int = 0) -> list[str]:
         """Ids of jobs in ``status``, in the order that status keeps them.
 
-        ``queued`` lists in service order; ``processing`` by lease deadline; ``retrying`` by
-        due time; ``completed`` and ``failed`` by finish time, oldest first.
+        ``queued`` lists the ready jobs in service order (not those a rate or concurrency
+        limit holds back: ``stats().throttled`` counts them); ``processing`` by lease
+        deadline; ``retrying`` by due time; ``completed`` and ``failed`` by finish time,
+        oldest first.
 
         Args:
             status: a :class:`JobStatus` or its value.

@@ -23,7 +23,9 @@ holder of the lease (a replayed or stale call never reaches it), so each slot is
 exactly once. A freed slot makes the task due at once and wakes a worker.
 
 Every script that ends a lease must declare the keys ``slots limiter throttled wake``;
-DEQUEUE also ``limits parked_prefix``.
+DEQUEUE also ``limits parked_prefix``. A script that takes a queued job out for good (a
+cancel) must also look for it among the parked: ``forget_parked(id, task)`` (keys
+``limiter throttled parked_prefix``) removes it there and says whether it was.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ LIMITER = """
 -- ---- rate and concurrency limits (jobsim/scripts/limiter.py) ----
 local FOREVER = 9007199254740992  -- 2^53 µs: "when a slot frees", not a time
 local EPS = 1e-9
-local PARK_LIMIT = 1000  -- most jobs one call parks (the rest wait for the next call)
+local PARK_LIMIT = 256  -- most jobs one call parks (the rest wait for the next call)
 local LIMIT_OF, MORE_TO_SORT = {}, false
 local function limit_of(task)  -- {rate, burst, cap} (0 = none), or false if unlimited
   local l = LIMIT_OF[task]
@@ -97,6 +99,14 @@ local function park(id, score, task, l)
   redis.call('ZADD', Q.parked_prefix .. task, score, id)
   redis.call('HINCRBY', Q.limiter, 'parked', 1)
   redis.call('ZADD', Q.throttled, fmt(due_after(task, l, 0)), task)
+end
+-- a parked job leaves for good (cancelled, deleted): true if `id` was parked under `task`
+local function forget_parked(id, task)
+  local pk = Q.parked_prefix .. task
+  if redis.call('ZREM', pk, id) == 0 then return false end
+  redis.call('HINCRBY', Q.limiter, 'parked', -1)
+  if redis.call('EXISTS', pk) == 0 then redis.call('ZREM', Q.throttled, task) end
+  return true
 end
 local function oldest_first(id, score, task)  -- the job of `task` to lease instead of `id`
   local pk = Q.parked_prefix .. task
