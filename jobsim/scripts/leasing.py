@@ -9,7 +9,7 @@ DEQUEUE = Script(
     "DEQUEUE",
     keys=names(
         "queued processing retrying dead completed clock job_prefix wake counters reply "
-        "limits limiter slots throttled parked_prefix"
+        "scheduled paused limits limiter slots throttled parked_prefix"
     ),
     argv=names(
         "request_id worker_id count lease_us band_us housekeeping_limit log keep_count "
@@ -19,11 +19,13 @@ DEQUEUE = Script(
     body="""
 -- Then n_done acks (id token result started ended) and n_failed failures (id token error
 -- retryable backoff_us outcome started ended). Settles the worker's finished jobs (as
--- COMPLETE and FAIL), sweeps retention, promotes due retries, gives back expired leases,
--- then leases up to `count` jobs. A call that leases keeps its reply under `reply`
--- (the worker's reply key) for a lease's length, keyed by its request id.
+-- COMPLETE and FAIL), sweeps retention, promotes due retries and due scheduled jobs, gives
+-- back expired leases, then (unless the queue is paused) leases up to `count` jobs. A call
+-- that leases keeps its reply under `reply` (the worker's reply key) for a lease's length,
+-- keyed by its request id.
 -- Returns {jobs: id attempt token task payload delay_us score backoff_attempt ...,
--- µs until the next due retry, lease deadline or token (-1 if none), NOW (µs), fenced ids}
+-- µs until the next due retry, scheduled job, lease deadline or token (-1 if none), NOW
+-- (µs), fenced ids}
 local again = kept_reply()
 if again then
   again[3] = fmt(NOW)  -- the worker pairs this clock with its own at the reply
@@ -52,6 +54,7 @@ for _, id in ipairs(due) do
     enqueue(id, priority)
   end
 end
+promote_scheduled(limit)
 local expired = redis.call('ZRANGEBYSCORE', Q.processing, '-inf', fmt(NOW), 'LIMIT', 0, limit)
 for _, id in ipairs(expired) do
   local jk = Q.job_prefix .. id
@@ -63,6 +66,7 @@ for _, id in ipairs(expired) do
     free_slot(id)
   end
 end
+if redis.call('EXISTS', Q.paused) == 1 then count_ = 0 end  -- paused: settle, sweep, no lease
 unpark(limit)  -- limits: parked jobs that may lease now go back to the queue
 local jobs = {}
 local popped = pop_admitted(count_)  -- limits: ZPOPMIN, parking jobs over their limits
@@ -84,7 +88,7 @@ end
 save_seq()
 if RETRIED > 0 or (#popped > 0 and redis.call('EXISTS', Q.queued) == 1) then wake() end
 local next_due = -1
-for _, key in ipairs({Q.retrying, Q.processing}) do
+for _, key in ipairs({Q.retrying, Q.processing, Q.scheduled}) do
   local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
   if first[2] then
     local wait = math.max(0, tonumber(first[2]) - NOW)
