@@ -19,6 +19,7 @@ import pytest
 import redis
 
 import jobsim
+import jobsim.leases
 from jobsim import JobQueue, Lease, QueueConfig, RateLimit, WorkerPool
 from jobsim.errors import InvalidInputError, PermanentError
 from jobsim.scripts import SCRIPTS, Ack, GiveBack, Nack
@@ -172,6 +173,31 @@ def test_parked_jobs_keep_priority_and_fifo_order_within_their_task(make_queue) 
         assert queue.leases.complete([Ack(job.id, job.token)]) == []
     expected = sorted(range(len(ids)), key=lambda i: (-priorities[i], i))
     assert order == [ids[i] for i in expected]
+
+
+def test_an_admitted_job_swaps_with_an_older_parked_job_of_its_task(
+    make_queue, monkeypatch
+) -> None:
+    """If a newer job of a task is popped while older ones are still parked (the call had
+    no housekeeping budget left to move them back), the oldest parked one leases instead."""
+    queue = make_queue(QueueConfig(concurrency_limits={"noop": 1}))
+    first = queue.submit("noop")
+    (lease,) = queue.leases.exchange("w", 1).jobs
+    older = queue.submit_many([jobsim.JobRequest("noop")] * 2)
+    assert queue.leases.exchange("w", 5).jobs == [] and queue.stats().throttled == 2
+    queue.leases.complete([Ack(first, lease.token)])  # a slot is free again
+    newer = queue.submit("noop")
+    monkeypatch.setattr(jobsim.leases, "HOUSEKEEPING_LIMIT", 0)  # no unparking this call
+    (job,) = queue.leases.exchange("w", 1).jobs
+    assert job.id == older[0]
+    assert queue.client.zrange(queue.keys.parked("noop"), 0, -1) == [older[1], newer]
+    monkeypatch.undo()
+    order = []
+    for _ in range(2):
+        queue.leases.complete([Ack(job.id, job.token)])
+        (job,) = queue.leases.exchange("w", 1).jobs
+        order.append(job.id)
+    assert order == [older[1], newer]
 
 
 # --- concurrency slots, exactly once per lease ---------------------------------------------
