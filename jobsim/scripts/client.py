@@ -21,12 +21,20 @@ from jobsim.scripts.leasing import (
     UNLEASE,
 )
 from jobsim.scripts.lua import Script
-from jobsim.scripts.producer import CANCEL, PAUSE, PURGE_DEAD, REQUEUE_DEAD, SUBMIT, WATCH_JOB
+from jobsim.scripts.producer import (
+    CANCEL,
+    PAUSE,
+    PURGE_DEAD,
+    REQUEUE_DEAD,
+    SET_LIMITS,
+    SUBMIT,
+    WATCH_JOB,
+)
 from jobsim.scripts.values import Ack, Beat, Dequeued, Exchange, GiveBack, Nack, parse_leased
 
 SCRIPTS: tuple[Script, ...] = (
     SUBMIT, DEQUEUE, COMPLETE, FAIL, HEARTBEAT, UNLEASE, RELEASE, RELEASE_WORKER,
-    REQUEUE_DEAD, PURGE_DEAD, PAUSE, CANCEL, WATCH_JOB,
+    REQUEUE_DEAD, PURGE_DEAD, PAUSE, SET_LIMITS, CANCEL, WATCH_JOB,
 )  # fmt: skip
 """Every script of the queue."""
 
@@ -156,3 +164,8 @@ class Scripts:
     def watch_job(self, job_id: str) -> str:
         """Mark a job as waited on; returns its status, ``''`` if there is no such job."""
         return str(self._call(WATCH_JOB, [job_id]))
+
+    def set_limits(self, table: Sequence[tuple[str, str, str, str]]) -> int:
+        """Replace the limits table with ``(task, per_s, burst, max_running)`` rows; returns
+        how many tasks are limited. Safe to re-send."""
+        return int(self._call(SET_LIMITS, [x for row in table for x in row]))

@@ -3,7 +3,7 @@ resume, cancel, and watching a job for :meth:`jobsim.JobQueue.wait`."""
 
 from __future__ import annotations
 
-from jobsim.scripts.lua import Script
+from jobsim.scripts.lua import Script, names
 
 SUBMIT = Script(
     "SUBMIT",
@@ -143,20 +143,14 @@ return was
 
 CANCEL = Script(
     "CANCEL",
-    keys=(
-        "queued",
-        "scheduled",
-        "retrying",
-        "processing",
-        "cancelled",
-        "job_prefix",
-        "notify_prefix",
-        "counters",
+    keys=names(
+        "queued scheduled retrying processing cancelled job_prefix notify_prefix counters "
+        "limiter throttled parked_prefix"
     ),
     argv=("job_id",),
     items=(),
     body="""
--- A scheduled, queued or retrying job ends 'cancelled' at once and never runs. A processing
+-- A scheduled, queued (or parked by a limit) or retrying job ends 'cancelled' at once. A processing
 -- one is marked (its 'cancel' field, once): its worker learns it from the heartbeat, and
 -- however its lease ends (ack, fail, give-back, expiry) the job ends cancelled. Returns
 -- 'cancelled' or 'requested'; errors 'MISSING' and 'FINISHED <status>'. Safe to re-send: a
@@ -175,6 +169,9 @@ if status == 'processing' then
 end
 local from = ({scheduled = Q.scheduled, queued = Q.queued, retrying = Q.retrying})[status]
 if not from then return redis.error_reply('FINISHED ' .. status) end
+if status == 'queued' then  -- a queued job held back by its task's limit is parked instead
+  forget_parked(A.job_id, redis.call('HGET', jk, 'task'))
+end
 end_cancelled(A.job_id, jk, from)
 return 'cancelled'
 """,
@@ -193,5 +190,27 @@ local status = redis.call('HGET', jk, 'status')
 if not status then return '' end
 redis.call('HSET', jk, 'waited', '1')
 return status
+""",
+)
+
+SET_LIMITS = Script(
+    "SET_LIMITS",
+    keys=("limits", "throttled", "wake"),
+    argv=(),
+    items=("task", "per_s", "burst", "max_running"),
+    body="""
+-- Replaces the queue's whole limits table ('0' = no such limit); safe to re-send. Every
+-- task with parked jobs becomes due now, so a raised or removed limit frees them at the
+-- next DEQUEUE. Returns how many tasks are limited.
+redis.call('DEL', Q.limits)
+local n = 0
+for b = TAIL, #ARGV, ITEM do
+  redis.call('HSET', Q.limits, ARGV[b], ARGV[b + 1] .. ' ' .. ARGV[b + 2] .. ' ' .. ARGV[b + 3])
+  n = n + 1
+end
+local tasks = redis.call('ZRANGE', Q.throttled, 0, -1)
+for _, task in ipairs(tasks) do redis.call('ZADD', Q.throttled, fmt(NOW), task) end
+if #tasks > 0 then wake() end
+return n
 """,
 )
