@@ -252,3 +252,21 @@ def test_cancel_of_a_finished_job_maps_to_409_in_the_http_error_table() -> None:
     from jobsim.api.errors import status_of
 
     assert status_of(JobFinishedError("done", job_id="j", status="completed")) == 409
+
+
+def test_a_job_parked_by_its_tasks_rate_limit_is_cancelled_at_once(make_queue) -> None:
+    """A queued job held back by a rate limit (parked) is taken out of the parked set too: it
+    ends cancelled and never leases."""
+    from jobsim.limits import RateLimit
+
+    queue = make_queue(QueueConfig(rate_limits={"noop": RateLimit(per_s=1000, burst=1)}))
+    ids = [queue.submit("noop", i) for i in range(3)]
+    (first,) = queue.leases.exchange("w", 3).jobs  # one token: the other two are parked
+    parked = [i for i in ids if i != first.id]
+    assert queue.cancel(parked[0])
+    assert queue.status(parked[0]).status == JobStatus.CANCELLED
+    leased: list[str] = []
+    wait_until(lambda: leased.extend(j.id for j in queue.leases.exchange("w", 3).jobs) or (
+        parked[1] in leased))  # fmt: skip
+    assert parked[0] not in leased
+    assert queue.stats().queued == 0
