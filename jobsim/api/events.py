@@ -100,7 +100,7 @@ def recent_wait(queue: JobQueue, window_s: float) -> dict[str, float | int | Non
 
 
 IntervalS = Annotated[float, Query(ge=0.2, le=60, description="seconds between snapshots")]
-MaxS = Annotated[float, Query(ge=1, le=3600, description="end the stream after this long")]
+MaxS = Annotated[float, Query(ge=1, le=300, description="end the stream after this long")]
 
 
 @router.get(
