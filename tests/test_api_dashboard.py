@@ -59,6 +59,8 @@ def test_the_page_is_open_and_names_only_assets_the_package_serves(http) -> None
         assert http.get(asset).status_code == 200, asset
     for scenario in SCENARIOS.values():
         assert f'data-scenario="{scenario.name}"' in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert "<script>" not in page.text  # no inline script, so the policy needs no exception
 
 
 def test_the_feed_and_the_scenarios_need_the_key(http) -> None:
