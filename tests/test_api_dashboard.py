@@ -193,3 +193,15 @@ def _answers(url: str) -> bool:
         return httpx.get(url, timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_a_snapshot_shows_scheduled_jobs_and_a_paused_queue(make_queue) -> None:
+    """Statuses the queue reports (here `scheduled`) and its paused flag reach the feed."""
+    queue = make_queue()
+    queue.submit("noop", None, delay_s=3600)
+    assert snapshot(queue)["paused"] is False
+    queue.pause()
+    state = snapshot(queue)
+    assert state["paused"] is True
+    assert state["counts"]["scheduled"] == 1  # type: ignore[index]
+    assert state["counts"] == queue.stats().by_status()
