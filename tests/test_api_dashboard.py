@@ -205,3 +205,13 @@ def test_a_snapshot_shows_scheduled_jobs_and_a_paused_queue(make_queue) -> None:
     assert state["paused"] is True
     assert state["counts"]["scheduled"] == 1  # type: ignore[index]
     assert state["counts"] == queue.stats().by_status()
+
+
+def test_a_wrong_method_on_a_dashboard_route_is_a_405_naming_the_allowed_one(http) -> None:
+    for method, path, allowed in (
+        ("PUT", "/events", "GET"),
+        ("GET", "/scenarios/demo", "POST"),
+        ("POST", "/", "GET"),
+    ):
+        response = http.request(method, path, headers=AUTH)
+        assert response.status_code == 405 and response.headers["allow"] == allowed, path
