@@ -89,6 +89,12 @@ def run_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_dashboard(args: argparse.Namespace) -> int:
+    """``jobsim dashboard``: ``serve`` without workers, for a queue served elsewhere."""
+    print(f"jobsim dashboard: open http://{args.host}:{args.port}/", flush=True)
+    return run_serve(args)
+
+
 def run_serve(args: argparse.Namespace) -> int:
     import os
     import socket
@@ -127,8 +133,8 @@ def run_serve(args: argparse.Namespace) -> int:
     where = mask_url(args.redis) if args.redis else "$JOBSIM_REDIS_URL or embedded"
     key = "required" if os.environ.get(API_KEY_ENV) else "off"
     print(
-        f"jobsim serve: http://{host}:{port}/docs - {args.workers} {mode} workers on queue "
-        f"{args.queue!r} at {where}; API key {key}",
+        f"jobsim serve: http://{host}:{port}/ (dashboard; API docs at /docs) - "
+        f"{args.workers} {mode} workers on queue {args.queue!r} at {where}; API key {key}",
         flush=True,
     )
     # uvicorn handles SIGTERM and Ctrl-C itself (graceful shutdown, then the lifespan stops the

@@ -20,7 +20,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from starlette.concurrency import run_in_threadpool
 
 from jobsim import __version__
+from jobsim.api import dashboard, events
 from jobsim.api.contract import check_payload_strictly, submit_schema
+from jobsim.api.docs import install_docs
 from jobsim.api.errors import (
     RETRY_AFTER_S,
     NotADeadLetterError,
@@ -95,6 +97,8 @@ def create_app(
         version=__version__,
         description=_DESCRIPTION.format(task=SEED_TASK, seconds=SEED_TASK_SECONDS),
         lifespan=_lifespan,
+        docs_url=None,  # jobsim.api.docs serves them without a CDN
+        redoc_url=None,
     )
     state = app.state
     state.queue = queue
@@ -106,7 +110,10 @@ def create_app(
     state.registry.register(state.metrics)
     limit = max_body_bytes or 4 * queue.config.max_payload_bytes + 4096
     app.add_middleware(Guard, api_key=key or None, max_body_bytes=limit)
-    install_error_handlers(app, [*_router.routes, *_open_router.routes])
+    dashboard_routes = [*dashboard.router.routes, *dashboard.page_router.routes]
+    install_error_handlers(
+        app, [*_router.routes, *_open_router.routes, *dashboard_routes, *events.router.routes]
+    )
     common: Responses = {
         422: error_doc(422, "bad input; `field` names it"),
         503: error_doc(503, "Redis unreachable; retry after `Retry-After` seconds"),
@@ -120,6 +127,10 @@ def create_app(
         ]
     app.include_router(_router, dependencies=secured, responses=common)
     app.include_router(_open_router)
+    for routes in (dashboard.router, events.router):  # the dashboard's data: behind the key
+        app.include_router(routes, dependencies=secured, responses=common)
+    app.include_router(dashboard.page_router)
+    install_docs(app)
     _publish_submit_schema(app, queue)
     return app
 

@@ -1,18 +1,21 @@
-"""The producer and admin transitions: submit, requeue dead letters, purge them."""
+"""The producer and admin transitions: submit, requeue dead letters, purge them, pause and
+resume, cancel, and watching a job for :meth:`jobsim.JobQueue.wait`."""
 
 from __future__ import annotations
 
-from jobsim.scripts.lua import Script
+from jobsim.scripts.lua import Script, names
 
 SUBMIT = Script(
     "SUBMIT",
-    keys=("queued", "clock", "job_prefix", "wake", "counters"),
+    keys=("queued", "clock", "job_prefix", "wake", "counters", "scheduled"),
     argv=("band_us",),
-    items=("id", "task", "payload", "priority", "max_retries"),
+    items=("id", "task", "payload", "priority", "max_retries", "delay_us", "run_at_us"),
     body="""
--- All or nothing. A batch whose every id already exists with the same task and payload is a
--- replay (a client retrying after a lost reply) and returns 0; any other existing id aborts
--- with 'DUPLICATE <id>'.
+-- A job with delay_us or run_at_us ('' = not given) due later than now is 'scheduled' under
+-- its due time (DEQUEUE queues it when due); any other is queued at once. All or nothing.
+-- A batch whose every id already exists with the same task and payload is a replay (a
+-- client retrying after a lost reply) and returns 0; any other existing id aborts with
+-- 'DUPLICATE <id>'.
 local n = (#ARGV - TAIL + 1) / ITEM
 local same, existing = 0, nil
 for i = 0, n - 1 do
@@ -30,11 +33,18 @@ if same > 0 then return redis.error_reply('DUPLICATE ' .. existing) end
 local submitted = fmt(NOW)
 for i = 0, n - 1 do
   local b = TAIL + i * ITEM
-  local id, retries = ARGV[b], ARGV[b + 4]
-  redis.call('HSET', Q.job_prefix .. id, 'task', ARGV[b + 1], 'payload', ARGV[b + 2],
+  local id, retries, delay, run_at = ARGV[b], ARGV[b + 4], ARGV[b + 5], ARGV[b + 6]
+  local jk = Q.job_prefix .. id
+  redis.call('HSET', jk, 'task', ARGV[b + 1], 'payload', ARGV[b + 2],
     'priority', ARGV[b + 3], 'max_retries', retries, 'max_attempts', tonumber(retries) + 1,
     'attempts', 0, 'lease', 0, 'status', 'queued', 'submitted', submitted)
-  enqueue(id, ARGV[b + 3])
+  local due = (run_at ~= '' and tonumber(run_at)) or (delay ~= '' and NOW + tonumber(delay))
+  if due and due > NOW then
+    redis.call('HSET', jk, 'status', 'scheduled', 'due', fmt(due))
+    redis.call('ZADD', Q.scheduled, fmt(due), id)
+  else
+    enqueue(id, ARGV[b + 3])
+  end
 end
 save_seq()
 count('submitted', n)
@@ -106,5 +116,101 @@ local old = redis.call('ZPOPMIN', Q.dead, tonumber(A.limit))
 for i = 1, #old, 2 do redis.call('DEL', Q.job_prefix .. old[i]) end
 keep_reply({#old / 2}, 60000)
 return #old / 2
+""",
+)
+
+PAUSE = Script(
+    "PAUSE",
+    keys=("paused", "wake", "counters"),
+    argv=("paused",),
+    items=(),
+    body="""
+-- paused = 1 pauses the queue (DEQUEUE then leases nothing; leases held stay held), 0
+-- resumes it and wakes an idle worker (each worker that leases wakes the next). Idempotent:
+-- a repeat changes nothing. Returns whether the queue was paused before.
+local was = redis.call('EXISTS', Q.paused)
+if A.paused == '1' and was == 0 then
+  redis.call('SET', Q.paused, fmt(NOW))
+  count('paused')
+elseif A.paused == '0' and was == 1 then
+  redis.call('DEL', Q.paused)
+  count('resumed')
+  wake()
+end
+return was
+""",
+)
+
+CANCEL = Script(
+    "CANCEL",
+    keys=names(
+        "queued scheduled retrying processing cancelled job_prefix notify_prefix counters "
+        "limiter throttled parked_prefix"
+    ),
+    argv=("job_id",),
+    items=(),
+    body="""
+-- A scheduled, queued (or parked by a limit) or retrying job ends 'cancelled' at once. A processing
+-- one is marked (its 'cancel' field, once): its worker learns it from the heartbeat, and
+-- however its lease ends (ack, fail, give-back, expiry) the job ends cancelled. Returns
+-- 'cancelled' or 'requested'; errors 'MISSING' and 'FINISHED <status>'. Safe to re-send: a
+-- cancelled job answers 'cancelled', a marked one 'requested', and nothing is counted twice.
+local jk = Q.job_prefix .. A.job_id
+local f = redis.call('HMGET', jk, 'status', 'cancel')
+local status = f[1]
+if not status then return redis.error_reply('MISSING') end
+if status == 'cancelled' then return 'cancelled' end
+if status == 'processing' then
+  if not f[2] then
+    redis.call('HSET', jk, 'cancel', fmt(NOW))
+    count('cancel_requested')
+  end
+  return 'requested'
+end
+local from = ({scheduled = Q.scheduled, queued = Q.queued, retrying = Q.retrying})[status]
+if not from then return redis.error_reply('FINISHED ' .. status) end
+if status == 'queued' then  -- a queued job held back by its task's limit is parked instead
+  forget_parked(A.job_id, redis.call('HGET', jk, 'task'))
+end
+end_cancelled(A.job_id, jk, from)
+return 'cancelled'
+""",
+)
+
+WATCH_JOB = Script(
+    "WATCH_JOB",
+    keys=("job_prefix",),
+    argv=("job_id",),
+    items=(),
+    body="""
+-- Marks an existing job 'waited', so its terminal transition pushes a token to its
+-- notification list; returns its status ('' if there is no such job). Idempotent.
+local jk = Q.job_prefix .. A.job_id
+local status = redis.call('HGET', jk, 'status')
+if not status then return '' end
+redis.call('HSET', jk, 'waited', '1')
+return status
+""",
+)
+
+SET_LIMITS = Script(
+    "SET_LIMITS",
+    keys=("limits", "throttled", "wake"),
+    argv=(),
+    items=("task", "per_s", "burst", "max_running"),
+    body="""
+-- Replaces the queue's whole limits table ('0' = no such limit); safe to re-send. Every
+-- task with parked jobs becomes due now, so a raised or removed limit frees them at the
+-- next DEQUEUE. Returns how many tasks are limited.
+redis.call('DEL', Q.limits)
+local n = 0
+for b = TAIL, #ARGV, ITEM do
+  redis.call('HSET', Q.limits, ARGV[b], ARGV[b + 1] .. ' ' .. ARGV[b + 2] .. ' ' .. ARGV[b + 3])
+  n = n + 1
+end
+local tasks = redis.call('ZRANGE', Q.throttled, 0, -1)
+for _, task in ipairs(tasks) do redis.call('ZADD', Q.throttled, fmt(NOW), task) end
+if #tasks > 0 then wake() end
+return n
 """,
 )
