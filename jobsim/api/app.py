@@ -31,6 +31,7 @@ from jobsim.api.errors import (
     install_error_handlers,
 )
 from jobsim.api.guard import API_KEY_HEADER, Guard, known_query_only
+from jobsim.api.http_metrics import RequestMetrics
 from jobsim.api.metrics import QueueCollector, throughput
 from jobsim.api.schemas import (
     SEED_TASK,
@@ -110,6 +111,7 @@ def create_app(
     state.registry.register(state.metrics)
     limit = max_body_bytes or 4 * queue.config.max_payload_bytes + 4096
     app.add_middleware(Guard, api_key=key or None, max_body_bytes=limit)
+    app.add_middleware(RequestMetrics, registry=state.registry)  # outermost: times the guard too
     dashboard_routes = [*dashboard.router.routes, *dashboard.page_router.routes]
     install_error_handlers(
         app, [*_router.routes, *_open_router.routes, *dashboard_routes, *events.router.routes]
