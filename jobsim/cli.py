@@ -13,6 +13,7 @@ from typing import Any
 
 from jobsim import __version__
 from jobsim.cli_commands import run_bench, run_dashboard, run_serve, run_stats, run_worker
+from jobsim.config import Lease
 from jobsim.errors import JobsimError
 from jobsim.retry import KINDS
 
@@ -25,6 +26,10 @@ class ServerDefaults:
     keep_alive_s = 5.0
     limit_concurrency = 1000
     max_header_bytes = 16 * 1024
+
+
+QUEUE_LEASE_S = Lease().duration_s
+"""``--lease-s`` of the queue commands (``worker``, ``serve``, ``bench``): the queue's default."""
 
 
 def main(argv: Sequence[str] | None = None, *, peers: Sequence[Any] = ()) -> int:
@@ -132,13 +137,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_queue_args(worker)
     worker.add_argument(
-        "--concurrency",
         "--workers",
+        "--concurrency",
         dest="workers",
+        action=_DeprecatedAlias,
         type=_at_least(1),
         default=4,
         metavar="N",
-        help="workers (default 4)",
+        help="workers (default 4; --concurrency is a deprecated alias)",
     )
     _add_worker_args(worker)
     worker.set_defaults(run=run_worker)
@@ -184,10 +190,12 @@ def _parser() -> argparse.ArgumentParser:
         "--workers",
         "--concurrency",
         dest="workers",
+        action=_DeprecatedAlias,
         type=_at_least(0),
         default=4,
         metavar="N",
-        help="workers to run (default 4; 0: none, e.g. when `jobsim worker` runs them)",
+        help="workers to run (default 4; 0: none, e.g. when `jobsim worker` runs them; "
+        "--concurrency is a deprecated alias)",
     )
     _add_worker_args(serve)
     serve.add_argument(
@@ -271,7 +279,12 @@ def _add_bench_config_args(bench: argparse.ArgumentParser) -> None:
     config.add_argument(
         "--mode", choices=["thread", "process", "both"], default=None, help="worker kind (both)"
     )
-    config.add_argument("--lease-s", type=_positive, default=None, help="lease length (30)")
+    config.add_argument(
+        "--lease-s",
+        type=_positive,
+        default=None,
+        help=f"lease length (default {QUEUE_LEASE_S:g}, as the other queue commands)",
+    )
     config.add_argument("--retry", choices=KINDS, default=None, help="backoff kind (fixed)")
     config.add_argument("--retry-base-s", type=float, default=None, help="first backoff (0)")
     config.add_argument(
@@ -299,6 +312,21 @@ def _add_bench_config_args(bench: argparse.ArgumentParser) -> None:
         default=10.0,
         help="exit 1 if a normalised figure is worse than the baseline by more (default 10)",
     )
+
+
+class _DeprecatedAlias(argparse.Action):
+    """Stores the value; warns on stderr when given as ``--concurrency`` (say ``--workers``)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        if option_string == "--concurrency":
+            print("jobsim: --concurrency is deprecated; use --workers", file=sys.stderr)
+        setattr(namespace, self.dest, values)
 
 
 def _positive(text: str) -> float:
@@ -340,7 +368,15 @@ def _add_worker_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--processes", action="store_true", help="one process per worker instead of threads"
     )
-    parser.add_argument("--lease-s", type=float, default=30.0, help="lease length (default 30)")
+    parser.add_argument(
+        "--lease-s",
+        type=_positive,
+        default=QUEUE_LEASE_S,
+        help=f"lease length (default {QUEUE_LEASE_S:g}, the queue's own default for every queue "
+        "command: workers heartbeat every third of it, so a long lease only delays the "
+        "recovery of a job whose worker died; the simulator commands use a shorter wall-clock "
+        "lease so their crash faults recover within the run)",
+    )
     parser.add_argument("--job-timeout-s", type=float, default=None, help="per-job timeout")
     parser.add_argument(
         "--grace-s", type=float, default=5.0, help="time in-flight jobs get on shutdown (default 5)"

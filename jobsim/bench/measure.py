@@ -240,14 +240,18 @@ def _measure_peers(
             variants.append((f"{module.NAME} (forking Worker)", module.drain_forking))
         for name, drain in variants:
             runs: list[tuple[str, Callable[[], float | None]]] = [
-                ("enqueue_per_s", partial(module.enqueue, url, plan.single_submits)),
                 ("drain_noop_1_per_s", partial(drain, url, n, 1, "noop")),
                 ("drain_noop_4_per_s", partial(drain, url, n, 4, "noop")),
                 ("drain_retry_once_4_per_s", partial(drain, url, n, 4, "retry_once")),
             ]
             row: dict[str, Any] = {"note": module.NOTE}
-            if name == module.NAME:  # jobsim's submit measured beside the peer's enqueue
-                row["jobsim_submit_per_s"] = _submit_rate(flush, plan.single_submits)
+            progress(f"peer {name}: enqueue, alternating with jobsim's submit")
+            try:
+                ours, theirs = _side_by_side(flush, url, module, plan.single_submits)
+                row["jobsim_submit_per_s"], row["enqueue_per_s"] = ours, theirs
+            except Exception as exc:
+                row["enqueue_per_s"] = None
+                row["errors"] = [f"enqueue_per_s: {type(exc).__name__}: {exc}"]
             for key, run in runs:
                 progress(f"peer {name}: {key}")
                 flush.flushall()
@@ -261,9 +265,20 @@ def _measure_peers(
     return out
 
 
-def _submit_rate(client: redis.Redis, n: int) -> float:
+def _side_by_side(
+    client: redis.Redis, url: str, peer: PeerAdapter, n: int, rounds: int = 5
+) -> tuple[float, float]:
+    """jobsim's single submit and the peer's enqueue, ``n`` each, in alternating blocks (so a
+    change in the machine's load hits both); returns both rates."""
+    block = max(n // rounds, 1)
+    ours = theirs = 0.0
     with _scratch_queue(client) as queue:
-        return _rate(n, lambda: _repeat(lambda: queue.submit("noop"), n))
+        for _ in range(rounds):
+            started = time.perf_counter()
+            _repeat(lambda: queue.submit("noop"), block)
+            ours += time.perf_counter() - started
+            theirs += block / peer.enqueue(url, block)
+    return block * rounds / ours, block * rounds / theirs
 
 
 # --- helpers ------------------------------------------------------------------------------

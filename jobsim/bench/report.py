@@ -108,8 +108,10 @@ def _peer_table(results: dict[str, Any]) -> str:
     for name, row in results["peers"].items():
         cells = []
         for c in cols:
-            theirs = row.get(c)
-            ratio = f" (jobsim {ours[c] / theirs:.1f}x)" if theirs and ours[c] else ""
+            theirs, mine = row.get(c), ours[c]
+            if c == "enqueue_per_s":  # measured side by side with this peer
+                mine = row.get("jobsim_submit_per_s", mine)
+            ratio = f" (jobsim {mine / theirs:.2f}x)" if theirs and mine else ""
             cells.append(_fmt(theirs) + ratio)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     notes = [f"- {name}: {row['note']}" for name, row in results["peers"].items()]
