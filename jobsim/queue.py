@@ -14,8 +14,9 @@ from typing import Any, cast
 
 import redis
 
+from jobsim.clusters import mapped_errors
 from jobsim.config import QueueConfig
-from jobsim.connection import server_time_s
+from jobsim.connection import server_time_s, shown_url
 from jobsim.errors import (
     DrainTimeoutError,
     InvalidInputError,
@@ -75,7 +76,13 @@ class JobQueue:
         self.keys = Keys(name)
         self.config = config or QueueConfig()
         self.registry = registry or default_registry
-        self._scripts = Scripts(client, self.keys)
+        self._scripts = Scripts(
+            client,
+            self.keys,
+            replicas=self.config.replicas,
+            replica_timeout_ms=self.config.replica_timeout_ms,
+        )
+        self._shown = shown_url(client)  # for errors: password masked
         self.leases = Leases(client, self.keys, self.config)
         """The worker side of this queue (leasing, settling, heartbeats)."""
 
@@ -157,7 +164,8 @@ class JobQueue:
 
     def _write(self, flat: list[Any]) -> None:
         try:
-            self._scripts.submit(self.config.band_us, flat)
+            with mapped_errors(self._shown):
+                self._scripts.submit(self.config.band_us, flat)
         except redis.ResponseError as exc:
             if "DUPLICATE" in str(exc):
                 dup = str(exc).split()[-1]
@@ -177,7 +185,8 @@ class JobQueue:
         """
         fields: dict[str, str] = {}
         if possible_id(job_id):
-            fields = cast(dict[str, str], self.client.hgetall(self.keys.job(job_id)))
+            with mapped_errors(self._shown):
+                fields = cast(dict[str, str], self.client.hgetall(self.keys.job(job_id)))
         if not fields:
             raise JobNotFoundError(job_id)
         return Job.from_hash(job_id, fields)
@@ -228,11 +237,12 @@ class JobQueue:
 
     def stats(self) -> QueueStats:
         """Counts per status now, and running totals."""
-        pipe = self.client.pipeline(transaction=True)
+        pipe = self.client.pipeline(transaction=True)  # one slot: a transaction on a cluster too
         for status in JobStatus:
             pipe.zcard(self._status_key(status))
         pipe.hgetall(self.keys.counters)
-        *counts, totals = pipe.execute()
+        with mapped_errors(self._shown):
+            *counts, totals = pipe.execute()
         by_status = dict(zip((s.value for s in JobStatus), counts, strict=True))
         return QueueStats(**by_status, totals={k: int(v) for k, v in totals.items()})
 
@@ -290,7 +300,8 @@ class JobQueue:
         if not possible_id(job_id):  # also keeps NUL, which ends a Lua error reply, out
             raise JobNotFoundError(job_id)
         try:
-            self._scripts.requeue_dead(self.config.band_us, [job_id])
+            with mapped_errors(self._shown):
+                self._scripts.requeue_dead(self.config.band_us, [job_id])
         except redis.ResponseError as exc:
             if "NOTDEAD" not in str(exc):
                 raise

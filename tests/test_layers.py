@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "jobsim"
 CORE = {
     "errors", "keys", "config", "retry", "models", "scripts", "leases", "tasks", "requests",
     "builtin_tasks",
-    "connection",
+    "connection", "clusters", "localcluster",
     "localredis", "queue", "books", "worker", "threads", "procs", "pool",
 }  # fmt: skip
 EDGE_LIBRARIES = ("pandas", "numpy", "matplotlib", "ipywidgets", "fastapi", "uvicorn")

@@ -1,0 +1,150 @@
+"""Redis Cluster and Sentinel as backends: URLs, one slot per script, conservation with
+thread and process workers, and what a failover (SIGKILL of the master holding a queue) loses
+with and without the durability knob (``QueueConfig.replicas``).
+
+The deployments are real: tests/support/cluster.py starts them on free loopback ports.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+import redis
+from redis.crc import key_slot
+
+import jobsim
+from jobsim import JobQueue, WorkerPool
+from jobsim.clusters import mapped_errors, parse_nodes_url
+from jobsim.connection import client_url, mask_url
+from jobsim.errors import BackendError, ConnectError, InvalidURLError
+from jobsim.keys import Keys
+from jobsim.localcluster import LocalCluster
+from jobsim.requests import JobRequest
+from jobsim.scripts import SCRIPTS
+
+# --- one slot per call ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda s: s.name)
+def test_every_script_call_keeps_to_one_slot(script: Any) -> None:
+    """Every KEYS entry of every script (the reply key, job keys built from the prefix and
+    the pool's stop key too) hashes to the queue's slot, so Cluster runs it on one node."""
+    keys = Keys("orders")
+    names = script.key_names(keys, keys.reply("worker-1"))
+    names += [keys.job("some-job-id"), keys.stop("pool-1"), *keys.all_fixed()]
+    slots = {key_slot(name.encode()) for name in names}
+    assert slots == {key_slot(b"orders")}
+
+
+# --- URLs -------------------------------------------------------------------------------------
+
+
+def test_a_cluster_url_names_its_seed_nodes_and_a_sentinel_url_its_service() -> None:
+    """Hosts, ports, credentials, service and database are read from the URL."""
+    cluster = parse_nodes_url("rediss+cluster://u:pw@a:7000,[::1]:7001", "")
+    assert cluster.nodes == (("a", 7000), ("::1", 7001))
+    assert (cluster.username, cluster.password, cluster.tls) == ("u", "pw", True)
+    sentinel = parse_nodes_url("redis+sentinel://:pw@s1:26379,s2:26380/jobs/2", "")
+    assert (sentinel.service, sentinel.db, sentinel.password) == ("jobs", 2, "pw")
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis+cluster://a:notaport", "no valid port"),
+        ("redis+cluster://:pw@a:7000/3", "only database 0"),
+        ("redis+sentinel://:pw@a:26379", "names its service"),
+        ("redis+sentinel://:pw@a:1/svc/x", "not a number"),
+        ("redis+cluster://:pw@:7000", "no host"),
+    ],
+)
+def test_a_malformed_cluster_or_sentinel_url_is_refused_with_the_password_masked(
+    url: str, message: str
+) -> None:
+    """Bad URLs raise InvalidURLError naming the problem, never showing the password."""
+    with pytest.raises(InvalidURLError, match=message) as info:
+        jobsim.connect(url)
+    assert "pw" not in str(info.value).replace("://", "")
+
+
+def test_unreachable_cluster_and_sentinel_raise_connect_error_with_the_url_masked() -> None:
+    """Nothing listening at any seed: ConnectError, the password shown as ***."""
+    for url in ("redis+cluster://:hunter2@127.0.0.1:1", "redis+sentinel://:hunter2@127.0.0.1:1/s"):
+        with pytest.raises(ConnectError) as info:
+            jobsim.connect(url, timeout_s=0.2)
+        assert "hunter2" not in str(info.value) and info.value.url == mask_url(url)
+
+
+def test_a_plain_url_naming_a_cluster_node_is_refused(redis_cluster: LocalCluster) -> None:
+    """redis:// at a Cluster node would answer MOVED for most queues: refused at connect."""
+    with pytest.raises(ConnectError, match="redis\\+cluster://"):
+        jobsim.connect(f"redis://127.0.0.1:{redis_cluster.ports[0]}/0")
+
+
+def test_cluster_answers_map_into_the_error_tree() -> None:
+    """MOVED, CLUSTERDOWN and READONLY answers become BackendError with the masked URL."""
+    shown = mask_url("redis+cluster://:pw@h:1")
+    for exc in (
+        redis.exceptions.MovedError("3999 127.0.0.1:7002"),
+        redis.exceptions.ClusterDownError("CLUSTERDOWN The cluster is down"),
+        redis.ReadOnlyError("READONLY You can't write against a read only replica."),
+        redis.ResponseError("MOVED 3999 127.0.0.1:7002"),
+    ):
+        with pytest.raises(BackendError) as info, mapped_errors(shown):
+            raise exc
+        assert info.value.url == shown and "pw" not in str(info.value)
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"), mapped_errors(shown):
+        raise redis.ResponseError("WRONGTYPE Operation against a key")
+
+
+def _queue_names(request: pytest.FixtureRequest, kind: str, k: int) -> list[str]:
+    """``k`` fresh queue names; on the cluster, each owned by a different master."""
+    run = uuid.uuid4().hex[:6]
+    if kind != "cluster":
+        return [f"{run}-{i}" for i in range(k)]
+    cluster: LocalCluster = request.getfixturevalue("redis_cluster")
+    by_owner: dict[int, str] = {}
+    i = 0
+    while len(by_owner) < k:
+        by_owner.setdefault(cluster.master_port_of(Keys(f"{run}-{i}").queued), f"{run}-{i}")
+        i += 1
+    return list(by_owner.values())
+
+
+# --- conservation -----------------------------------------------------------------------------
+
+
+def _urls(request: pytest.FixtureRequest, kind: str) -> str:
+    fixture = "redis_cluster" if kind == "cluster" else "redis_sentinel"
+    return str(request.getfixturevalue(fixture).url)
+
+
+@pytest.mark.parametrize("kind", ["cluster", "sentinel"])
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_every_job_completes_exactly_once_on_cluster_and_sentinel(
+    kind: str, mode: str, request: pytest.FixtureRequest
+) -> None:
+    """Three queues (on a cluster: spread over the shards), 300 jobs each, drained by
+    workers that reconnect from the URL: every job completed exactly once, as counted."""
+    url = _urls(request, kind)
+    client = jobsim.connect(url)
+    assert client_url(client) == url  # process workers reconnect to the same deployment
+    queues = [JobQueue(client, name) for name in _queue_names(request, kind, 3)]
+    n = 300
+    ids = {q.name: q.submit_many(JobRequest("noop", {}) for _ in range(n)) for q in queues}
+    concurrency = 2 if mode == "thread" else 1  # a process each: slow to start on 2 cores
+    pools = [WorkerPool(q, concurrency=concurrency, mode=mode) for q in queues]  # type: ignore[arg-type]
+    for pool in pools:
+        pool.start()
+    try:
+        for q in queues:
+            stats = q.wait_until_drained(timeout_s=60)
+            assert (stats.completed, stats.failed) == (n, 0)
+            assert stats.totals["completed"] == stats.totals["submitted"] == n
+            assert stats.totals.get("fenced", 0) == stats.totals.get("expired", 0) == 0
+            assert {j.attempts for j in q.get_many(ids[q.name])} == {1}
+    finally:
+        for pool in pools:
+            pool.stop()
