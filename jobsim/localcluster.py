@@ -248,19 +248,26 @@ class LocalCluster(_Deployment):
             info = node.info("replication")
         return int(info["slave0"]["port"])
 
-    def wait_healthy(self, timeout_s: float = 20.0) -> None:
-        """Wait until every live node reports ``cluster_state:ok`` (after a failover)."""
+    def wait_promoted(self, key: str, old_port: int, timeout_s: float = 20.0) -> int:
+        """Wait until a master other than ``old_port`` owns ``key``'s slot and every live
+        node reports ``cluster_state:ok``; returns the new owner's port."""
 
-        def ok() -> bool:
+        def moved() -> bool:
+            if self.master_port_of(key) == old_port:
+                return False
             for port in self.ports:
-                if self._servers.procs[port].poll() is not None:
-                    continue
-                with redis.Redis(port=port, decode_responses=True) as node:
-                    if node.cluster("info")["cluster_state"] != "ok":
-                        return False
+                if self.alive(port):
+                    with redis.Redis(port=port, decode_responses=True) as node:
+                        if node.cluster("info")["cluster_state"] != "ok":
+                            return False
             return True
 
-        _wait("cluster_state:ok after a failover", ok, timeout_s)
+        _wait("a replica promoted", moved, timeout_s)
+        return self.master_port_of(key)
+
+    def wait_healthy(self, timeout_s: float = 30.0) -> None:
+        """Wait until every node is up, the cluster ok and every replica in sync."""
+        _wait("every node up and in sync", self._healthy, timeout_s)
 
 
 class LocalSentinel(_Deployment):
@@ -315,6 +322,7 @@ class LocalSentinel(_Deployment):
         _wait("sentinels seeing every replica and each other", self._healthy, timeout_s)
 
     def _healthy(self) -> bool:
+        master = self.master_port()
         for port in self._servers.procs:
             if port in self.sentinel_ports:
                 with redis.Redis(port=port, decode_responses=True) as s:
@@ -322,11 +330,15 @@ class LocalSentinel(_Deployment):
                         return False
                     if len(s.sentinel_sentinels(self.service)) < len(self.sentinel_ports) - 1:
                         return False
-            elif port != self.data_ports[0]:
+            elif port != master:
                 with redis.Redis(port=port, decode_responses=True) as node:
                     if node.info("replication").get("master_link_status") != "up":
                         return False
         return True
+
+    def wait_healthy(self, timeout_s: float = 30.0) -> None:
+        """Wait until every replica follows the master and the sentinels see them all."""
+        _wait("every replica in sync", self._healthy, timeout_s)
 
     def master_port(self) -> int:
         """Port of the master the sentinels name now."""

@@ -90,7 +90,8 @@ class Scripts:
         wanted, timeout_ms = self._wait
         for first in (True, False):
             pipe: Any = self._client.pipeline(transaction=False)
-            pipe.evalsha(self._sha[script.name], len(keys), *keys, *args)
+            # execute_command: a cluster pipeline blocks the evalsha method, not the command
+            pipe.execute_command("EVALSHA", self._sha[script.name], len(keys), *keys, *args)
             if is_cluster(self._client):
                 node = self._client.get_node_from_key(keys[0])  # type: ignore[attr-defined]
                 pipe.execute_command("WAIT", wanted, timeout_ms, target_nodes=node)
