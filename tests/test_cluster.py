@@ -155,7 +155,7 @@ def test_every_job_completes_exactly_once_on_cluster_and_sentinel(
 
 # --- failover ---------------------------------------------------------------------------------
 
-FAILOVER_JOBS = 1500
+FAILOVER_JOBS = 600
 FAILOVER_CONFIG = dict(lease=Lease(duration_s=2.0), replica_timeout_ms=200)
 
 
@@ -249,3 +249,23 @@ def test_no_acknowledged_job_is_lost_in_a_failover_with_the_durability_knob(
             assert lost == []
         else:
             assert queue.leases.under_replicated == 0  # no WAIT, nothing counted
+
+
+# --- every surface takes the URL --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["cluster", "sentinel"])
+def test_the_simulator_and_the_command_line_run_on_cluster_and_sentinel(
+    kind: str, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``Setup(backend=URL)`` runs a simulation to completion with every job accounted for,
+    and ``jobsim stats --redis URL`` reads the queue the run left."""
+    from jobsim.cli import main
+    from jobsim.sim import AllAtOnce, Fixed, Setup, Workload, run
+
+    url = _urls(request, kind)
+    workload = Workload(jobs=60, arrival=AllAtOnce(), service=Fixed(seconds=0.0), seed=1)
+    result = run(workload, setup=Setup(workers=2, backend=url))
+    assert result.summary.valid and result.summary.completed == 60
+    assert main(["stats", "--redis", url, "--queue", "never-used"]) == 0
+    assert "    queued  0" in capsys.readouterr().out
