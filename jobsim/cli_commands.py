@@ -47,6 +47,8 @@ def queue_config(args: argparse.Namespace) -> QueueConfig:
         retention=Retention(
             max_completed=args.keep_completed or None, max_age_s=args.keep_completed_s or None
         ),
+        replicas=args.replicas,
+        replica_timeout_ms=args.replica_timeout_ms,
     )
 
 
@@ -55,18 +57,25 @@ def run_worker(args: argparse.Namespace) -> int:
 
     url = shared_url(args, "worker")
     import_tasks(args.imports)
-    queue = JobQueue(connect(url), args.queue, queue_config(args))
+    client, config = connect(url), queue_config(args)
+    queues = [JobQueue(client, name, config) for name in args.queues or ["default"]]
     mode: Mode = "process" if args.processes else "thread"
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     pool = WorkerPool(
-        queue, args.workers, mode, job_timeout_s=args.job_timeout_s, grace_s=args.grace_s
+        queues,
+        args.workers,
+        mode,
+        weights=args.weights or None,
+        job_timeout_s=args.job_timeout_s,
+        grace_s=args.grace_s,
     )
     pool.start()
+    served = ", ".join(f"{name!r} ({n})" for name, n in pool.shares.items())
     print(
-        f"jobsim worker {pool.id}: {args.workers} {mode} workers on queue "
-        f"{args.queue!r} at {mask_url(url)}",
+        f"jobsim worker {pool.id}: {args.workers} {mode} workers on queue{'s' * (len(queues) > 1)} "
+        f"{served} at {mask_url(url)}",
         flush=True,
     )
     while not stop.wait(1.0):
