@@ -25,12 +25,12 @@ from jobsim.scripts.leasing import (
     UNLEASE,
 )
 from jobsim.scripts.lua import Script
-from jobsim.scripts.producer import PURGE_DEAD, REQUEUE_DEAD, SUBMIT
+from jobsim.scripts.producer import PAUSE, PURGE_DEAD, REQUEUE_DEAD, SUBMIT
 from jobsim.scripts.values import Ack, Dequeued, Exchange, GiveBack, Nack, parse_leased
 
 SCRIPTS: tuple[Script, ...] = (
     SUBMIT, DEQUEUE, COMPLETE, FAIL, HEARTBEAT, UNLEASE, RELEASE, RELEASE_WORKER,
-    REQUEUE_DEAD, PURGE_DEAD,
+    REQUEUE_DEAD, PURGE_DEAD, PAUSE,
 )  # fmt: skip
 """Every script of the queue."""
 
@@ -199,3 +199,7 @@ class Scripts:
         request_id = uuid.uuid4().hex
         reply = self._keys.reply(request_id)
         return int(self._call(PURGE_DEAD, [request_id, limit], reply, strict=True))
+
+    def pause(self, paused: bool) -> bool:
+        """Pause (``True``) or resume the queue; returns whether it was paused. Idempotent."""
+        return bool(self._call(PAUSE, [int(paused)], strict=True))
