@@ -156,6 +156,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
     bench.add_argument("--peers", action="store_true", help="also measure installed peer queues")
+    bench.add_argument(
+        "--cluster",
+        action="store_true",
+        help="instead: start a 3-shard Redis Cluster and measure N queues over the shards "
+        "against one shard, the Redis-side cost per job, the durability knob's cost and "
+        "what a failover loses (writes cluster.json and cluster.md)",
+    )
     bench.add_argument("--out", default="bench-out", help="output folder (default bench-out)")
     bench.set_defaults(run=run_bench)
 

@@ -169,6 +169,19 @@ def run_bench(args: argparse.Namespace) -> int:
 
     from jobsim.bench import BenchPlan, markdown, run_bench, write_report
 
+    if args.cluster:
+        from jobsim import bench_cluster
+
+        cluster_plan = (
+            bench_cluster.ClusterPlan.quick() if args.quick else bench_cluster.ClusterPlan()
+        )
+        found = bench_cluster.run_cluster_bench(
+            cluster_plan, progress=lambda step: print(f"... {step}", flush=True)
+        )
+        written = bench_cluster.write_report(found, Path(args.out))
+        print(bench_cluster.markdown(found))
+        print("wrote " + ", ".join(str(p) for p in written))
+        return 0
     plan = BenchPlan.quick() if args.quick else BenchPlan()
     plan = replace(plan, peers=args.peers)
     results = run_bench(

@@ -244,6 +244,12 @@ class LocalCluster(_Deployment):
                     return int(master[1])
         raise RedisServerError(f"no master owns slot {slot}")
 
+    def master_ports(self) -> list[int]:
+        """Ports of the live masters that own slots."""
+        alive = [p for p in self.ports if self.alive(p)]
+        with redis.Redis(port=alive[0], decode_responses=True) as node:
+            return sorted({int(master[1]) for _, _, master, *_ in node.cluster("slots")})
+
     def replica_port_of(self, master_port: int) -> int:
         """Port of a replica of the master on ``master_port``."""
         with redis.Redis(port=master_port, decode_responses=True) as node:
