@@ -208,6 +208,11 @@ def _failover(cluster: LocalCluster, replicas: int, plan: ClusterPlan) -> dict[s
     while len(acked) < plan.failover_jobs // 3 and time.monotonic() < deadline:
         time.sleep(0.001)
     old = cluster.master_port_of(queue.keys.queued)
+    with redis.Redis(port=old, decode_responses=True) as master:
+        info: Any = master.info("replication")
+    # the bytes of the replication stream the replica had not confirmed just before the kill
+    # (confirmations come once a second, so this overstates what it had received)
+    lag_bytes = int(info["master_repl_offset"]) - int(info.get("slave0", {}).get("offset", 0))
     cluster.kill(old)
     killed_at = len(acked)
     t = time.monotonic()
@@ -228,6 +233,7 @@ def _failover(cluster: LocalCluster, replicas: int, plan: ClusterPlan) -> dict[s
         "lost": lost,
         "lost_fraction": round(lost / max(len(ids), 1), 5),
         "failover_s": round(promoted_s, 2),
+        "unconfirmed_replication_bytes_at_kill": lag_bytes,
         "submit_errors_retried": errors,
     }
 
