@@ -264,3 +264,61 @@ def test_the_simulator_and_the_command_line_run_on_cluster_and_sentinel(
     assert result.summary.valid and result.summary.completed == 60
     assert main(["stats", "--redis", url, "--queue", "never-used"]) == 0
     assert "    queued  0" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("kind", ["cluster", "sentinel"])
+def test_the_http_service_serves_a_queue_on_cluster_and_sentinel(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    """``jobsim serve``'s app on a Cluster or Sentinel client: a job submitted over HTTP
+    runs on the service's workers and reads back completed."""
+    from fastapi.testclient import TestClient
+
+    from jobsim.api import create_app
+    from tests.support.http import FAST, submit, wait_finished
+
+    queue = JobQueue(jobsim.connect(_urls(request, kind)), _queue_names(request, kind, 1)[0], FAST)
+    with TestClient(create_app(queue, workers=1)) as http:
+        (job,) = wait_finished(http, [submit(http, task="noop", payload={})])
+    assert (job["status"], job["attempts"]) == ("completed", 1)
+
+
+# --- the durability knob on one server --------------------------------------------------------
+
+
+def test_a_submit_no_replica_acknowledged_raises_replication_error(redis_server) -> None:  # type: ignore[no-untyped-def]
+    """replicas=1 on a server without replicas: WAIT times out, the submit raises
+    ReplicationError (acked 0 of 1) and the job is on the master; the same id again is a
+    no-op that raises again."""
+    from jobsim.errors import ReplicationError
+
+    config = QueueConfig(replicas=1, replica_timeout_ms=10)
+    queue = JobQueue(jobsim.connect(redis_server.url), f"k{uuid.uuid4().hex[:6]}", config)
+    for _ in range(2):
+        with pytest.raises(ReplicationError) as info:
+            queue.submit("noop", {}, job_id="lonely")
+        assert (info.value.acked, info.value.wanted) == (0, 1)
+    assert queue.status("lonely").status == "queued"
+    assert queue.stats().totals["submitted"] == 1
+
+
+def test_worker_transitions_no_replica_acknowledged_are_counted_not_raised(redis_server) -> None:  # type: ignore[no-untyped-def]
+    """The same queue drained by a worker: every job completes; the transitions that no
+    replica acknowledged are counted in ``leases.under_replicated``."""
+    config = QueueConfig(replicas=1, replica_timeout_ms=10)
+    queue = JobQueue(jobsim.connect(redis_server.url), f"k{uuid.uuid4().hex[:6]}", config)
+    plain = JobQueue(queue.client, queue.name)  # submits without waiting
+    plain.submit_many(JobRequest("noop", {}) for _ in range(20))
+    with WorkerPool(queue, concurrency=1):
+        assert queue.wait_until_drained(timeout_s=30).completed == 20
+    assert queue.leases.under_replicated > 0
+
+
+def test_the_embedded_backend_refuses_the_knob() -> None:
+    """fakeredis has no replicas to wait for: replicas > 0 is refused up front."""
+    from jobsim.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="no replicas"):
+        JobQueue(jobsim.connect(), "k", QueueConfig(replicas=1))
+    with pytest.raises(InvalidInputError):
+        QueueConfig(replicas=-1)
