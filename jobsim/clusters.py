@@ -158,10 +158,22 @@ def _common(parsed: NodesURL, timeout_s: float) -> dict[str, Any]:
     return kw
 
 
+class _Cluster(RedisCluster):
+    """A ``RedisCluster`` whose own exceptions (a slot no node covers mid-failover, no node
+    reachable while it re-reads the slot map) are ``redis.RedisError`` like every other
+    Redis failure, so the workers' retry loops and the callers' handlers treat them alike."""
+
+    def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().execute_command(*args, **kwargs)  # type: ignore[no-untyped-call]
+        except RedisClusterException as exc:
+            raise redis.exceptions.ClusterError(str(exc)) from exc
+
+
 def _cluster(parsed: NodesURL, timeout_s: float) -> RedisCluster:
     # Retries span a failover (a replica takes over after cluster-node-timeout): a moved
     # slot or a dead master makes the client refresh its slot map and call again.
-    return RedisCluster(
+    return _Cluster(
         startup_nodes=[ClusterNode(h, p) for h, p in parsed.nodes],  # type: ignore[no-untyped-call]
         retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 6),
         **_common(parsed, timeout_s),

@@ -322,3 +322,14 @@ def test_the_embedded_backend_refuses_the_knob() -> None:
         JobQueue(jobsim.connect(), "k", QueueConfig(replicas=1))
     with pytest.raises(InvalidInputError):
         QueueConfig(replicas=-1)
+
+
+def test_the_cluster_clients_own_exceptions_are_redis_errors(redis_cluster: LocalCluster) -> None:
+    """redis-py's RedisClusterException (not a RedisError) comes out of a jobsim cluster
+    client as ``redis.exceptions.ClusterError``, which worker loops retry and producer calls
+    turn into BackendError."""
+    client: Any = jobsim.connect(redis_cluster.url)
+    with pytest.raises(redis.exceptions.ClusterError):
+        client.execute_command("RENAME", "{a}k", "{b}k")  # two slots: refused client-side
+    with pytest.raises(BackendError), mapped_errors("shown"):
+        client.execute_command("RENAME", "{a}k", "{b}k")
