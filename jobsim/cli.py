@@ -131,7 +131,7 @@ def _parser() -> argparse.ArgumentParser:
         "queues. SIGTERM or Ctrl-C stops gracefully: in-flight jobs get "
         "--grace-s seconds, then go back to the queue. " + _ENV_HELP,
     )
-    _add_queue_args(worker, many=True)
+    _add_queue_args(worker, many=True, weights=True)
     worker.add_argument(
         "--concurrency",
         "--workers",
@@ -166,8 +166,12 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", default="bench-out", help="output folder (default bench-out)")
     bench.set_defaults(run=run_bench)
 
-    stats = sub.add_parser("stats", help="print a queue's counts per status and its workers")
-    _add_queue_args(stats)
+    stats = sub.add_parser(
+        "stats",
+        help="print a queue's counts per status and its workers (--queue again for more; "
+        "on a cluster each is read from its own shard)",
+    )
+    _add_queue_args(stats, many=True)
     stats.set_defaults(run=run_stats)
 
     serve = sub.add_parser(
@@ -283,7 +287,9 @@ def _at_least(low: int) -> Any:
     return parse
 
 
-def _add_queue_args(parser: argparse.ArgumentParser, *, many: bool = False) -> None:
+def _add_queue_args(
+    parser: argparse.ArgumentParser, *, many: bool = False, weights: bool = False
+) -> None:
     parser.add_argument(
         "--redis",
         metavar="URL",
@@ -300,8 +306,10 @@ def _add_queue_args(parser: argparse.ArgumentParser, *, many: bool = False) -> N
         action="append",
         default=[],
         metavar="NAME",
-        help="a queue to serve; repeat for several (default 'default')",
+        help="a queue; repeat for several (default 'default')",
     )
+    if not weights:
+        return
     parser.add_argument(
         "--weight",
         dest="weights",

@@ -86,14 +86,19 @@ def run_worker(args: argparse.Namespace) -> int:
 
 
 def run_stats(args: argparse.Namespace) -> int:
-    queue = JobQueue(connect(shared_url(args, "stats")), args.queue)
-    stats = queue.stats()
-    for status, count in stats.by_status().items():
-        print(f"{status:>10}  {count}")
-    print("totals      " + ", ".join(f"{k}={v}" for k, v in sorted(stats.totals.items())))
-    for w in queue.workers():
-        state = "alive" if w.alive else "silent"
-        print(f"worker {w.id} ({w.mode}, {state}) running {w.running or 'nothing'}")
+    client = connect(shared_url(args, "stats"))
+    names = args.queues or ["default"]
+    for name in names:  # one queue, one slot: on a cluster each read goes to its own shard
+        queue = JobQueue(client, name)
+        stats = queue.stats()
+        if len(names) > 1:
+            print(f"queue {name!r}")
+        for status, count in stats.by_status().items():
+            print(f"{status:>10}  {count}")
+        print("totals      " + ", ".join(f"{k}={v}" for k, v in sorted(stats.totals.items())))
+        for w in queue.workers():
+            state = "alive" if w.alive else "silent"
+            print(f"worker {w.id} ({w.mode}, {state}) running {w.running or 'nothing'}")
     return 0
 
 

@@ -254,7 +254,7 @@ def test_the_simulator_and_the_command_line_run_on_cluster_and_sentinel(
     kind: str, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """``Setup(backend=URL)`` runs a simulation to completion with every job accounted for,
-    and ``jobsim stats --redis URL`` reads the queue the run left."""
+    and ``jobsim stats --redis URL --queue a --queue b --queue c`` reads each queue."""
     from jobsim.cli import main
     from jobsim.sim import AllAtOnce, Fixed, Setup, Workload, run
 
@@ -262,8 +262,15 @@ def test_the_simulator_and_the_command_line_run_on_cluster_and_sentinel(
     workload = Workload(jobs=60, arrival=AllAtOnce(), service=Fixed(seconds=0.0), seed=1)
     result = run(workload, setup=Setup(workers=2, backend=url))
     assert result.summary.valid and result.summary.completed == 60
-    assert main(["stats", "--redis", url, "--queue", "never-used"]) == 0
-    assert "    queued  0" in capsys.readouterr().out
+    names = _queue_names(request, kind, 3)  # on a cluster: three shards, read one by one
+    JobQueue(jobsim.connect(url), names[1]).submit("noop", {})
+    assert main(["stats", "--redis", url, *(x for n in names for x in ("--queue", n))]) == 0
+    out = capsys.readouterr().out
+    assert [line for line in out.splitlines() if "queued" in line] == [
+        "    queued  0",
+        "    queued  1",
+        "    queued  0",
+    ]
 
 
 @pytest.mark.parametrize("kind", ["cluster", "sentinel"])
