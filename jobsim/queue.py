@@ -238,7 +238,8 @@ class JobQueue:
         if limit == 0 or offset > _MAX_INDEX:  # zrange(k, 0, -1) would list everything
             return []
         stop = min(offset + limit - 1, _MAX_INDEX)  # Redis indexes are 64-bit
-        return cast(list[str], self.client.zrange(key, offset, stop))
+        with mapped_errors(self._shown):
+            return cast(list[str], self.client.zrange(key, offset, stop))
 
     def jobs(self, status: JobStatus | str, *, limit: int = 100, offset: int = 0) -> list[Job]:
         """Records of jobs in ``status`` (see :meth:`job_ids` for the order and the errors)."""
@@ -286,7 +287,8 @@ class JobQueue:
         """The worker registry: every worker that heartbeated, and whether it still does."""
         now = server_time_s(self.client)
         infos = []
-        entries = cast(dict[str, str], self.client.hgetall(self.keys.workers))
+        with mapped_errors(self._shown):
+            entries = cast(dict[str, str], self.client.hgetall(self.keys.workers))
         for worker_id, raw in sorted(entries.items()):
             seen_us, _, body = raw.partition("|")
             info = json.loads(body)
@@ -379,17 +381,19 @@ class JobQueue:
         """
         before_us = round(server_time_s(self.client) * 1e6)
         moved = 0
-        while batch := self._scripts.requeue_dead(
-            self.config.band_us, [], limit=_BATCH, before_us=before_us
-        ):
-            moved += len(batch)
+        with mapped_errors(self._shown):
+            while batch := self._scripts.requeue_dead(
+                self.config.band_us, [], limit=_BATCH, before_us=before_us
+            ):
+                moved += len(batch)
         return moved
 
     def purge_dead(self) -> int:
         """Delete every dead letter and its record; returns how many."""
         purged = 0
-        while n := self._scripts.purge_dead(_BATCH):
-            purged += n
+        with mapped_errors(self._shown):
+            while n := self._scripts.purge_dead(_BATCH):
+                purged += n
         return purged
 
     def delete(self) -> None:
@@ -430,5 +434,7 @@ class JobQueue:
             pipe = self.client.pipeline(transaction=False)
             for job_id in chunk:
                 pipe.hgetall(self.keys.job(job_id))
-            jobs += [Job.from_hash(i, f) for i, f in zip(chunk, pipe.execute(), strict=True) if f]
+            with mapped_errors(self._shown):
+                found = pipe.execute()
+            jobs += [Job.from_hash(i, f) for i, f in zip(chunk, found, strict=True) if f]
         return jobs
