@@ -163,6 +163,14 @@ class _Deployment:
         """SIGKILL the server on ``port``: whatever its replica had not copied is lost."""
         self._servers.kill(port)
 
+    def freeze(self, port: int) -> None:
+        """SIGSTOP the server on ``port`` (a replica that stops reading: a lagging link)."""
+        os.killpg(self._servers.procs[port].pid, signal.SIGSTOP)
+
+    def thaw(self, port: int) -> None:
+        """SIGCONT a frozen server."""
+        os.killpg(self._servers.procs[port].pid, signal.SIGCONT)
+
     def restart(self, port: int) -> None:
         """Start a killed server again: it comes back as a replica of whoever took over
         (a cluster node from its nodes file, a sentinel-managed one when the sentinels
@@ -249,6 +257,10 @@ class LocalCluster(_Deployment):
         alive = [p for p in self.ports if self.alive(p)]
         with redis.Redis(port=alive[0], decode_responses=True) as node:
             return sorted({int(master[1]) for _, _, master, *_ in node.cluster("slots")})
+
+    def replica_port(self, master_port: int) -> int:
+        """Port of a replica of the master on ``master_port``."""
+        return self.replica_port_of(master_port)
 
     def replica_port_of(self, master_port: int) -> int:
         """Port of a replica of the master on ``master_port``."""
@@ -343,6 +355,10 @@ class LocalSentinel(_Deployment):
                     if node.info("replication").get("master_link_status") != "up":
                         return False
         return True
+
+    def replica_port(self, master_port: int) -> int:
+        """Port of a replica of the master on ``master_port``."""
+        return next(p for p in self.data_ports if p != master_port and self.alive(p))
 
     def wait_healthy(self, timeout_s: float = 30.0) -> None:
         """Wait until every replica follows the master and the sentinels see them all."""

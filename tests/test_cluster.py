@@ -214,7 +214,21 @@ def test_no_acknowledged_job_is_lost_in_a_failover_with_the_durability_knob(
         wait_until(lambda: len(plain) >= FAILOVER_JOBS // 3 and len(knob) >= 20)
         key = queues[0].keys.queued
         old = deployment.master_port_of(key) if kind == "cluster" else deployment.master_port()
-        deployment.kill(old)
+        # A lagging replica, made on purpose (on loopback it copies every write within
+        # microseconds): it stops reading, 32 MB of ballast fill the socket buffers between
+        # it and the master, and what the master acknowledges next stays in the master's
+        # own output buffer — until the master dies with it.
+        replica = deployment.replica_port(old)
+        deployment.freeze(replica)
+        try:
+            with redis.Redis(port=old) as master:
+                for i in range(32):
+                    master.set(f"{{{queues[1].name}}}ballast:{i}", "x" * 2**20)
+            mark = len(plain)
+            wait_until(lambda: len(plain) >= mark + 20)
+            deployment.kill(old)
+        finally:
+            deployment.thaw(replica)
         assert max(len(knob), len(plain)) < FAILOVER_JOBS  # both producers were mid-run
         if kind == "cluster":
             deployment.wait_promoted(key, old)
