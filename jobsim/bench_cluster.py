@@ -83,9 +83,13 @@ def run_cluster_bench(plan: ClusterPlan, progress: Progress = print) -> dict[str
         for replicas in (0, 1):
             progress(f"single submits, replicas={replicas}")
             results[f"submit_replicas_{replicas}"] = _submits(client, replicas, plan.submits)
-        for replicas in (0, 1):
-            progress(f"failover under load, replicas={replicas}")
-            results[f"failover_replicas_{replicas}"] = _failover(cluster, replicas, plan)
+        for lagging in (False, True):
+            for replicas in (0, 1):
+                kind = "lagging" if lagging else "replicas"
+                progress(f"failover under load, {kind}, replicas={replicas}")
+                results[f"failover_{kind}_{replicas}"] = _failover(
+                    cluster, replicas, plan, lagging=lagging
+                )
     return results
 
 
@@ -180,9 +184,13 @@ def _submits(client: Any, replicas: int, count: int) -> dict[str, Any]:
     }
 
 
-def _failover(cluster: LocalCluster, replicas: int, plan: ClusterPlan) -> dict[str, Any]:
+def _failover(
+    cluster: LocalCluster, replicas: int, plan: ClusterPlan, *, lagging: bool
+) -> dict[str, Any]:
     """Batches of 100 as fast as one producer can while the queue's master is SIGKILLed;
-    the killed node comes back as a replica afterwards."""
+    the killed node comes back as a replica afterwards. ``lagging``: the replica is frozen
+    first and 32 MB of ballast fill the buffers between them, so the master's last
+    acknowledgements sit in its own output buffer when it dies (a slow replica link)."""
     client = connect(cluster.url)
     name = _names(cluster, 1, distinct=True)[0]
     queue = JobQueue(client, name, QueueConfig(replicas=replicas, replica_timeout_ms=200))
@@ -213,7 +221,18 @@ def _failover(cluster: LocalCluster, replicas: int, plan: ClusterPlan) -> dict[s
     # the bytes of the replication stream the replica had not confirmed just before the kill
     # (confirmations come once a second, so this overstates what it had received)
     lag_bytes = int(info["master_repl_offset"]) - int(info.get("slave0", {}).get("offset", 0))
+    replica = cluster.replica_port(old)
+    if lagging:
+        cluster.freeze(replica)
+        with redis.Redis(port=old) as master:
+            for i in range(32):
+                master.set(f"{{{name}}}ballast:{i}", "x" * 2**20)
+        mark, until = len(acked), time.monotonic() + 1.0  # the knob's producer stalls here
+        while len(acked) < mark + 500 and time.monotonic() < until:
+            time.sleep(0.001)
     cluster.kill(old)
+    if lagging:
+        cluster.thaw(replica)
     killed_at = len(acked)
     t = time.monotonic()
     cluster.wait_promoted(queue.keys.queued, old)
@@ -271,9 +290,11 @@ def markdown(results: dict[str, Any]) -> str:
         "| failover (SIGKILL of the queue's master) | acked | lost | failover s |",
         "|---|---:|---:|---:|",
     ]
-    for r in (0, 1):
-        x = results[f"failover_replicas_{r}"]
-        lines.append(f"| replicas={r} | {x['acked']} | {x['lost']} | {x['failover_s']} |")
+    for kind in ("replicas", "lagging"):
+        for r in (0, 1):
+            x = results[f"failover_{kind}_{r}"]
+            label = f"replicas={r}" + (", lagging replica" if kind == "lagging" else "")
+            lines.append(f"| {label} | {x['acked']} | {x['lost']} | {x['failover_s']} |")
     return "\n".join(lines) + "\n"
 
 
