@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from jobsim.keys import Keys
+from jobsim.scripts.limiter import LIMITER
 from jobsim.scripts.values import ACK_ITEMS, NACK_ITEMS
 
 # Shared Lua helpers, prepended to every script (after the generated KEYS/ARGV bindings).
-PRELUDE = """
+PRELUDE = (
+    """
 local unpack = unpack or table.unpack
 local function fmt(n) return string.format('%.0f', n) end
 local T = redis.call('TIME')
@@ -36,8 +38,14 @@ local function lease_of(jk)
   return unpack(redis.call('HMGET', jk, 'status', 'lease', 'attempts'))
 end
 local function held(status, lease, token) return status == 'processing' and lease == token end
--- lease `token` ended this way (see the replay table)
-local function closed(jk, token, kind) redis.call('HSET', jk, 'k' .. token, kind) end
+"""
+    + LIMITER
+    + """
+-- lease `token` ended this way (see the replay table); only its holder gets here, once
+local function closed(jk, token, kind)
+  redis.call('HSET', jk, 'k' .. token, kind)
+  free_slot(string.sub(jk, #Q.job_prefix + 1))
+end
 -- a call that does not hold the lease: a repeat of the call that ended it is a replay;
 -- anything else is stale (a refused result is counted on the job too, as fenced)
 local FENCED = {}
@@ -130,6 +138,19 @@ local function give_back(id, jk, n, token, outcome, err, kind)
   redis.call('HINCRBY', jk, 'redeliveries', 1)
   enqueue(id, f[2])
 end
+-- queue the scheduled jobs now due (at most `limit`), each at its priority
+local function promote_scheduled(limit)
+  local due = redis.call('ZRANGEBYSCORE', Q.scheduled, '-inf', fmt(NOW), 'LIMIT', 0, limit)
+  for _, id in ipairs(due) do
+    redis.call('ZREM', Q.scheduled, id)
+    local jk = Q.job_prefix .. id
+    local priority = redis.call('HGET', jk, 'priority')
+    if priority then  -- a record deleted by hand is dropped, not half re-created
+      redis.call('HSET', jk, 'status', 'queued')
+      enqueue(id, priority)
+    end
+  end
+end
 -- delete completed records past the retention limits, at most 1,000 a call
 local function retain(keep_count, keep_age)
   local budget = 1000
@@ -151,6 +172,7 @@ local function retain(keep_count, keep_age)
   end
 end
 """
+)
 
 
 @dataclass(frozen=True)
