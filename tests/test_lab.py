@@ -62,8 +62,16 @@ def test_the_lab_runs_the_twin_by_default_and_the_real_queue_on_request() -> Non
     assert first.jobs.equals(second.jobs)  # bit-identical per seed
     real = replace(TINY, backend="embedded")
     assert real.setup().backend == "embedded" and "wall s" in preview(real)
-    assert "does not model worker_crashes" in preview(replace(TINY, crashes=1))
     assert replace(TINY, crashes=1, backend="embedded").unsupported() == []
+
+
+def test_the_preview_names_what_the_twin_does_not_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Should the twin refuse a setting, the preview says so before anything runs."""
+    import jobsim.sim.lab as lab_module
+
+    monkeypatch.setattr(lab_module, "unsupported", lambda faults, setup: ["worker_crashes"])
+    text = preview(replace(TINY, crashes=1))
+    assert "does not model worker_crashes" in text and "embedded" in text
 
 
 def test_the_summary_puts_measured_beside_theory_and_the_checker_counts(tiny_lab: Lab) -> None:
