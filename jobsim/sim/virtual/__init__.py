@@ -43,12 +43,7 @@ from jobsim.sim.virtual.frames import POOL_ID, frames
 from jobsim.sim.virtual.trace import SAMPLES, Trace
 from jobsim.sim.workload import Workload
 
-__all__ = ["POOL_ID", "SAMPLES", "run_virtual", "unsupported"]
-
-
-def unsupported(faults: FaultPlan, setup: Setup) -> list[str]:
-    """What in ``faults`` and ``setup`` the virtual engine does not model (yet)."""
-    return []  # every fault kind is modelled; kept so a future one can be refused by name
+__all__ = ["POOL_ID", "SAMPLES", "needs_leases", "run_virtual", "simulate"]
 
 
 def run_virtual(
@@ -60,19 +55,14 @@ def run_virtual(
 ) -> RunResult:
     """Run ``workload`` on the virtual engine: the same :class:`RunResult` as the real queue.
 
+    Every fault kind and setting is modelled (docs/virtual.md says how, and what differs
+    from the real queue).
+
     Raises:
-        InvalidInputError: for a fault or setting the engine does not model (named).
+        InvalidInputError: fewer than one worker.
     """
     faults = faults or FaultPlan()
     setup = setup or Setup(backend="virtual")
-    missing = unsupported(faults, setup)
-    if missing:
-        raise InvalidInputError(
-            f"the virtual backend does not model {', '.join(missing)} yet; "
-            "run it on a real backend (embedded, local or a redis:// URL)",
-            field="backend",
-            value="virtual",
-        )
     if setup.workers < 1:
         raise InvalidInputError("workers must be >= 1", field="workers", value=setup.workers)
     began = time.perf_counter()
