@@ -4,6 +4,7 @@ engine pinned to the main loop where both apply."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -140,3 +141,17 @@ def test_many_crashes_lose_nothing_and_count_every_duplicate() -> None:
     assert (r.jobs.attempts <= w.max_retries + 1).all()
     assert set(r.attempts.outcome) >= {"completed", "expired", "timeout"}
     assert r.summary.duplicates == v.duplicates
+
+
+def test_a_due_retry_waits_for_a_dequeue(redis_server: LocalRedis) -> None:
+    """A fails at 1 s with a 0.5 s backoff while B runs 1-2 s; C arrives at 1.75 s. No
+    worker is idle at 1.5 s to promote A, so the DEQUEUE at B's end does, behind C: the
+    order is A, B, C, A on the twin and on both real backends."""
+    w = Workload(jobs=3, arrival=Replay(times_s=(0.0, 0.25, 1.75)), service=Fixed(seconds=1.0),
+                 max_retries=1, time_scale=0.3, seed=2)  # fmt: skip
+    faults = FaultPlan(poison={0: "fail_once"})
+    setup = Setup(workers=1, backend=VIRTUAL, retry=RetryPolicy(kind="fixed", base_s=0.15))
+    virtual = _observed(run(w, faults, setup))
+    assert [job for job, _, _ in virtual["order"]] == ["j000000", "j000001", "j000002", "j000000"]
+    for backend in ("embedded", redis_server.url):
+        assert _observed(run(w, faults, replace(setup, backend=backend))) == virtual, backend
