@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from jobsim import theory
+from jobsim.errors import InvalidInputError
 from jobsim.localredis import LocalRedis
 from jobsim.retry import RetryPolicy
 from jobsim.sim import (
@@ -109,6 +110,11 @@ def test_every_fault_kind_is_modelled() -> None:
     result = run(Workload(jobs=10), faults, Setup(backend=VIRTUAL, job_timeout_s=1.0))
     assert result.verdict.valid
     assert sorted(kind for _, kind, _ in result.events) == ["crash", "drop", "pause"]
+    with pytest.raises(InvalidInputError, match="worker_crashes, poison 'crash', job_timeout_s"):
+        run(Workload(jobs=10), faults, Setup(backend=VIRTUAL, mode="process", job_timeout_s=1))
+    process = run(Workload(jobs=10), FaultPlan(redis_drops=(1.0,)),
+                  Setup(backend=VIRTUAL, mode="process"))  # fmt: skip
+    assert process.verdict.valid  # faults that do not depend on the pool kind run
 
 
 # --- theory ------------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ from jobsim.sim.virtual.frames import POOL_ID, frames
 from jobsim.sim.virtual.trace import SAMPLES, Trace
 from jobsim.sim.workload import Workload
 
-__all__ = ["POOL_ID", "SAMPLES", "needs_leases", "run_virtual", "simulate"]
+__all__ = ["POOL_ID", "SAMPLES", "needs_leases", "process_faults", "run_virtual", "simulate"]
 
 
 def run_virtual(
@@ -55,14 +55,23 @@ def run_virtual(
 ) -> RunResult:
     """Run ``workload`` on the virtual engine: the same :class:`RunResult` as the real queue.
 
-    Every fault kind and setting is modelled (docs/virtual.md says how, and what differs
-    from the real queue).
+    Every fault kind and setting is modelled with the thread pool's semantics
+    (docs/virtual.md says how, and what differs from the real queue).
 
     Raises:
-        InvalidInputError: fewer than one worker.
+        InvalidInputError: fewer than one worker, or ``mode="process"`` with a fault whose
+            outcome depends on the pool kind (named).
     """
     faults = faults or FaultPlan()
     setup = setup or Setup(backend="virtual")
+    if setup.mode == "process" and process_faults(faults, setup):
+        raise InvalidInputError(
+            f"the virtual backend models {', '.join(process_faults(faults, setup))} as a "
+            "thread pool sees them; a process pool's supervisor gives the leases back at "
+            "once and restarts the process: use mode='thread', or a real backend",
+            field="mode",
+            value="process",
+        )
     if setup.workers < 1:
         raise InvalidInputError("workers must be >= 1", field="workers", value=setup.workers)
     began = time.perf_counter()
@@ -101,6 +110,18 @@ def simulate(workload: Workload, draws: engine.Draws, faults: FaultPlan, setup: 
     if needs_leases(faults, setup):
         return leased.simulate_leased(workload, draws, faults, setup)
     return engine.simulate(workload, draws, faults, setup)
+
+
+def process_faults(faults: FaultPlan, setup: Setup) -> list[str]:
+    """The faults in a plan whose outcome differs between a thread and a process pool."""
+    named = []
+    if faults.worker_crashes:
+        named.append("worker_crashes")
+    if any(mode == "crash" for mode in faults.poison.values()):
+        named.append("poison 'crash'")
+    if setup.job_timeout_s is not None:
+        named.append("job_timeout_s")
+    return named
 
 
 def needs_leases(faults: FaultPlan, setup: Setup) -> bool:

@@ -22,7 +22,7 @@ from jobsim.config import QueueConfig
 from jobsim.sim.faults import FaultPlan
 from jobsim.sim.job import attempt_failure, fail_probability, job_id
 from jobsim.sim.setup import Setup
-from jobsim.sim.virtual.trace import Trace, sample_period
+from jobsim.sim.virtual.trace import MAX_SAMPLES, Trace, sample_period
 from jobsim.sim.workload import Workload
 
 INF = math.inf
@@ -111,6 +111,9 @@ def simulate(  # noqa: C901  (one loop on purpose, see the module docstring)
             while next_sample < t:
                 samples.append((next_sample, in_system))
                 next_sample += period
+                if len(samples) >= MAX_SAMPLES:
+                    samples = samples[::2]
+                    period *= 2
             now = t
         if tb == t:  # an attempt ends: its worker is free
             _, w, j, outcome = heappop(busy)

@@ -37,7 +37,7 @@ from jobsim.config import Lease, QueueConfig
 from jobsim.sim.faults import FaultPlan
 from jobsim.sim.setup import Setup
 from jobsim.sim.virtual.engine import INF, Draws, attempt_rule
-from jobsim.sim.virtual.trace import Trace, sample_period
+from jobsim.sim.virtual.trace import MAX_SAMPLES, Trace, sample_period
 from jobsim.sim.workload import Workload
 
 # event kinds, in the order events at one instant are taken (as the main loop takes them)
@@ -258,6 +258,9 @@ def simulate_leased(  # noqa: C901  (one event loop, its cases side by side)
             while next_sample < t:
                 trace.samples.append((next_sample, in_system))
                 next_sample += period
+                if len(trace.samples) >= MAX_SAMPLES:
+                    trace.samples = trace.samples[::2]
+                    period *= 2
             now = t
         _, kind, key, _, data = heapq.heappop(events)
         if t < paused_until and kind in (END, DUE, ARRIVE, EXPIRE, TIMEOUT):
