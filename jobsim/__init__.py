@@ -7,6 +7,7 @@ import jobsim.builtin_tasks  # noqa: F401  (registers noop, sleep, flaky, fail, 
 from jobsim.config import Lease, QueueConfig, Retention
 from jobsim.connection import connect
 from jobsim.errors import JobsimError, PermanentError
+from jobsim.limits import RateLimit
 from jobsim.models import PRIORITY_MAX, PRIORITY_MIN, Job, JobStatus, QueueStats
 from jobsim.pool import WorkerPool
 from jobsim.queue import JobQueue
@@ -28,6 +29,7 @@ __all__ = [
     "PermanentError",
     "QueueConfig",
     "QueueStats",
+    "RateLimit",
     "Retention",
     "RetryPolicy",
     "WorkerPool",

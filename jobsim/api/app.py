@@ -110,7 +110,10 @@ def create_app(
     state.registry.register(state.metrics)
     limit = max_body_bytes or 4 * queue.config.max_payload_bytes + 4096
     app.add_middleware(Guard, api_key=key or None, max_body_bytes=limit)
-    install_error_handlers(app, [*_router.routes, *_open_router.routes])
+    dashboard_routes = [*dashboard.router.routes, *dashboard.page_router.routes]
+    install_error_handlers(
+        app, [*_router.routes, *_open_router.routes, *dashboard_routes, *events.router.routes]
+    )
     common: Responses = {
         422: error_doc(422, "bad input; `field` names it"),
         503: error_doc(503, "Redis unreachable; retry after `Retry-After` seconds"),

@@ -21,12 +21,12 @@ from jobsim.scripts.leasing import (
     UNLEASE,
 )
 from jobsim.scripts.lua import Script
-from jobsim.scripts.producer import PAUSE, PURGE_DEAD, REQUEUE_DEAD, SUBMIT
+from jobsim.scripts.producer import PAUSE, PURGE_DEAD, REQUEUE_DEAD, SET_LIMITS, SUBMIT
 from jobsim.scripts.values import Ack, Dequeued, Exchange, GiveBack, Nack, parse_leased
 
 SCRIPTS: tuple[Script, ...] = (
     SUBMIT, DEQUEUE, COMPLETE, FAIL, HEARTBEAT, UNLEASE, RELEASE, RELEASE_WORKER,
-    REQUEUE_DEAD, PURGE_DEAD, PAUSE,
+    REQUEUE_DEAD, PURGE_DEAD, PAUSE, SET_LIMITS,
 )  # fmt: skip
 """Every script of the queue."""
 
@@ -143,3 +143,8 @@ class Scripts:
     def pause(self, paused: bool) -> bool:
         """Pause (``True``) or resume the queue; returns whether it was paused. Idempotent."""
         return bool(self._call(PAUSE, [int(paused)]))
+
+    def set_limits(self, table: Sequence[tuple[str, str, str, str]]) -> int:
+        """Replace the limits table with ``(task, per_s, burst, max_running)`` rows; returns
+        how many tasks are limited. Safe to re-send."""
+        return int(self._call(SET_LIMITS, [x for row in table for x in row]))
