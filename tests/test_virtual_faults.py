@@ -19,15 +19,17 @@ VIRTUAL = "virtual"
 
 
 def _bursts(*times: float) -> Workload:
-    """Jobs at ``times`` (model s), 1 s of work each, three priorities, two attempts."""
+    """Jobs at ``times`` (model s), 1 s of work each, two attempts, priorities 9, 0, 5, 9, 0
+    (seed 0): the first job has the top priority, so it is served first even when a loaded
+    machine submits it in one batch with the next."""
     return Workload(jobs=len(times), arrival=Replay(times_s=times), service=Fixed(seconds=1.0),
                     priorities={0: 1, 5: 1, 9: 1}, max_retries=1, time_scale=0.3,
-                    seed=2)  # fmt: skip
+                    seed=0)  # fmt: skip
 
 
-# Four jobs 0.25 model s apart (75 ms wall): all queued before the first ends, and no two
-# events on different clients closer than that, so wall timing cannot reorder them.
-BURST = _bursts(0.0, 0.25, 0.5, 0.75)
+# Four jobs in the first 0.3 model s: all queued 0.7 model s (210 ms wall) before the first
+# ends, the first served first however they are batched, so wall timing cannot reorder them.
+BURST = _bursts(0.0, 0.1, 0.2, 0.3)
 
 
 def _observed(result: RunResult) -> dict[str, Any]:
@@ -49,10 +51,11 @@ SCENARIOS = {
     # poison crash: the task abandons the job; its lease (3 model s) expires, it is queued
     # again behind what is queued, and dead-lettered when its two attempts are used
     "poison crash": (FaultPlan(poison={1: "crash"}), {"lease_s": 0.9}),
-    # a spike makes the first job run 3 s; the 2 s timeout fails it (retried behind the
+    # a spike (on jobs starting before 0.9 s: only the first, however late the real
+    # queue starts it) makes the first job run 3 s; the 2 s timeout fails it (retried behind the
     # queue), the thread runs on and its late result is fenced: one duplicate, counted
     "job timeout": (
-        FaultPlan(spikes=(Spike(start_s=-0.1, end_s=0.1, extra_s=2.0),)),
+        FaultPlan(spikes=(Spike(start_s=-0.1, end_s=0.9, extra_s=2.0),)),
         {"job_timeout_s": 0.6, "lease_s": 5.0},
     ),
     # the crash at 0.68 s hits the job running 0-1 s: its result is thrown away (a
@@ -104,7 +107,7 @@ def test_restart_conformance_with_a_server_the_run_starts(persistence: str) -> N
     submitted before it are lost (no record, so no frame rows) and the two after it are
     served; with AOF nothing is lost. Same on the twin and on a redis-server the run starts
     and kills (``backend="local"``)."""
-    w = _bursts(0.0, 0.25, 0.5, 4.0, 4.25)
+    w = _bursts(0.0, 0.1, 0.2, 4.0, 4.1)
     faults = FaultPlan(redis_restart=Restart(at_s=2.2, persistence=persistence))  # type: ignore[arg-type]
     virtual = run(w, faults, Setup(workers=1, backend=VIRTUAL))
     assert virtual.verdict.lost == (3 if persistence == "none" else 0)
@@ -144,13 +147,13 @@ def test_many_crashes_lose_nothing_and_count_every_duplicate() -> None:
 
 
 def test_a_due_retry_waits_for_a_dequeue(redis_server: LocalRedis) -> None:
-    """A fails at 1 s with a 0.5 s backoff while B runs 1-2 s; C arrives at 1.75 s. No
-    worker is idle at 1.5 s to promote A, so the DEQUEUE at B's end does, behind C: the
+    """A fails at 1 s with a 0.3 s backoff while B runs 1-2 s; C arrives at 1.5 s. No
+    worker is idle at 1.3 s to promote A, so the DEQUEUE at B's end does, behind C: the
     order is A, B, C, A on the twin and on both real backends."""
-    w = Workload(jobs=3, arrival=Replay(times_s=(0.0, 0.25, 1.75)), service=Fixed(seconds=1.0),
+    w = Workload(jobs=3, arrival=Replay(times_s=(0.0, 0.1, 1.5)), service=Fixed(seconds=1.0),
                  max_retries=1, time_scale=0.3, seed=2)  # fmt: skip
     faults = FaultPlan(poison={0: "fail_once"})
-    setup = Setup(workers=1, backend=VIRTUAL, retry=RetryPolicy(kind="fixed", base_s=0.15))
+    setup = Setup(workers=1, backend=VIRTUAL, retry=RetryPolicy(kind="fixed", base_s=0.09))
     virtual = _observed(run(w, faults, setup))
     assert [job for job, _, _ in virtual["order"]] == ["j000000", "j000001", "j000002", "j000000"]
     for backend in ("embedded", redis_server.url):
