@@ -59,8 +59,11 @@ SCENARIOS = {
         {"job_timeout_s": 0.6, "lease_s": 5.0},
     ),
     # the crash at 0.68 s hits the job running 0-1 s: its result is thrown away (a
-    # duplicate), its lease expires 3 s after the last heartbeat and it runs again last
-    "worker crash": (FaultPlan(worker_crashes=1, seed=4), {"lease_s": 0.9}),
+    # duplicate). Heartbeats every 0.6 s (a 1.8 s lease) last extend it at 0.6 s, so it
+    # expires at 2.4 s while the worker runs 2-3 s, and that job's end gives it back: it
+    # runs third. (The real heartbeat grid's phase, a few ms to ~0.3 s, moves the expiry
+    # inside 2-3 s only.)
+    "worker crash": (FaultPlan(worker_crashes=1, seed=4), {"lease_s": 0.54}),
 }
 
 
