@@ -4,7 +4,10 @@
 
     JobsimError
     ├── ConnectError                 a Redis URL that cannot be used (password masked)
-    │   └── InvalidURLError          the URL itself is malformed
+    │   ├── InvalidURLError          the URL itself is malformed
+    │   └── BackendError             Redis cannot serve a call: cluster down, a mis-routed
+    │       │                        key (MOVED/ASK), a read-only replica (password masked)
+    │       └── ReplicationError     a submit fewer replicas acknowledged than asked for
     ├── InvalidInputError            bad input; nothing was written (also a ValueError)
     │   ├── UnknownTaskError         task name not in the registry
     │   ├── InvalidPayloadError      payload is not one JSON document
@@ -12,7 +15,10 @@
     │   └── InvalidPriorityError     priority outside PRIORITY_MIN..PRIORITY_MAX
     ├── JobNotFoundError             no job with that id (also a KeyError)
     ├── InvalidStateError            the job exists but is not where the call needs it
+    │   └── JobFinishedError         cancel of a job already completed or failed
     ├── DrainTimeoutError            wait_until_drained ran out of time (also a TimeoutError)
+    ├── WaitTimeoutError             wait(job_id) ran out of time (also a TimeoutError)
+    ├── JobCancelledError            raised in a task by ctx.raise_if_cancelled()
     └── PermanentError               raised by a task: skip retries, dead-letter now
 
 Input errors carry the offending value on ``.value`` so callers (the HTTP API, the
@@ -42,6 +48,30 @@ class ConnectError(JobsimError):
 
 class InvalidURLError(ConnectError):
     """The Redis URL is malformed or uses an unsupported scheme."""
+
+
+class BackendError(ConnectError):
+    """Redis answered, but cannot serve the call where it was sent: a cluster that is down
+    or failing over, a key that still moves after the client's retries, a read-only replica.
+    Transient: retrying later (after a failover) may succeed; submits are safe to retry with
+    a ``job_id`` of your own."""
+
+
+class ReplicationError(BackendError):
+    """Fewer replicas than ``QueueConfig.replicas`` acknowledged a submit in time.
+
+    The job is written on the master but a failover now could lose it; submitting again
+    with the same ``job_id`` is safe and waits again.
+
+    Attributes:
+        acked: replicas that acknowledged.
+        wanted: replicas asked for.
+    """
+
+    def __init__(self, message: str, *, url: str, acked: int, wanted: int) -> None:
+        super().__init__(message, url=url)
+        self.acked = acked
+        self.wanted = wanted
 
 
 class InvalidInputError(JobsimError, ValueError):
@@ -92,6 +122,35 @@ class InvalidStateError(JobsimError):
         super().__init__(message)
         self.job_id = job_id
         self.status = status
+
+
+class JobFinishedError(InvalidStateError):
+    """The job already ended (``completed`` or ``failed``), so it cannot be cancelled."""
+
+
+class WaitTimeoutError(JobsimError, TimeoutError):
+    """The job was not finished when :meth:`jobsim.JobQueue.wait` ran out of time.
+
+    Attributes:
+        job_id: the job waited for.
+        status: its status at the deadline.
+        timeout_s: how long the call waited.
+    """
+
+    def __init__(self, job_id: str, status: str, timeout_s: float) -> None:
+        super().__init__(f"job {job_id!r} still {status} after waiting {timeout_s:g} s")
+        self.job_id = job_id
+        self.status = status
+        self.timeout_s = timeout_s
+
+
+class JobCancelledError(JobsimError):
+    """Raised inside a task by :meth:`jobsim.tasks.JobContext.raise_if_cancelled`: the job was
+    cancelled while it ran. The worker then ends it ``cancelled`` (never retried)."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"job {job_id!r} was cancelled")
+        self.job_id = job_id
 
 
 class DrainTimeoutError(JobsimError, TimeoutError):

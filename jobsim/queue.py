@@ -14,8 +14,10 @@ from typing import Any, cast
 
 import redis
 
+from jobsim.clusters import mapped_errors
 from jobsim.config import QueueConfig
-from jobsim.connection import server_time_s
+from jobsim.connection import server_time_s, shown_url
+from jobsim.control import Control
 from jobsim.errors import (
     DrainTimeoutError,
     InvalidInputError,
@@ -79,9 +81,17 @@ class JobQueue:
         self.keys = Keys(name)
         self.config = config or QueueConfig()
         self.registry = registry or default_registry
-        self._scripts = Scripts(client, self.keys)
+        self._scripts = Scripts(
+            client,
+            self.keys,
+            replicas=self.config.replicas,
+            replica_timeout_ms=self.config.replica_timeout_ms,
+        )
+        self._shown = shown_url(client)  # for errors: password masked
         self.leases = Leases(client, self.keys, self.config)
         """The worker side of this queue (leasing, settling, heartbeats)."""
+        self.control = Control(client, self.keys, self._scripts)
+        """Cancel, wait and pause (also offered as this queue's own methods)."""
         if (table := self.config.limits) is not None:
             self._scripts.set_limits([(task, *t.encoded()) for task, t in table.items()])
 
@@ -172,7 +182,8 @@ class JobQueue:
 
     def _write(self, flat: list[Any]) -> None:
         try:
-            self._scripts.submit(self.config.band_us, flat)
+            with mapped_errors(self._shown):
+                self._scripts.submit(self.config.band_us, flat)
         except redis.ResponseError as exc:
             if "DUPLICATE" in str(exc):
                 dup = str(exc).split()[-1]
@@ -192,7 +203,8 @@ class JobQueue:
         """
         fields: dict[str, str] = {}
         if possible_id(job_id):
-            fields = cast(dict[str, str], self.client.hgetall(self.keys.job(job_id)))
+            with mapped_errors(self._shown):
+                fields = cast(dict[str, str], self.client.hgetall(self.keys.job(job_id)))
         if not fields:
             raise JobNotFoundError(job_id)
         return Job.from_hash(job_id, fields)
@@ -229,7 +241,8 @@ class JobQueue:
         if limit == 0 or offset > _MAX_INDEX:  # zrange(k, 0, -1) would list everything
             return []
         stop = min(offset + limit - 1, _MAX_INDEX)  # Redis indexes are 64-bit
-        return cast(list[str], self.client.zrange(key, offset, stop))
+        with mapped_errors(self._shown):
+            return cast(list[str], self.client.zrange(key, offset, stop))
 
     def jobs(self, status: JobStatus | str, *, limit: int = 100, offset: int = 0) -> list[Job]:
         """Records of jobs in ``status`` (see :meth:`job_ids` for the order and the errors)."""
@@ -249,13 +262,14 @@ class JobQueue:
         ``queued`` counts the jobs a rate or concurrency limit holds back too; ``throttled``
         says how many of them those are.
         """
-        pipe = self.client.pipeline(transaction=True)
+        pipe = self.client.pipeline(transaction=True)  # one slot: a transaction on a cluster too
         for status in JobStatus:
             pipe.zcard(self._status_key(status))
         pipe.hgetall(self.keys.counters)
         pipe.exists(self.keys.paused)
         pipe.hget(self.keys.limiter, "parked")
-        *counts, totals, paused, parked = pipe.execute()
+        with mapped_errors(self._shown):
+            *counts, totals, paused, parked = pipe.execute()
         by_status = dict(zip((s.value for s in JobStatus), counts, strict=True))
         totals = {k: int(v) for k, v in totals.items()}
         throttled = int(parked or 0)
@@ -276,7 +290,8 @@ class JobQueue:
         """The worker registry: every worker that heartbeated, and whether it still does."""
         now = server_time_s(self.client)
         infos = []
-        entries = cast(dict[str, str], self.client.hgetall(self.keys.workers))
+        with mapped_errors(self._shown):
+            entries = cast(dict[str, str], self.client.hgetall(self.keys.workers))
         for worker_id, raw in sorted(entries.items()):
             seen_us, _, body = raw.partition("|")
             info = json.loads(body)
@@ -314,26 +329,29 @@ class JobQueue:
             time.sleep(pause)
             pause = min(pause * 1.5, 0.05)
 
-    # --- pause and resume -----------------------------------------------------------------
+    # --- controlling jobs: cancel, wait, pause (see jobsim.control) -----------------------
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a job; see :meth:`jobsim.control.Control.cancel`."""
+        return self.control.cancel(job_id)
+
+    def wait(self, job_id: str, timeout_s: float = 10.0) -> Job:
+        """Block until the job is finished, without polling; see
+        :meth:`jobsim.control.Control.wait`."""
+        return self.control.wait(job_id, timeout_s)
 
     def pause(self) -> bool:
-        """Pause the queue: workers start no new job (they keep the leases they hold, keep
-        heartbeating them and settle what finishes); submits are still accepted. Jobs a
-        worker already leased ahead (at most its ``prefetch_s`` of work) still run.
-
-        Returns:
-            Whether it was already paused (pausing twice is harmless).
-        """
-        return self._scripts.pause(True)
+        """Pause the queue; see :meth:`jobsim.control.Control.pause`."""
+        return self.control.pause()
 
     def resume(self) -> bool:
-        """Resume a paused queue and wake its idle workers; returns whether it was paused."""
-        return self._scripts.pause(False)
+        """Resume a paused queue; see :meth:`jobsim.control.Control.resume`."""
+        return self.control.resume()
 
     @property
     def paused(self) -> bool:
         """Whether the queue is paused now."""
-        return bool(self.client.exists(self.keys.paused))
+        return self.control.paused
 
     # --- dead-letter queue ----------------------------------------------------------------
 
@@ -348,7 +366,8 @@ class JobQueue:
         if not possible_id(job_id):  # also keeps NUL, which ends a Lua error reply, out
             raise JobNotFoundError(job_id)
         try:
-            self._scripts.requeue_dead(self.config.band_us, [job_id])
+            with mapped_errors(self._shown):
+                self._scripts.requeue_dead(self.config.band_us, [job_id])
         except redis.ResponseError as exc:
             if "NOTDEAD" not in str(exc):
                 raise
@@ -368,17 +387,19 @@ class JobQueue:
         """
         before_us = round(server_time_s(self.client) * 1e6)
         moved = 0
-        while batch := self._scripts.requeue_dead(
-            self.config.band_us, [], limit=_BATCH, before_us=before_us
-        ):
-            moved += len(batch)
+        with mapped_errors(self._shown):
+            while batch := self._scripts.requeue_dead(
+                self.config.band_us, [], limit=_BATCH, before_us=before_us
+            ):
+                moved += len(batch)
         return moved
 
     def purge_dead(self) -> int:
         """Delete every dead letter and its record; returns how many."""
         purged = 0
-        while n := self._scripts.purge_dead(_BATCH):
-            purged += n
+        with mapped_errors(self._shown):
+            while n := self._scripts.purge_dead(_BATCH):
+                purged += n
         return purged
 
     def delete(self) -> None:
@@ -396,16 +417,7 @@ class JobQueue:
     # --- helpers --------------------------------------------------------------------------
 
     def _status_key(self, status: JobStatus) -> str:
-        k = self.keys
-        return {
-            JobStatus.SCHEDULED: k.scheduled,
-            JobStatus.QUEUED: k.queued,
-            JobStatus.PROCESSING: k.processing,
-            JobStatus.RETRYING: k.retrying,
-            JobStatus.COMPLETED: k.completed,
-            JobStatus.FAILED: k.dead,
-            JobStatus.CANCELLED: k.cancelled,
-        }[status]
+        return self.keys.of_status(status.value)
 
     def get_many(self, ids: Sequence[str]) -> list[Job]:
         """The records of ``ids`` that exist, in the order given, a thousand per round trip.
@@ -419,5 +431,7 @@ class JobQueue:
             pipe = self.client.pipeline(transaction=False)
             for job_id in chunk:
                 pipe.hgetall(self.keys.job(job_id))
-            jobs += [Job.from_hash(i, f) for i, f in zip(chunk, pipe.execute(), strict=True) if f]
+            with mapped_errors(self._shown):
+                found = pipe.execute()
+            jobs += [Job.from_hash(i, f) for i, f in zip(chunk, found, strict=True) if f]
         return jobs

@@ -11,8 +11,9 @@ PACKAGE = Path(__file__).resolve().parent.parent / "jobsim"
 CORE = {
     "errors", "keys", "limits", "config", "retry", "models", "scripts", "leases", "tasks",
     "requests", "builtin_tasks",
-    "connection",
-    "localredis", "queue", "books", "worker", "threads", "procs", "pool",
+    "connection", "clusters", "localcluster",
+    "localredis", "control", "queue", "books", "worker", "threads", "slot", "procs",
+    "pool",
 }  # fmt: skip
 EDGE_LIBRARIES = ("pandas", "numpy", "matplotlib", "ipywidgets", "fastapi", "uvicorn")
 

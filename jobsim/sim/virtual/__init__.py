@@ -43,7 +43,15 @@ from jobsim.sim.virtual.frames import POOL_ID, frames
 from jobsim.sim.virtual.trace import SAMPLES, Trace
 from jobsim.sim.workload import Workload
 
-__all__ = ["POOL_ID", "SAMPLES", "needs_leases", "process_faults", "run_virtual", "simulate"]
+__all__ = [
+    "POOL_ID",
+    "SAMPLES",
+    "needs_leases",
+    "process_faults",
+    "run_virtual",
+    "simulate",
+    "unsupported",
+]
 
 
 def run_virtual(
@@ -64,9 +72,9 @@ def run_virtual(
     """
     faults = faults or FaultPlan()
     setup = setup or Setup(backend="virtual")
-    if setup.mode == "process" and process_faults(faults, setup):
+    if unsupported(faults, setup):
         raise InvalidInputError(
-            f"the virtual backend models {', '.join(process_faults(faults, setup))} as a "
+            f"the virtual backend models {', '.join(unsupported(faults, setup))} as a "
             "thread pool sees them; a process pool's supervisor gives the leases back at "
             "once and restarts the process: use mode='thread', or a real backend",
             field="mode",
@@ -110,6 +118,13 @@ def simulate(workload: Workload, draws: engine.Draws, faults: FaultPlan, setup: 
     if needs_leases(faults, setup):
         return leased.simulate_leased(workload, draws, faults, setup)
     return engine.simulate(workload, draws, faults, setup)
+
+
+def unsupported(faults: FaultPlan, setup: Setup) -> list[str]:
+    """What in ``faults`` and ``setup`` the virtual engine does not model (named), which
+    :func:`run_virtual` refuses: only crash-like faults in a process pool (see
+    :func:`process_faults`); every fault kind is modelled for a thread pool."""
+    return process_faults(faults, setup) if setup.mode == "process" else []
 
 
 def process_faults(faults: FaultPlan, setup: Setup) -> list[str]:
