@@ -95,6 +95,12 @@ class Keys:
         admin request) with its request id, so a re-sent call gets it back. It expires."""
         return self._key(f"reply:{channel}")
 
+    def idempotency(self, digest: str) -> str:
+        """String keeping the first answer to an HTTP request sent with an
+        ``Idempotency-Key`` (``digest`` is the key's SHA-256), so a retried request gets
+        it back. It expires (``jobsim.api.submitting.IDEMPOTENCY_TTL_S``)."""
+        return self._key(f"idem:{digest}")
+
     @property
     def job_prefix(self) -> str:
         """Prefix of job hashes; a job's key is this prefix followed by its id."""

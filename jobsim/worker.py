@@ -20,9 +20,10 @@ import logging
 import random
 import threading
 import time
+import traceback
 import uuid
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import redis
@@ -30,7 +31,7 @@ import redis
 from jobsim.books import Holdings, Running
 from jobsim.errors import InvalidInputError, PermanentError, UnknownTaskError
 from jobsim.queue import JobQueue
-from jobsim.scripts import Ack, Dequeued, Nack
+from jobsim.scripts import TRACEBACK_CHARS, Ack, Dequeued, Nack
 from jobsim.tasks import AbandonJob, JobContext, TaskSpec
 
 log = logging.getLogger("jobsim.worker")
@@ -309,7 +310,8 @@ class ThreadWorker(threading.Thread):
             spec = host.queue.registry.get(job.task)
         except UnknownTaskError as exc:
             # Another worker may know the task: a retryable failure, not a permanent one.
-            self._record(job, ("retry", f"{exc} (on worker {self.worker_id})"), started, started)
+            failure = Failure(f"{exc} (on worker {self.worker_id})")
+            self._record(job, ("retry", failure), started, started)
             return
         timeout = host.settings.timeout_for(spec)
         running = Running(job, started + timeout if timeout else None, timeout)
@@ -325,9 +327,9 @@ class ThreadWorker(threading.Thread):
         except AbandonJob:
             outcome = ("abandon", None)
         except PermanentError as exc:
-            outcome = ("permanent", _describe(exc))
+            outcome = ("permanent", Failure(_describe(exc), _trace(exc)))
         except BaseException as exc:  # SystemExit from a task fails the job, not the worker
-            outcome = ("retry", _describe(exc))
+            outcome = ("retry", Failure(_describe(exc), _trace(exc)))
         ended = time.monotonic()
         run_s = ended - started
         self._service_s = run_s if self._service_s is None else 0.8 * self._service_s + 0.2 * run_s
@@ -351,7 +353,7 @@ class ThreadWorker(threading.Thread):
             if kind == "abandon":
                 return  # as if the thread died: no result, no heartbeat; the lease expires
             if kind == "ok" and isinstance(detail, _ResultError):
-                kind, detail = "permanent", str(detail)
+                kind, detail = "permanent", Failure(str(detail))
             times = (self._server_us(started), self._server_us(ended))
             if not (self._done or self._failed):
                 self._unsettled_since = ended
@@ -360,13 +362,21 @@ class ThreadWorker(threading.Thread):
             else:
                 backoff = self.host.backoff_s(job, self.rng) if kind == "retry" else 0.0
                 retry = kind == "retry"
-                self._failed.append(
-                    Nack(job.id, job.token, detail, retry, round(backoff * 1e6), "", *times)
-                )
+                backoff_us = round(backoff * 1e6)
+                nack = Nack(job.id, job.token, detail.error, retry, backoff_us, "", *times)
+                self._failed.append(replace(nack, traceback=detail.traceback))
 
     def _server_us(self, mono: float) -> str:
         now_us, anchor = self._anchor
         return str(now_us + int((mono - anchor) * 1e6))
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why an attempt failed: the one-line error and, if the task raised, its stack trace."""
+
+    error: str
+    traceback: str = ""
 
 
 class _ResultError(str):
@@ -387,7 +397,19 @@ def _encode_result(result: Any) -> str:
 
 
 def _describe(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"[:_ERROR_CHARS]
+    return _sendable(f"{type(exc).__name__}: {exc}"[:_ERROR_CHARS])
+
+
+def _trace(exc: BaseException) -> str:
+    """The exception's stack trace, its last :data:`TRACEBACK_CHARS` characters (the task's
+    own frames are the innermost, so they are the ones kept)."""
+    text = _sendable("".join(traceback.format_exception(exc)))
+    if len(text) > TRACEBACK_CHARS:
+        text = "…" + text[-(TRACEBACK_CHARS - 1) :]
+    return text
+
+
+def _sendable(text: str) -> str:
     # A lone surrogate in the message would make the round trip itself fail (redis-py
     # cannot send it) and leave the job processing until its lease expired.
     return text.encode("utf-8", "backslashreplace").decode("utf-8")

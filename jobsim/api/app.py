@@ -14,13 +14,14 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import redis
-from fastapi import APIRouter, Body, Depends, FastAPI, Path, Query, Request, Response, Security
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response, Security
 from fastapi.security import APIKeyHeader, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from jobsim import __version__
-from jobsim.api.contract import check_payload_strictly, submit_schema
+from jobsim.api import submitting
+from jobsim.api.contract import submit_schema
 from jobsim.api.errors import (
     RETRY_AFTER_S,
     NotADeadLetterError,
@@ -33,7 +34,6 @@ from jobsim.api.metrics import QueueCollector, throughput
 from jobsim.api.schemas import (
     SEED_TASK,
     SEED_TASK_SECONDS,
-    SUBMIT_EXAMPLES,
     DeadLetterList,
     HealthResponse,
     JobDetail,
@@ -42,7 +42,6 @@ from jobsim.api.schemas import (
     Purged,
     RequeuedAll,
     StatsResponse,
-    SubmitRequest,
     SubmitResponse,
 )
 from jobsim.errors import InvalidInputError
@@ -106,7 +105,7 @@ def create_app(
     state.registry.register(state.metrics)
     limit = max_body_bytes or 4 * queue.config.max_payload_bytes + 4096
     app.add_middleware(Guard, api_key=key or None, max_body_bytes=limit)
-    install_error_handlers(app, [*_router.routes, *_open_router.routes])
+    install_error_handlers(app, [*submitting.router.routes, *_router.routes, *_open_router.routes])
     common: Responses = {
         422: error_doc(422, "bad input; `field` names it"),
         503: error_doc(503, "Redis unreachable; retry after `Retry-After` seconds"),
@@ -118,6 +117,7 @@ def create_app(
             Security(APIKeyHeader(name=API_KEY_HEADER, auto_error=False)),
             Security(HTTPBearer(auto_error=False, description="the key, as Prometheus sends it")),
         ]
+    app.include_router(submitting.router, dependencies=secured, responses=common)
     app.include_router(_router, dependencies=secured, responses=common)
     app.include_router(_open_router)
     _publish_submit_schema(app, queue)
@@ -189,22 +189,6 @@ _NOT_FOUND: Responses = {404: error_doc(404, "no job with this id")}
 
 _router = APIRouter(dependencies=[Depends(known_query_only)])
 _open_router = APIRouter(dependencies=[Depends(known_query_only)])
-
-
-@_router.post(
-    "/submit",
-    response_model=SubmitResponse,
-    tags=["jobs"],
-    responses={413: error_doc(413, "payload over the size limit")},
-)
-def submit(
-    body: Annotated[SubmitRequest, Body(openapi_examples=SUBMIT_EXAMPLES)], queue: QueueDep
-) -> SubmitResponse:
-    """Submit one job; nothing is written if any field is rejected."""
-    task, payload = body.task_and_payload()
-    check_payload_strictly(queue.registry, task, payload)
-    job_id = queue.submit(task, payload, priority=body.priority, max_retries=body.max_retries)
-    return SubmitResponse(task_id=job_id)
 
 
 @_router.get("/status/{task_id}", response_model=JobView, tags=["jobs"], responses=_NOT_FOUND)

@@ -9,9 +9,11 @@ so the two cannot disagree. Job hashes are reached by appending an id to ``Q.job
 Job hash fields: ``task payload priority max_retries max_attempts attempts lease base
 status submitted finished error result worker delay redeliveries fenced requeues`` and,
 per attempt ``n``, ``s<n>`` start, ``e<n>`` end (µs), ``w<n>`` worker, ``o<n>`` outcome,
-``x<n>`` error (the attempt log; ``log = 0`` leaves it out, to measure what timing capture
-costs). Start and end are Redis ``TIME`` at the lease plus the worker's own monotonic
-elapsed time, so a batched ack does not shift them; a missing value means "now".
+``x<n>`` error, ``t<n>`` traceback (only for a task that raised; its last
+:data:`TRACEBACK_CHARS` characters, the innermost frames) (the attempt log; ``log = 0``
+leaves it out, to measure what timing capture costs). Start and end are Redis ``TIME`` at
+the lease plus the worker's own monotonic elapsed time, so a batched ack does not shift
+them; a missing value means "now".
 
 Sorted-set scores are microseconds of Redis time, except ``queued``, whose score is
 ``seq - priority * band_us``: ``seq`` is a strictly increasing microsecond clock (FIFO), and
@@ -71,6 +73,7 @@ from jobsim.scripts.values import (
     GIVE_BACK_OUTCOMES,
     LEASED,
     NACK_ITEMS,
+    TRACEBACK_CHARS,
     Ack,
     Dequeued,
     Exchange,
@@ -82,6 +85,7 @@ from jobsim.scripts.values import (
 __all__ = [
     "ACK_ITEMS", "COMPLETE", "DEQUEUE", "FAIL", "GIVE_BACK_ITEMS", "GIVE_BACK_OUTCOMES",
     "HEARTBEAT", "LEASED", "NACK_ITEMS", "PRELUDE", "PURGE_DEAD", "RELEASE",
-    "RELEASE_WORKER", "REQUEUE_DEAD", "SCRIPTS", "SOURCES", "SUBMIT", "UNLEASE", "Ack",
-    "Dequeued", "Exchange", "GiveBack", "Nack", "Script", "Scripts", "parse_leased",
+    "RELEASE_WORKER", "REQUEUE_DEAD", "SCRIPTS", "SOURCES", "SUBMIT", "TRACEBACK_CHARS",
+    "UNLEASE", "Ack", "Dequeued", "Exchange", "GiveBack", "Nack", "Script", "Scripts",
+    "parse_leased",
 ]  # fmt: skip
