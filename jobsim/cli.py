@@ -1,5 +1,5 @@
 """The ``jobsim`` command line: ``demo``, ``run``, ``sweep``, ``worker``, ``serve``, ``bench``,
-``stats``.
+``stats``, and the admin commands ``submit``, ``requeue``, ``purge`` (:mod:`jobsim.cli_admin`).
 
 Run ``jobsim COMMAND --help`` for each command's options.
 """
@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from jobsim import __version__
+from jobsim.cli_admin import add_admin_commands
 from jobsim.cli_commands import run_bench, run_serve, run_stats, run_worker
 from jobsim.errors import JobsimError
 from jobsim.retry import KINDS
@@ -161,6 +162,7 @@ def _parser() -> argparse.ArgumentParser:
     stats = sub.add_parser("stats", help="print a queue's counts per status and its workers")
     _add_queue_args(stats)
     stats.set_defaults(run=run_stats)
+    add_admin_commands(sub)
 
     serve = sub.add_parser(
         "serve",
