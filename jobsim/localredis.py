@@ -18,6 +18,8 @@ from types import TracebackType
 from typing import Literal
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from jobsim.errors import JobsimError
 
@@ -117,7 +119,14 @@ class LocalRedis:
             args += ["--requirepass", self.password]
         self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout_s
-        probe = redis.Redis(port=self.port, password=self.password, socket_connect_timeout=0.2)
+        # Both timeouts: a foreign program listening on the port may accept and never answer.
+        probe = redis.Redis(
+            port=self.port,
+            password=self.password,
+            socket_connect_timeout=0.2,
+            socket_timeout=0.2,
+            retry=Retry(NoBackoff(), 0),  # this loop is the retry; redis-py's would sleep seconds
+        )
         try:
             while True:
                 if self._proc.poll() is not None:

@@ -92,11 +92,6 @@ def test_a_password_protected_server_refuses_clients_without_it() -> None:
             redis.Redis(port=server.port, retry=no_retry).set("k", "v")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: start() probes without a read timeout; a foreign listener on the port makes "
-    "it hang ~60 s whatever timeout_s says",
-)
 @pytest.mark.timeout(4)
 def test_a_port_taken_by_another_program_fails_within_the_start_timeout() -> None:
     """A port someone else listens on: start() raises RedisServerError within its timeout_s."""
