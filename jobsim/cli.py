@@ -142,6 +142,19 @@ def _parser() -> argparse.ArgumentParser:
         help="workers (default 4)",
     )
     _add_worker_args(worker)
+    worker.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default="text",
+        help="log records as text lines or one JSON object per line, for log shippers; each "
+        "record about a job carries job_id, task, attempt and worker_id (default text)",
+    )
+    worker.add_argument(
+        "--log-level",
+        choices=["critical", "error", "warning", "info", "debug"],
+        default="info",
+        help="'debug' also logs each job's start and end (default info)",
+    )
     worker.set_defaults(run=run_worker)
 
     bench = sub.add_parser(

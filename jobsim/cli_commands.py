@@ -51,9 +51,11 @@ def queue_config(args: argparse.Namespace) -> QueueConfig:
 
 
 def run_worker(args: argparse.Namespace) -> int:
+    from jobsim.logs import configure_logging
     from jobsim.pool import Mode, WorkerPool
 
     url = shared_url(args, "worker")
+    configure_logging(args.log_format, args.log_level)
     import_tasks(args.imports)
     queue = JobQueue(connect(url), args.queue, queue_config(args))
     mode: Mode = "process" if args.processes else "thread"

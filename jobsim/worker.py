@@ -20,7 +20,6 @@ import logging
 import random
 import threading
 import time
-import traceback
 import uuid
 from collections import deque
 from dataclasses import dataclass, replace
@@ -30,15 +29,16 @@ import redis
 
 from jobsim.books import Holdings, Running
 from jobsim.errors import InvalidInputError, PermanentError, UnknownTaskError
+from jobsim.failures import Failure
+from jobsim.logs import JobLog
 from jobsim.queue import JobQueue
-from jobsim.scripts import TRACEBACK_CHARS, Ack, Dequeued, Nack
+from jobsim.scripts import Ack, Dequeued, Nack
 from jobsim.tasks import AbandonJob, JobContext, TaskSpec
 
 log = logging.getLogger("jobsim.worker")
 
 IDLE_BLOCK_MAX_S = 2.0  # longest single block on the wake list (below client socket timeouts)
 MAX_PREFETCH = 64  # most jobs one worker leases ahead
-_ERROR_CHARS = 2000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -311,6 +311,7 @@ class ThreadWorker(threading.Thread):
         except UnknownTaskError as exc:
             # Another worker may know the task: a retryable failure, not a permanent one.
             failure = Failure(f"{exc} (on worker {self.worker_id})")
+            self._job_log(job).warning("job failed: %s", failure.error)
             self._record(job, ("retry", failure), started, started)
             return
         timeout = host.settings.timeout_for(spec)
@@ -321,19 +322,27 @@ class ThreadWorker(threading.Thread):
         if running.deadline is not None or self.unsettled_since() is not None:
             host.nudge()  # the supervisor watches the deadline, and sends the results
         ctx = JobContext(job.id, job.attempt, self.worker_id, self.in_process_worker)
+        job_log = self._job_log(job)
+        job_log.debug("job started")
         try:
             result = spec.run(json.loads(job.payload), ctx)
             outcome: tuple[str, Any] = ("ok", _encode_result(result))
         except AbandonJob:
             outcome = ("abandon", None)
-        except PermanentError as exc:
-            outcome = ("permanent", Failure(_describe(exc), _trace(exc)))
+            job_log.warning("job abandoned: no result; its lease will expire")
         except BaseException as exc:  # SystemExit from a task fails the job, not the worker
-            outcome = ("retry", Failure(_describe(exc), _trace(exc)))
+            kind = "permanent" if isinstance(exc, PermanentError) else "retry"
+            outcome = (kind, Failure.of(exc))
+            job_log.warning("job failed (%s): %s", kind, outcome[1].error, exc_info=exc)
         ended = time.monotonic()
         run_s = ended - started
+        if outcome[0] == "ok":
+            job_log.debug("job completed in %.3f s", run_s)
         self._service_s = run_s if self._service_s is None else 0.8 * self._service_s + 0.2 * run_s
         self._record(job, outcome, started, ended)
+
+    def _job_log(self, job: Dequeued) -> JobLog:
+        return JobLog(log, job.id, job.task, job.attempt, self.worker_id)
 
     def _record(
         self, job: Dequeued, outcome: tuple[str, Any], started: float, ended: float
@@ -371,14 +380,6 @@ class ThreadWorker(threading.Thread):
         return str(now_us + int((mono - anchor) * 1e6))
 
 
-@dataclass(frozen=True)
-class Failure:
-    """Why an attempt failed: the one-line error and, if the task raised, its stack trace."""
-
-    error: str
-    traceback: str = ""
-
-
 class _ResultError(str):
     """A task returned something that is not JSON."""
 
@@ -394,22 +395,3 @@ def _encode_result(result: Any) -> str:
     except (TypeError, ValueError, RecursionError) as exc:
         return _ResultError(f"TypeError: task result is not JSON: {exc}")
     return encoded
-
-
-def _describe(exc: BaseException) -> str:
-    return _sendable(f"{type(exc).__name__}: {exc}"[:_ERROR_CHARS])
-
-
-def _trace(exc: BaseException) -> str:
-    """The exception's stack trace, its last :data:`TRACEBACK_CHARS` characters (the task's
-    own frames are the innermost, so they are the ones kept)."""
-    text = _sendable("".join(traceback.format_exception(exc)))
-    if len(text) > TRACEBACK_CHARS:
-        text = "…" + text[-(TRACEBACK_CHARS - 1) :]
-    return text
-
-
-def _sendable(text: str) -> str:
-    # A lone surrogate in the message would make the round trip itself fail (redis-py
-    # cannot send it) and leave the job processing until its lease expired.
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -10,6 +10,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "jobsim"
 CORE = {
     "errors", "keys", "config", "retry", "models", "scripts", "leases", "tasks", "requests",
+    "logs", "failures", "periodic",
     "builtin_tasks",
     "connection",
     "localredis", "queue", "books", "worker", "threads", "procs", "pool",
