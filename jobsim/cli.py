@@ -13,7 +13,7 @@ from typing import Any
 
 from jobsim import __version__
 from jobsim.cli_admin import add_admin_commands
-from jobsim.cli_commands import run_bench, run_serve, run_stats, run_worker
+from jobsim.cli_commands import run_bench, run_dashboard, run_serve, run_stats, run_worker
 from jobsim.errors import JobsimError
 from jobsim.retry import KINDS
 
@@ -240,6 +240,29 @@ def _parser() -> argparse.ArgumentParser:
         help=f"largest request line and headers (default {ServerDefaults.max_header_bytes})",
     )
     serve.set_defaults(run=run_serve)
+
+    dashboard = sub.add_parser(
+        "dashboard",
+        help="serve the live dashboard (at /) of a queue that `jobsim worker` runs",
+        description="Serve the dashboard at / (and the whole HTTP API) for a queue whose "
+        "workers run elsewhere: counts, throughput and wait charts, workers, running jobs, "
+        "dead letters (inspect, requeue, purge), a job's attempts, and teaching scenarios, "
+        "whose jobs go to the queue for its workers. Starts no workers. With $JOBSIM_API_KEY "
+        "set, the page asks for the key (or open /?key=...). Give it the same queue settings "
+        "as the workers. " + _ENV_HELP,
+    )
+    _add_queue_args(dashboard)
+    dashboard.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    dashboard.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    _add_worker_args(dashboard)
+    dashboard.add_argument(
+        "--log-level",
+        choices=["critical", "error", "warning", "info", "debug"],
+        default="warning",
+        help="server log level (default warning: no access log)",
+    )
+    limits_defaults = {k: v for k, v in vars(ServerDefaults).items() if not k.startswith("_")}
+    dashboard.set_defaults(run=run_dashboard, workers=0, **limits_defaults)
     return parser
 
 

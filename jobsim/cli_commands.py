@@ -90,6 +90,12 @@ def run_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_dashboard(args: argparse.Namespace) -> int:
+    """``jobsim dashboard``: ``serve`` without workers, for a queue served elsewhere."""
+    print(f"jobsim dashboard: open http://{args.host}:{args.port}/", flush=True)
+    return run_serve(args)
+
+
 def run_serve(args: argparse.Namespace) -> int:
     import os
     import socket

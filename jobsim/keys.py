@@ -55,6 +55,22 @@ class Keys:
         return self._key("retrying")
 
     @property
+    def scheduled(self) -> str:
+        """Sorted set of delayed job ids, scored by the time they are due (µs, Redis time)."""
+        return self._key("scheduled")
+
+    @property
+    def cancelled(self) -> str:
+        """Sorted set of cancelled job ids, scored by cancellation time (µs)."""
+        return self._key("cancelled")
+
+    @property
+    def paused(self) -> str:
+        """String present while the queue is paused (its value: when, µs): workers lease
+        nothing new."""
+        return self._key("paused")
+
+    @property
     def completed(self) -> str:
         """Sorted set of completed job ids, scored by completion time (µs)."""
         return self._key("completed")
@@ -110,6 +126,15 @@ class Keys:
         """Hash holding one job's record."""
         return self.job_prefix + job_id
 
+    @property
+    def notify_prefix(self) -> str:
+        """Prefix of the per-job notification lists :meth:`jobsim.JobQueue.wait` blocks on."""
+        return self._key("notify:")
+
+    def notify(self, job_id: str) -> str:
+        """List that a waited-on job's terminal transition pushes a token to (it expires)."""
+        return self.notify_prefix + job_id
+
     def stop(self, pool_id: str) -> str:
         """List a stopping pool pushes to, to wake its own blocked workers at once."""
         return self._key(f"stop:{pool_id}")
@@ -127,4 +152,7 @@ class Keys:
             self.counters,
             self.workers,
             self.workers_seen,
+            self.scheduled,
+            self.cancelled,
+            self.paused,
         ]

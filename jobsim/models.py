@@ -19,23 +19,28 @@ PRIORITY_MAX = 9
 
 
 class JobStatus(str, Enum):
-    """Where a job is in its life. The values are the seed design's status strings."""
+    """Where a job is in its life: the seed design's five status strings, plus ``scheduled``
+    (delayed, not yet due) and ``cancelled``, in lifecycle order."""
 
+    SCHEDULED = "scheduled"
     QUEUED = "queued"
     PROCESSING = "processing"
     RETRYING = "retrying"
     COMPLETED = "completed"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
     def __str__(self) -> str:
         return self.value
 
 
 ACTIVE: frozenset[JobStatus] = frozenset(
-    {JobStatus.QUEUED, JobStatus.PROCESSING, JobStatus.RETRYING}
+    {JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.PROCESSING, JobStatus.RETRYING}
 )
-"""Statuses of jobs the queue still owes work on."""
-TERMINAL: frozenset[JobStatus] = frozenset({JobStatus.COMPLETED, JobStatus.FAILED})
+"""Statuses of jobs the queue still owes work on (a scheduled job too: it will run)."""
+TERMINAL: frozenset[JobStatus] = frozenset(
+    {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}
+)
 """Statuses a job ends in; ``failed`` means it is in the dead-letter queue."""
 
 
@@ -50,6 +55,7 @@ class Outcome(str, Enum):
     TIMEOUT = "timeout"  # per-job timeout enforced by the worker pool
     CRASHED = "crashed"  # the worker process died and its supervisor gave the job back
     INTERRUPTED = "interrupted"  # the pool stopped before the job finished
+    CANCELLED = "cancelled"  # the job was cancelled while this attempt held its lease
 
 
 class Attempt(BaseModel):
@@ -76,7 +82,8 @@ class Job(BaseModel):
     ``redeliveries`` counts deliveries made because an earlier one was lost (lease
     expired, worker died, pool stopped): each is a possible duplicate execution.
     ``fenced`` counts late acks that were refused because the worker no longer held the
-    lease: each is a certain duplicate execution.
+    lease: each is a certain duplicate execution. ``scheduled_for`` is when a delayed job
+    is (or was) due; ``cancel_requested_at`` when a cancel reached it while it ran.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -97,6 +104,8 @@ class Job(BaseModel):
     redeliveries: int = 0
     fenced: int = 0
     requeues: int = 0
+    scheduled_for: float | None = None
+    cancel_requested_at: float | None = None
     attempt_log: list[Attempt] = Field(default_factory=list)
 
     @property
@@ -138,6 +147,8 @@ class Job(BaseModel):
             redeliveries=int(fields.get("redeliveries", 0)),
             fenced=int(fields.get("fenced", 0)),
             requeues=int(fields.get("requeues", 0)),
+            scheduled_for=_seconds(fields.get("due")),
+            cancel_requested_at=_seconds(fields.get("cancel")),
             attempt_log=log,
         )
 
@@ -147,7 +158,8 @@ def _seconds(micros: str | None) -> float | None:
 
 
 class QueueStats(BaseModel):
-    """Counts per status right now, and running totals since the queue was created."""
+    """Counts per status right now, running totals since the queue was created, and whether
+    the queue is paused."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -156,14 +168,18 @@ class QueueStats(BaseModel):
     retrying: int
     completed: int
     failed: int
+    scheduled: int = 0
+    cancelled: int = 0
+    paused: bool = False
     totals: dict[str, int] = Field(
-        description="submitted, completed, failed, retried, expired, fenced, requeued, ..."
+        description="submitted, completed, failed, retried, expired, fenced, requeued, "
+        "cancelled, ..."
     )
 
     @property
     def active(self) -> int:
-        """Jobs not yet in a terminal status."""
-        return self.queued + self.processing + self.retrying
+        """Jobs not yet in a terminal status (scheduled ones included)."""
+        return self.scheduled + self.queued + self.processing + self.retrying
 
     def by_status(self) -> dict[str, int]:
         """Counts keyed by status value."""

@@ -31,6 +31,7 @@ from jobsim.models import (
     WorkerInfo,
 )
 from jobsim.requests import (
+    PAYLOAD_AT,
     JobRequest,
     possible_id,
     preview,
@@ -92,8 +93,13 @@ class JobQueue:
         priority: int = 0,
         max_retries: int | None = None,
         job_id: str | None = None,
+        delay_s: float | None = None,
+        run_at: float | None = None,
     ) -> str:
-        """Submit one job.
+        """Submit one job, to run now or later.
+
+        Example:
+            >>> queue.submit("resize", {"width": 640}, delay_s=30)      # doctest: +SKIP
 
         Args:
             task: a registered task name.
@@ -105,6 +111,10 @@ class JobQueue:
                 submit is safe to retry — while the job's record is kept: once retention
                 (:class:`jobsim.Retention`) has dropped a completed record, the same id is a
                 new job. Keep records at least as long as producers may retry.
+            delay_s: run no sooner than this many seconds from now; the job is
+                ``scheduled`` until then, then queued at its priority.
+            run_at: run no sooner than this time (epoch seconds of Redis ``TIME``, the clock
+                :attr:`Job.submitted_at` uses); not together with ``delay_s``.
 
         Returns:
             The job id.
@@ -114,7 +124,7 @@ class JobQueue:
         """
         flat: list[Any] = []
         job_id = validated(
-            JobRequest(task, payload, priority, max_retries, job_id),
+            JobRequest(task, payload, priority, max_retries, job_id, delay_s, run_at),
             self.config,
             self.registry,
             flat,
@@ -140,7 +150,7 @@ class JobQueue:
         size = 0
         for request in jobs:
             ids.append(validated(request, self.config, self.registry, flat))
-            size += len(flat[-3])
+            size += len(flat[PAYLOAD_AT])
             if len(ids) > MAX_BATCH_JOBS or size > MAX_BATCH_BYTES:
                 raise InvalidInputError(
                     f"a batch holds at most {MAX_BATCH_JOBS} jobs and {MAX_BATCH_BYTES} bytes "
@@ -185,8 +195,9 @@ class JobQueue:
     def job_ids(self, status: JobStatus | str, *, limit: int = 100, offset: int = 0) -> list[str]:
         """Ids of jobs in ``status``, in the order that status keeps them.
 
-        ``queued`` lists in service order; ``processing`` by lease deadline; ``retrying`` by
-        due time; ``completed`` and ``failed`` by finish time, oldest first.
+        ``queued`` lists in service order; ``processing`` by lease deadline; ``scheduled``
+        and ``retrying`` by due time; ``completed``, ``failed`` and ``cancelled`` by finish
+        time, oldest first.
 
         Args:
             status: a :class:`JobStatus` or its value.
@@ -227,14 +238,16 @@ class JobQueue:
         return self.jobs(JobStatus.FAILED, limit=limit, offset=offset)
 
     def stats(self) -> QueueStats:
-        """Counts per status now, and running totals."""
+        """Counts per status now, running totals, and whether the queue is paused."""
         pipe = self.client.pipeline(transaction=True)
         for status in JobStatus:
             pipe.zcard(self._status_key(status))
         pipe.hgetall(self.keys.counters)
-        *counts, totals = pipe.execute()
+        pipe.exists(self.keys.paused)
+        *counts, totals, paused = pipe.execute()
         by_status = dict(zip((s.value for s in JobStatus), counts, strict=True))
-        return QueueStats(**by_status, totals={k: int(v) for k, v in totals.items()})
+        totals = {k: int(v) for k, v in totals.items()}
+        return QueueStats(**by_status, totals=totals, paused=bool(paused))
 
     def workers(self) -> list[WorkerInfo]:
         """The worker registry: every worker that heartbeated, and whether it still does."""
@@ -250,7 +263,7 @@ class JobQueue:
         return infos
 
     def wait_until_drained(self, timeout_s: float = 60.0) -> QueueStats:
-        """Block until nothing is queued, processing or retrying.
+        """Block until nothing is scheduled, queued, processing or retrying.
 
         Returns:
             The stats at the moment the queue was found drained.
@@ -266,6 +279,7 @@ class JobQueue:
                 return stats
             if time.monotonic() >= deadline:
                 active = {
+                    "scheduled": stats.scheduled,
                     "queued": stats.queued,
                     "processing": stats.processing,
                     "retrying": stats.retrying,
@@ -276,6 +290,27 @@ class JobQueue:
                 )
             time.sleep(pause)
             pause = min(pause * 1.5, 0.05)
+
+    # --- pause and resume -----------------------------------------------------------------
+
+    def pause(self) -> bool:
+        """Pause the queue: workers start no new job (they keep the leases they hold, keep
+        heartbeating them and settle what finishes); submits are still accepted. Jobs a
+        worker already leased ahead (at most its ``prefetch_s`` of work) still run.
+
+        Returns:
+            Whether it was already paused (pausing twice is harmless).
+        """
+        return self._scripts.pause(True)
+
+    def resume(self) -> bool:
+        """Resume a paused queue and wake its idle workers; returns whether it was paused."""
+        return self._scripts.pause(False)
+
+    @property
+    def paused(self) -> bool:
+        """Whether the queue is paused now."""
+        return bool(self.client.exists(self.keys.paused))
 
     # --- dead-letter queue ----------------------------------------------------------------
 
@@ -340,11 +375,13 @@ class JobQueue:
     def _status_key(self, status: JobStatus) -> str:
         k = self.keys
         return {
+            JobStatus.SCHEDULED: k.scheduled,
             JobStatus.QUEUED: k.queued,
             JobStatus.PROCESSING: k.processing,
             JobStatus.RETRYING: k.retrying,
             JobStatus.COMPLETED: k.completed,
             JobStatus.FAILED: k.dead,
+            JobStatus.CANCELLED: k.cancelled,
         }[status]
 
     def get_many(self, ids: Sequence[str]) -> list[Job]:

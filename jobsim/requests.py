@@ -1,9 +1,11 @@
 """What a submit may carry, checked before anything is written: task, priority, retries,
-payload (one JSON document, valid Unicode, within the size limit) and job id."""
+payload (one JSON document, valid Unicode, within the size limit), job id, and when it is
+due (``delay_s`` or ``run_at``)."""
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import reprlib
 import uuid
@@ -19,23 +21,38 @@ from jobsim.errors import (
     UnknownTaskError,
 )
 from jobsim.models import PRIORITY_MAX, PRIORITY_MIN
+from jobsim.scripts import SUBMIT
 from jobsim.tasks import TaskRegistry
 
 MAX_RETRIES_LIMIT = 1000
 """Most retries a job may ask for."""
 JOB_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 """What a job id may look like."""
+MAX_DELAY_S = 10 * 365 * 86_400.0
+"""Longest ``delay_s`` a job may ask for (ten years)."""
+MAX_RUN_AT_S = 2**52 / 1e6
+"""Latest ``run_at`` (epoch seconds, about the year 2112): Lua keeps µs exact up to 2**53."""
 
 
 @dataclass(frozen=True)
 class JobRequest:
-    """One job for :meth:`JobQueue.submit_many`."""
+    """One job for :meth:`JobQueue.submit_many`.
+
+    Example:
+        >>> JobRequest("resize", {"width": 640}, delay_s=30).delay_s
+        30
+
+    ``delay_s`` (seconds from now) or ``run_at`` (epoch seconds of Redis time), not both,
+    makes the job ``scheduled`` until it is due; without either it is queued at once.
+    """
 
     task: str
     payload: Any = None
     priority: int = 0
     max_retries: int | None = None
     job_id: str | None = None
+    delay_s: float | None = None
+    run_at: float | None = None
 
 
 def validated(
@@ -88,8 +105,44 @@ def validated(
             field="job_id",
             value=job_id,
         )
-    flat += (job_id, request.task, encoded, priority, retries)
+    delay_us, run_at_us = due_args(request.delay_s, request.run_at)
+    item = {"id": job_id, "task": request.task, "payload": encoded, "priority": priority,
+            "max_retries": retries, "delay_us": delay_us, "run_at_us": run_at_us}  # fmt: skip
+    flat += [item[name] for name in SUBMIT.items]
     return job_id
+
+
+PAYLOAD_AT = SUBMIT.items.index("payload") - len(SUBMIT.items)
+"""Where the last request's encoded payload sits, counted from the end of ``flat``."""
+
+
+def due_args(delay_s: Any, run_at: Any) -> tuple[str, str]:
+    """``delay_s`` and ``run_at`` as SUBMIT takes them: µs, or ``''`` when not given.
+
+    Raises:
+        InvalidInputError: both given, not a finite number, a negative delay, or out of range.
+    """
+    if delay_s is not None and run_at is not None:
+        raise InvalidInputError(
+            "give delay_s or run_at, not both", field="run_at", value=preview(run_at)
+        )
+    for name, value, top in (("delay_s", delay_s, MAX_DELAY_S), ("run_at", run_at, MAX_RUN_AT_S)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidInputError(
+                f"{name} must be a number of seconds, not {type(value).__name__}",
+                field=name,
+                value=preview(value),
+            )
+        if not (math.isfinite(value) and 0 <= value <= top):
+            raise InvalidInputError(
+                f"{name} must be a finite number in 0..{top:.0f} seconds", field=name, value=value
+            )
+    return (
+        "" if delay_s is None else str(round(delay_s * 1e6)),
+        "" if run_at is None else str(round(run_at * 1e6)),
+    )
 
 
 def encode_payload(payload: Any, max_bytes: int) -> str:

@@ -110,11 +110,13 @@ def test_stats_report_counts_totals_throughput_and_the_worker_registry(make_queu
         wait_finished(http, ids)
         stats = http.get("/stats", params={"window_s": 600}).json()
     assert stats["counts"] == {
+        "scheduled": 0,
         "queued": 0,
         "processing": 0,
         "retrying": 0,
         "completed": 5,
         "failed": 1,
+        "cancelled": 0,
     }
     assert stats["totals"]["submitted"] == 6 and stats["totals"]["completed"] == 5
     assert (stats["throughput"]["completed"], stats["throughput"]["failed"]) == (5, 1)

@@ -48,7 +48,9 @@ def quick_run() -> RunResult:
 
 def _sweep_frame() -> pd.DataFrame:
     return pd.DataFrame({
-        "workers": [1, 4], "measured_utilisation": [0.5, 0.8], "wait_per_service": [1.0, 0.8],
+        "workers": [1, 4], "utilisation": [0.5, 0.8], "measured_utilisation": [0.5, 0.8],
+        "wait_per_service": [1.0, 0.8], "wait_half_width_s": [0.1, math.nan],
+        "mean_service_s": [1.0, 1.0],
         "fail_probability": [0.1, 0.3], "attempts_per_job": [1.11, 1.42], "submitted": [100, 100],
     })  # fmt: skip
 
@@ -74,8 +76,8 @@ CHARTS: dict[str, Callable[[RunResult], object]] = {
         pd.DataFrame({"utilisation": [0.6, 0.6], "priority": [9, 0], "wait_s": [0.1, 0.3]}),
         workers=4, shares=[0.5, 0.5]),
     "wait_by_arrival": lambda r: charts.wait_by_arrival({"run": r}, priority=0),
-    "erlang_c_at_measured_service": lambda r: charts.erlang_c_at_measured_service(
-        r, ax=plots.wait_vs_theory(r)),
+    "wait_vs_theory": plots.wait_vs_theory,
+    "worker_timeline": lambda r: plots.worker_timeline(r, max_attempts=10),
     "grouped_bars": lambda r: charts.grouped_bars(
         pd.DataFrame({"lost": [0, 3], "redelivered": [1, 0]}, index=["a", "b"]),
         title="t", xlabel="scenario", ylabel="jobs"),
@@ -116,6 +118,49 @@ def test_utilisation_sweep_gives_one_row_per_point_with_its_own_seed() -> None:
     assert list(frame["rate_per_s"]) == pytest.approx([0.5, 1.0, 1.4])
     assert (frame["jobs"] >= 40).all() and frame["valid"].all()
     assert (frame["measured_utilisation"] > 0).all()
+    assert frame["wait_half_width_s"].isna().all()  # one run per point: no interval
+
+
+def test_a_replicated_sweep_on_the_twin_brackets_erlang_c() -> None:
+    """Ten runs of 20,000 jobs of M/M/4 at rho = 0.65: the 95% t-interval is a few per cent
+    wide and the nominal Erlang C wait lies within it or within 5% (the verdict of the
+    notebooks); the twin is exact per seed, so this can only fail on a semantic change."""
+    w = Workload(service=Exponential(mean_s=1.0), seed=3)
+    frame = utilisation_sweep({4: [0.65]}, workload=w, jobs=20_000, runs=10,
+                              setup=Setup(backend="virtual"))  # fmt: skip
+    row = frame.iloc[0]
+    assert row["runs"] == 10 and row["theory_wait_s"] == pytest.approx(theory.mmc(2.6, 1, 4).wq)
+    assert row["wait_half_width_s"] < 0.1 * row["theory_wait_s"]
+    band = max(row["wait_half_width_s"], 0.05 * row["theory_wait_s"])
+    assert abs(row["wait_s"] - row["theory_wait_s"]) <= band
+    assert row["overhead_per_attempt_s"] == 0.0
+
+
+def test_worker_timeline_says_when_it_shows_part_of_the_run(quick_run: RunResult) -> None:
+    partial = plots.worker_timeline(quick_run, max_attempts=10)
+    assert f"first 10 of {len(quick_run.attempts)} attempts" in partial.get_title()
+    whole = plots.worker_timeline(quick_run, max_attempts=10_000)
+    assert whole.get_title() == "Attempts per worker"
+    matplotlib.pyplot.close("all")
+
+
+def test_wait_vs_theory_draws_a_formula_line_per_priority_class(quick_run: RunResult) -> None:
+    """A priority mix: one measured curve and one dashed formula mean per class."""
+    ax = plots.wait_vs_theory(quick_run)
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert ax.get_title() == "Waiting time by priority vs the priority formula"
+    for priority in (9, 0):
+        assert f"priority {priority}, measured" in labels
+        assert any(label.startswith(f"priority {priority}, formula mean") for label in labels)
+    matplotlib.pyplot.close("all")
+
+
+def test_wait_vs_theory_says_why_when_no_formula_applies() -> None:
+    unstable = Workload(jobs=200, arrival=Poisson(rate_per_s=5.0), seed=1)
+    result = run(unstable, setup=Setup(workers=4, backend="virtual"))
+    ax = plots.wait_vs_theory(result)
+    assert "no theory" in ax.get_title() and "unstable" in ax.get_title()
+    matplotlib.pyplot.close("all")
 
 
 def test_class_waits_have_one_row_per_priority_highest_first(quick_run: RunResult) -> None:

@@ -407,7 +407,7 @@ def test_wait_until_drained_raises_with_active_counts(make_queue) -> None:
     queue.submit("noop")
     with pytest.raises(jobsim.errors.DrainTimeoutError) as info:
         queue.wait_until_drained(timeout_s=0.05)
-    assert info.value.active == {"queued": 1, "processing": 0, "retrying": 0}
+    assert info.value.active == {"scheduled": 0, "queued": 1, "processing": 0, "retrying": 0}
 
 
 def test_all_keys_of_a_queue_map_to_one_cluster_slot(make_queue, client: redis.Redis) -> None:

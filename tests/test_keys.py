@@ -13,18 +13,19 @@ from jobsim.keys import Keys
 def test_every_key_carries_the_queue_hash_tag() -> None:
     """Fixed, per-job, per-pool and reply keys all start with jobsim:{name}:."""
     k = Keys("orders")
-    names = [*k.all_fixed(), k.job("abc"), k.stop("pool-1"), k.reply("w1")]
+    names = [*k.all_fixed(), k.job("abc"), k.stop("pool-1"), k.reply("w1"), k.notify("abc")]
     assert all(n.startswith("jobsim:{orders}:") for n in names)
     assert len({key_slot(n.encode()) for n in names}) == 1
 
 
 def test_the_fixed_keys_are_distinct_and_complete() -> None:
-    """all_fixed lists ten different keys, one per property."""
+    """all_fixed lists thirteen different keys, one per property."""
     k = Keys("q")
     fixed = k.all_fixed()
-    assert len(fixed) == len(set(fixed)) == 10
+    assert len(fixed) == len(set(fixed)) == 13
     assert fixed == [k.queued, k.processing, k.retrying, k.completed, k.dead, k.clock, k.wake,
-                     k.counters, k.workers, k.workers_seen]  # fmt: skip
+                     k.counters, k.workers, k.workers_seen, k.scheduled, k.cancelled,
+                     k.paused]  # fmt: skip
 
 
 def test_a_job_key_is_the_prefix_followed_by_the_id() -> None:
@@ -70,3 +71,9 @@ def test_a_busy_queue_writes_only_keys_named_here(make_queue, client) -> None:
     known = set(keys.all_fixed()) | {keys.job(i) for i in ids}
     for name in client.keys("*"):
         assert name in known or name.startswith((keys.reply(""), keys.stop(""))), name
+
+
+def test_a_notify_key_is_the_prefix_followed_by_the_id() -> None:
+    """Scripts append a job id to notify_prefix: the result must equal notify(id)."""
+    k = Keys("q")
+    assert k.notify("j-1") == k.notify_prefix + "j-1" == "jobsim:{q}:notify:j-1"

@@ -90,7 +90,8 @@ def test_records_are_frozen() -> None:
 def test_active_and_terminal_partition_the_statuses() -> None:
     """Every status is either active or terminal, never both."""
     assert set(JobStatus) == ACTIVE | TERMINAL and not ACTIVE & TERMINAL
-    assert {JobStatus.COMPLETED, JobStatus.FAILED} == TERMINAL
+    assert {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED} == TERMINAL
+    assert JobStatus.SCHEDULED in ACTIVE
 
 
 def test_statuses_print_and_compare_as_their_strings() -> None:
@@ -100,11 +101,15 @@ def test_statuses_print_and_compare_as_their_strings() -> None:
 
 
 def test_queue_stats_count_active_jobs_and_list_every_status_in_order() -> None:
-    """active = queued + processing + retrying; by_status has every status in lifecycle order."""
+    """active = scheduled + queued + processing + retrying; by_status has every status in
+    lifecycle order."""
     stats = QueueStats(queued=1, processing=2, retrying=3, completed=4, failed=5, totals={})
-    assert stats.active == 6
-    assert stats.by_status() == {
-        "queued": 1, "processing": 2, "retrying": 3, "completed": 4, "failed": 5}  # fmt: skip
+    assert stats.active == 6 and not stats.paused
+    assert stats.by_status() == {"scheduled": 0,
+        "queued": 1, "processing": 2, "retrying": 3, "completed": 4, "failed": 5,
+        "cancelled": 0}  # fmt: skip
+    assert QueueStats(queued=0, processing=0, retrying=0, completed=0, failed=0, scheduled=7,
+                      totals={}).active == 7  # fmt: skip
 
 
 def test_the_priority_range_is_zero_to_nine() -> None:

@@ -283,12 +283,14 @@ def test_theory_counts_the_fault_plans_failures_and_the_retried_visits() -> None
     workload = Workload(arrival=Poisson(rate_per_s=3.0), service=Exponential(mean_s=1.0))
     unstable = predictions(workload, Setup(workers=4), FaultPlan(exception_probability=0.3))
     assert unstable.as_dict() == {
+        "applies": False,
+        "reason": unstable.reason,
         "attempts_per_job": pytest.approx(theory.expected_attempts(0.3, 3)),
         "dead_letter_rate": pytest.approx(0.3**4),
         "utilisation": pytest.approx(3.0 * theory.expected_attempts(0.3, 3) / 4),
         "stable": False,
     }
-    assert unstable.wait_s is None and "utilisation 1.06 >= 1" in unstable.caveat
+    assert not unstable.applies and "unstable, rho = 1.06 >= 1" in unstable.reason
     retrying = Workload(arrival=Poisson(rate_per_s=2.0), service=Exponential(mean_s=1.0),
                         fail_probability=0.3)  # fmt: skip
     got = predictions(retrying, Setup(workers=4))

@@ -13,6 +13,10 @@ Example:
 Modules, each one concept; each imports only those below it:
 
 - :mod:`jobsim.api.app`: ``create_app``, the lifespan that runs the workers, and the routes;
+- :mod:`jobsim.api.dashboard`: the live dashboard at ``/`` and the teaching scenarios' routes;
+- :mod:`jobsim.api.events`: ``GET /events``, the dashboard's server-sent-events feed;
+- :mod:`jobsim.api.scenarios`: the teaching scenarios (named sets of built-in-task jobs);
+- :mod:`jobsim.api.docs`: ``/docs`` and ``/redoc`` from vendored assets, and ``/static``;
 - :mod:`jobsim.api.guard`: what runs before a route (API key, body size, unknown query);
 - :mod:`jobsim.api.metrics`: throughput for ``/stats`` and the Prometheus collector;
 - :mod:`jobsim.api.contract`: the published per-task schema of ``POST /submit`` and the

@@ -20,8 +20,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from starlette.concurrency import run_in_threadpool
 
 from jobsim import __version__
-from jobsim.api import submitting
+from jobsim.api import dashboard, events, submitting
 from jobsim.api.contract import submit_schema
+from jobsim.api.docs import install_docs
 from jobsim.api.errors import (
     RETRY_AFTER_S,
     NotADeadLetterError,
@@ -94,6 +95,8 @@ def create_app(
         version=__version__,
         description=_DESCRIPTION.format(task=SEED_TASK, seconds=SEED_TASK_SECONDS),
         lifespan=_lifespan,
+        docs_url=None,  # jobsim.api.docs serves them without a CDN
+        redoc_url=None,
     )
     state = app.state
     state.queue = queue
@@ -120,6 +123,10 @@ def create_app(
     app.include_router(submitting.router, dependencies=secured, responses=common)
     app.include_router(_router, dependencies=secured, responses=common)
     app.include_router(_open_router)
+    for routes in (dashboard.router, events.router):  # the dashboard's data: behind the key
+        app.include_router(routes, dependencies=secured, responses=common)
+    app.include_router(dashboard.page_router)
+    install_docs(app)
     _publish_submit_schema(app, queue)
     return app
 

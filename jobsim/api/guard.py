@@ -19,8 +19,19 @@ from jobsim.errors import PayloadTooLargeError
 
 API_KEY_HEADER = "X-API-Key"
 """The request header that carries the API key (``Authorization: Bearer <key>`` works too)."""
-OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
-"""Paths served without the API key: the health probe, and the docs (they hold no data)."""
+OPEN_PATHS = frozenset(
+    {"/", "/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+)
+"""Paths served without the API key: the health probe, the docs and the dashboard's page (they
+hold no data; the dashboard's script asks for the key and sends it on every data request)."""
+OPEN_PREFIXES = ("/static/",)
+"""Path prefixes served without the API key: the package's static files (scripts, styles)."""
+
+
+def is_open(path: str) -> bool:
+    """Whether ``path`` is served without the API key (:data:`OPEN_PATHS`,
+    :data:`OPEN_PREFIXES`)."""
+    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
 
 
 async def known_query_only(request: Request) -> None:
@@ -47,7 +58,7 @@ class Guard:
 
     Args:
         app: the application it wraps.
-        api_key: the key every path but :data:`OPEN_PATHS` requires (``None``: no key).
+        api_key: the key every path but the open ones (:func:`is_open`) requires (``None``: no key).
         max_body_bytes: the largest request body accepted (413 above it).
     """
 
@@ -62,7 +73,7 @@ class Guard:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        guarded = self.api_key is not None and scope["path"] not in OPEN_PATHS
+        guarded = self.api_key is not None and not is_open(scope["path"])
         if guarded and not self._key_matches(headers):
             await unauthorized(API_KEY_HEADER)(scope, receive, send)
             return

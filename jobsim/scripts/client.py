@@ -21,12 +21,12 @@ from jobsim.scripts.leasing import (
     UNLEASE,
 )
 from jobsim.scripts.lua import Script
-from jobsim.scripts.producer import PURGE_DEAD, REQUEUE_DEAD, SUBMIT
+from jobsim.scripts.producer import PAUSE, PURGE_DEAD, REQUEUE_DEAD, SUBMIT
 from jobsim.scripts.values import Ack, Dequeued, Exchange, GiveBack, Nack, parse_leased
 
 SCRIPTS: tuple[Script, ...] = (
     SUBMIT, DEQUEUE, COMPLETE, FAIL, HEARTBEAT, UNLEASE, RELEASE, RELEASE_WORKER,
-    REQUEUE_DEAD, PURGE_DEAD,
+    REQUEUE_DEAD, PURGE_DEAD, PAUSE,
 )  # fmt: skip
 """Every script of the queue."""
 
@@ -139,3 +139,7 @@ class Scripts:
         """Delete up to ``limit`` dead letters; returns how many. Safe to re-send."""
         request_id = uuid.uuid4().hex
         return int(self._call(PURGE_DEAD, [request_id, limit], self._keys.reply(request_id)))
+
+    def pause(self, paused: bool) -> bool:
+        """Pause (``True``) or resume the queue; returns whether it was paused. Idempotent."""
+        return bool(self._call(PAUSE, [int(paused)]))

@@ -7,7 +7,10 @@ from jobsim.scripts.values import ACK_ITEMS, GIVE_BACK_ITEMS, NACK_ITEMS
 
 DEQUEUE = Script(
     "DEQUEUE",
-    keys=names("queued processing retrying dead completed clock job_prefix wake counters reply"),
+    keys=names(
+        "queued processing retrying dead completed clock job_prefix wake counters reply scheduled "
+        "paused"
+    ),
     argv=names(
         "request_id worker_id count lease_us band_us housekeeping_limit log keep_count "
         "keep_age_us n_done n_failed"
@@ -16,11 +19,13 @@ DEQUEUE = Script(
     body="""
 -- Then n_done acks (id token result started ended) and n_failed failures (id token error
 -- retryable backoff_us outcome started ended). Settles the worker's finished jobs (as
--- COMPLETE and FAIL), sweeps retention, promotes due retries, gives back expired leases,
--- then leases up to `count` jobs. A call that leases keeps its reply under `reply`
--- (the worker's reply key) for a lease's length, keyed by its request id.
+-- COMPLETE and FAIL), sweeps retention, promotes due retries and due scheduled jobs, gives
+-- back expired leases, then (unless the queue is paused) leases up to `count` jobs. A call
+-- that leases keeps its reply under `reply` (the worker's reply key) for a lease's length,
+-- keyed by its request id.
 -- Returns {jobs: id attempt token task payload delay_us score backoff_attempt ...,
--- µs until the next due retry or lease deadline (-1 if none), NOW (µs), fenced ids}
+-- µs until the next due retry, scheduled job or lease deadline (-1 if none), NOW (µs),
+-- fenced ids}
 local again = kept_reply()
 if again then
   again[3] = fmt(NOW)  -- the worker pairs this clock with its own at the reply
@@ -49,6 +54,7 @@ for _, id in ipairs(due) do
     enqueue(id, priority)
   end
 end
+promote_scheduled(limit)
 local expired = redis.call('ZRANGEBYSCORE', Q.processing, '-inf', fmt(NOW), 'LIMIT', 0, limit)
 for _, id in ipairs(expired) do
   local jk = Q.job_prefix .. id
@@ -59,6 +65,7 @@ for _, id in ipairs(expired) do
     redis.call('ZREM', Q.processing, id)
   end
 end
+if redis.call('EXISTS', Q.paused) == 1 then count_ = 0 end  -- paused: settle, sweep, no lease
 local jobs = {}
 local popped = count_ > 0 and redis.call('ZPOPMIN', Q.queued, count_) or {}
 local now, deadline = fmt(NOW), fmt(NOW + lease)
@@ -79,7 +86,7 @@ end
 save_seq()
 if RETRIED > 0 or (#popped > 0 and redis.call('EXISTS', Q.queued) == 1) then wake() end
 local next_due = -1
-for _, key in ipairs({Q.retrying, Q.processing}) do
+for _, key in ipairs({Q.retrying, Q.processing, Q.scheduled}) do
   local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
   if first[2] then
     local wait = math.max(0, tonumber(first[2]) - NOW)

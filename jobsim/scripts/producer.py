@@ -1,4 +1,5 @@
-"""The producer and admin transitions: submit, requeue dead letters, purge them."""
+"""The producer and admin transitions: submit, requeue dead letters, purge them, pause and
+resume, cancel, and watching a job for :meth:`jobsim.JobQueue.wait`."""
 
 from __future__ import annotations
 
@@ -6,13 +7,15 @@ from jobsim.scripts.lua import Script
 
 SUBMIT = Script(
     "SUBMIT",
-    keys=("queued", "clock", "job_prefix", "wake", "counters"),
+    keys=("queued", "clock", "job_prefix", "wake", "counters", "scheduled"),
     argv=("band_us",),
-    items=("id", "task", "payload", "priority", "max_retries"),
+    items=("id", "task", "payload", "priority", "max_retries", "delay_us", "run_at_us"),
     body="""
--- All or nothing. A batch whose every id already exists with the same task and payload is a
--- replay (a client retrying after a lost reply) and returns 0; any other existing id aborts
--- with 'DUPLICATE <id>'.
+-- A job with delay_us or run_at_us ('' = not given) due later than now is 'scheduled' under
+-- its due time (DEQUEUE queues it when due); any other is queued at once. All or nothing.
+-- A batch whose every id already exists with the same task and payload is a replay (a
+-- client retrying after a lost reply) and returns 0; any other existing id aborts with
+-- 'DUPLICATE <id>'.
 local n = (#ARGV - TAIL + 1) / ITEM
 local same, existing = 0, nil
 for i = 0, n - 1 do
@@ -30,11 +33,18 @@ if same > 0 then return redis.error_reply('DUPLICATE ' .. existing) end
 local submitted = fmt(NOW)
 for i = 0, n - 1 do
   local b = TAIL + i * ITEM
-  local id, retries = ARGV[b], ARGV[b + 4]
-  redis.call('HSET', Q.job_prefix .. id, 'task', ARGV[b + 1], 'payload', ARGV[b + 2],
+  local id, retries, delay, run_at = ARGV[b], ARGV[b + 4], ARGV[b + 5], ARGV[b + 6]
+  local jk = Q.job_prefix .. id
+  redis.call('HSET', jk, 'task', ARGV[b + 1], 'payload', ARGV[b + 2],
     'priority', ARGV[b + 3], 'max_retries', retries, 'max_attempts', tonumber(retries) + 1,
     'attempts', 0, 'lease', 0, 'status', 'queued', 'submitted', submitted)
-  enqueue(id, ARGV[b + 3])
+  local due = (run_at ~= '' and tonumber(run_at)) or (delay ~= '' and NOW + tonumber(delay))
+  if due and due > NOW then
+    redis.call('HSET', jk, 'status', 'scheduled', 'due', fmt(due))
+    redis.call('ZADD', Q.scheduled, fmt(due), id)
+  else
+    enqueue(id, ARGV[b + 3])
+  end
 end
 save_seq()
 count('submitted', n)
@@ -106,5 +116,27 @@ local old = redis.call('ZPOPMIN', Q.dead, tonumber(A.limit))
 for i = 1, #old, 2 do redis.call('DEL', Q.job_prefix .. old[i]) end
 keep_reply({#old / 2}, 60000)
 return #old / 2
+""",
+)
+
+PAUSE = Script(
+    "PAUSE",
+    keys=("paused", "wake", "counters"),
+    argv=("paused",),
+    items=(),
+    body="""
+-- paused = 1 pauses the queue (DEQUEUE then leases nothing; leases held stay held), 0
+-- resumes it and wakes an idle worker (each worker that leases wakes the next). Idempotent:
+-- a repeat changes nothing. Returns whether the queue was paused before.
+local was = redis.call('EXISTS', Q.paused)
+if A.paused == '1' and was == 0 then
+  redis.call('SET', Q.paused, fmt(NOW))
+  count('paused')
+elseif A.paused == '0' and was == 1 then
+  redis.call('DEL', Q.paused)
+  count('resumed')
+  wake()
+end
+return was
 """,
 )

@@ -38,7 +38,7 @@ class Exchange:
     """What one DEQUEUE round trip returns."""
 
     jobs: list[Dequeued]
-    next_due_s: float | None  # until the next due retry or lease deadline; None if none
+    next_due_s: float | None  # until the next due retry, scheduled job or lease deadline
     now_us: int  # Redis TIME when the jobs were leased
     fenced: list[str]  # ids whose settlement was refused (the lease was no longer held)
 

@@ -57,14 +57,12 @@ def wait_vs_utilisation(
     frame: pd.DataFrame, *, log: bool = False, top: float | None = None, ax: Axes | None = None
 ) -> Axes:
     """Measured mean waits on the Erlang C curves, from
-    :func:`~jobsim.sim.experiments.utilisation_sweep`.
-
-    Both axes use what the run measured: utilisation at the realised arrival rate and the
-    effective service time (service plus the queue's own cost per attempt), and the wait in
-    units of that service time, so every worker count shares one dimensionless chart.
+    :func:`~jobsim.sim.experiments.utilisation_sweep`: nominal utilisation across, the wait
+    in units of the mean service time up (so every worker count shares one chart), with the
+    95% t-interval of the replications as error bars where there are several.
 
     Args:
-        log: a logarithmic wait axis (shows the small waits, and the queue's dispatch floor).
+        log: a logarithmic wait axis (shows the small waits).
         top: upper limit of the wait axis (default: fit the points).
     """
     ax = axes(ax)
@@ -74,8 +72,11 @@ def wait_vs_utilisation(
         n = int(str(c))
         ax.plot(rhos, [erlang_c_wait_per_service(n, r) for r in rhos], color=colour,
                 label=f"Erlang C, c={n}")  # fmt: skip
-        ax.plot(group["measured_utilisation"], group["wait_per_service"], "o", color=colour,
-                markeredgecolor="black", label=f"measured, c={n}")  # fmt: skip
+        errors = group["wait_half_width_s"] / group["mean_service_s"]
+        ax.errorbar(group["utilisation"], group["wait_per_service"],
+                    yerr=errors.where(np.isfinite(errors), 0.0), fmt="o", color=colour,
+                    markeredgecolor="black", capsize=3,
+                    label=f"measured, c={n} (95% CI)")  # fmt: skip
     if log:
         ax.set_yscale("log")
     ceiling = top or max(2.0, 1.5 * float(frame["wait_per_service"].max()))
@@ -84,28 +85,10 @@ def wait_vs_utilisation(
     ax.axvline(1.0, color="gray", linestyle=":")
     ax.set(
         title="Mean wait vs utilisation: the hockey stick",
-        xlabel=r"utilisation $\rho$ (measured, including queue overhead)",
+        xlabel=r"utilisation $\rho = \lambda / (c\mu)$ (nominal)",
         ylabel="mean wait / mean service time (ratio)",
     )
     ax.legend(fontsize=8, ncol=2)
-    return ax
-
-
-def erlang_c_at_measured_service(result: RunResult, *, ax: Axes | None = None) -> Axes:
-    """Add, to a chart of P(wait > t) such as :func:`jobsim.sim.plots.wait_vs_theory`, the
-    Erlang C tail at the measured service time and arrival rate (the run's
-    ``theory_at_measured_service``): ``P(W > t) = C * exp(-(c*mu - lambda) * t)``, where
-    ``c*mu - lambda = C / Wq``. Draws nothing when M/M/c does not apply or is unstable."""
-    ax = axes(ax)
-    measured = result.summary.theory_at_measured_service
-    if measured.model != "M/M/c" or not measured.wait_s or measured.p_wait is None:
-        return ax
-    p_wait, wait = measured.p_wait, measured.wait_s
-    waits = result.jobs["wait_s"].dropna() / result.workload.time_scale
-    ts = np.linspace(0.0, float(waits.max()) if len(waits) else 1.0, 100)
-    ax.plot(ts, p_wait * np.exp(-ts * p_wait / wait), ":", color="black",
-            label="Erlang C at measured service")  # fmt: skip
-    ax.legend()
     return ax
 
 
@@ -309,7 +292,7 @@ def wait_by_arrival(
     results: Mapping[str, RunResult], *, priority: int, ax: Axes | None = None
 ) -> Axes:
     """Each job's wait against its arrival time, for the jobs of one ``priority``, one
-    marker per run: starvation shows as waits that keep growing during the run."""
+    marker per run: starvation shows as tall bursts of waiting during busy spells."""
     ax = axes(ax)
     for i, (label, result) in enumerate(results.items()):
         scale = result.workload.time_scale

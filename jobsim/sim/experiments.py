@@ -23,6 +23,7 @@ import pandas as pd
 
 from jobsim.models import JobStatus
 from jobsim.queue import JobQueue
+from jobsim.sim.replicas import t_interval
 from jobsim.sim.result import RunResult
 from jobsim.sim.runner import run
 from jobsim.sim.setup import Setup
@@ -66,71 +67,90 @@ def utilisation_sweep(
     points: Mapping[int, Sequence[float]],
     *,
     workload: Workload,
+    jobs: int | None = None,
+    runs: int = 1,
     wall_s: float = 1.5,
     time_scales: Mapping[int, float] | None = None,
     setup: Setup | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> pd.DataFrame:
-    """Run each worker count at its utilisations with Poisson arrivals; one row per run.
+    """Run each worker count at its utilisations with Poisson arrivals, ``runs`` seeded
+    replications per point; one row per point, compared with Erlang C at the nominal rates.
 
-    The arrival rate of a point is ``rho * c / E[S]``. Each run gets about ``wall_s`` of wall
-    time worth of arrivals (at least :data:`MIN_JOBS` jobs), so low utilisations, which
-    need the most time per job, do not dominate the sweep. Run ``k`` (counting from 0) uses
-    seed ``workload.seed + k``, so the points' sampling errors are independent.
+    The arrival rate of a point is ``rho * c / E[S]``. Each run has ``jobs`` jobs, or (when
+    ``jobs`` is None, for the real queue) about ``wall_s`` of wall time worth of arrivals
+    (at least :data:`MIN_JOBS`), so low utilisations do not dominate a wall-clock sweep.
+    Run ``k`` of the sweep (counting from 0) uses seed ``workload.seed + k``, so every
+    run's sampling error is independent.
 
     Args:
         points: worker count ``c`` -> nominal utilisations ``rho`` (each below 1).
         workload: the service distribution, seed and time scale to use.
-        wall_s: wall seconds of arrivals per run.
-        time_scales: a time scale per worker count (more workers serve more jobs per wall
-            second, and the embedded backend's cost per job grows with its load).
-        setup: queue and worker settings (``workers`` is replaced).
+        jobs: jobs per run (default: from ``wall_s``).
+        runs: replications per point (their spread gives the confidence interval).
+        wall_s: wall seconds of arrivals per run when ``jobs`` is None.
+        time_scales: a time scale per worker count (real queue: more workers serve more
+            jobs per wall second, and the embedded backend's cost per job grows with load).
+        setup: queue and worker settings, backend included (``workers`` is replaced).
         progress: called with (runs done, runs in total) after each run.
 
     Returns:
-        Columns ``workers``, ``utilisation``, ``jobs``, ``rate_per_s``, ``effective_service_s``
-        (mean service plus the queue's cost per attempt), ``measured_utilisation``,
-        ``wait_s`` (mean, after warm-up), ``wait_per_service`` (``wait_s`` over the effective
-        service), ``theory_wait_s`` (Erlang C at the nominal rates),
-        ``theory_wait_per_service`` (the theory at the measured rates over the effective
-        service, dimensionless; NaN where it is undefined, e.g. when the measured
-        utilisation reaches 1), ``valid`` and ``wall_s``.
+        Columns ``workers``, ``utilisation`` (nominal), ``jobs``, ``runs``, ``rate_per_s``,
+        ``mean_service_s``, ``wait_s`` (mean over the runs of each run's mean wait after
+        warm-up, model s), ``wait_half_width_s`` (its 95% t-interval; NaN for one run),
+        ``theory_wait_s`` (Erlang C at the nominal rates), ``wait_per_service`` and
+        ``theory_wait_per_service`` (both over the nominal mean service), ``error``
+        (relative to the theory), ``measured_utilisation`` and ``overhead_per_attempt_s``
+        (means over the runs: what the real queue's own cost adds; 0 on the twin),
+        ``valid`` (every run) and ``wall_s`` (all the runs).
     """
     setup = setup or Setup()
     mean_s = workload.service.mean_s
     rows: list[dict[str, Any]] = []
-    total = sum(len(rhos) for rhos in points.values())
+    total = runs * sum(len(rhos) for rhos in points.values())
+    done = 0
     for c, rhos in points.items():
         scale = (time_scales or {}).get(c, workload.time_scale)
         for rho in rhos:
             rate = rho * c / mean_s
-            jobs = max(MIN_JOBS, round(wall_s * rate / scale))
+            n = jobs if jobs is not None else max(MIN_JOBS, round(wall_s * rate / scale))
             arrival = Poisson(rate_per_s=rate)
-            seed = workload.seed + len(rows)
-            w = replace(workload, jobs=jobs, arrival=arrival, time_scale=scale, seed=seed)
-            summary = run(w, setup=replace(setup, workers=c)).summary
-            rows.append(_sweep_row(c, rho, jobs, rate, summary))
-            if progress is not None:
-                progress(len(rows), total)
+            summaries = []
+            for _ in range(runs):
+                seed = workload.seed + done
+                w = replace(workload, jobs=n, arrival=arrival, time_scale=scale, seed=seed)
+                summaries.append(run(w, setup=replace(setup, workers=c)).summary)
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+            rows.append(_sweep_row(c, rho, n, rate, mean_s, summaries))
     return pd.DataFrame(rows)
 
 
-def _sweep_row(c: int, rho: float, jobs: int, rate: float, summary: RunSummary) -> dict[str, Any]:
-    at_measured = summary.theory_at_measured_service.wait_s
-    effective = summary.effective_service_s
+def _sweep_row(
+    c: int, rho: float, jobs: int, rate: float, mean_s: float, summaries: Sequence[RunSummary]
+) -> dict[str, Any]:
+    waits = t_interval([s.wait_s.mean for s in summaries])
+    expected = _or_nan(summaries[0].theory.wait_s)
+    overheads = [s.overhead_per_attempt_s for s in summaries]
+    overheads = [x for x in overheads if math.isfinite(x)]
     return {
         "workers": c,
         "utilisation": rho,
         "jobs": jobs,
+        "runs": len(summaries),
         "rate_per_s": rate,
-        "effective_service_s": effective,
-        "measured_utilisation": summary.measured_utilisation,
-        "wait_s": summary.wait_s.mean,
-        "wait_per_service": summary.wait_per_service,
-        "theory_wait_s": _or_nan(summary.theory.wait_s),
-        "theory_wait_per_service": _or_nan(at_measured) / effective,
-        "valid": summary.valid,
-        "wall_s": summary.wall_s,
+        "mean_service_s": mean_s,
+        "wait_s": waits.mean,
+        "wait_half_width_s": waits.half_width if waits.n > 1 else math.nan,
+        "theory_wait_s": expected,
+        "wait_per_service": waits.mean / mean_s,
+        "theory_wait_per_service": expected / mean_s,
+        "error": waits.mean / expected - 1 if expected else math.nan,
+        "measured_utilisation": float(np.mean([s.measured_utilisation for s in summaries])),
+        "overhead_per_attempt_s": float(np.mean(overheads)) if overheads else math.nan,
+        "valid": all(s.valid for s in summaries),
+        "wall_s": sum(s.wall_s for s in summaries),
     }
 
 
@@ -145,14 +165,12 @@ def class_waits(result: RunResult) -> pd.DataFrame:
 
     Returns:
         One row per priority, highest first: ``priority``, ``jobs``, ``wait_s``, ``p99_wait_s``,
-        ``theory_wait_s`` (the workload's rates) and ``theory_at_measured_s`` (the measured
-        service and arrival rate; NaN when that queue would be unstable or the formula does
-        not apply).
+        ``theory_wait_s`` (the formula at the workload's nominal rates; NaN where it does not
+        apply).
     """
     scale = result.workload.time_scale
     steady = result.steady_jobs
     nominal = result.summary.theory.wait_s_by_priority
-    measured = result.summary.theory_at_measured_service.wait_s_by_priority
     rows = []
     for priority, group in steady.groupby("priority"):
         waits = group["wait_s"].dropna().to_numpy() / scale
@@ -164,7 +182,6 @@ def class_waits(result: RunResult) -> pd.DataFrame:
                 "wait_s": float(waits.mean()) if waits.size else math.nan,
                 "p99_wait_s": float(np.percentile(waits, 99)) if waits.size else math.nan,
                 "theory_wait_s": nominal.get(key, math.nan),
-                "theory_at_measured_s": measured.get(key, math.nan),
             }
         )
     frame = pd.DataFrame(rows)

@@ -32,7 +32,7 @@ import pandas as pd
 
 from jobsim import theory
 from jobsim.retry import RetryPolicy
-from jobsim.sim import charts, plots
+from jobsim.sim import plots
 from jobsim.sim.faults import FaultPlan
 from jobsim.sim.predict import Prediction, predictions
 from jobsim.sim.result import RunResult
@@ -203,7 +203,6 @@ def figure(result: RunResult) -> Figure:
     left, middle, right = fig.subplots(1, 3)
     plots.throughput_over_time(result, ax=left)
     plots.wait_vs_theory(result, ax=middle)
-    charts.erlang_c_at_measured_service(result, ax=middle)
     plots.attempts_histogram(result, ax=right)
     return fig
 

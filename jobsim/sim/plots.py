@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -68,29 +69,53 @@ def throughput_over_time(
 
 
 def wait_vs_theory(result: RunResult, *, ax: Axes | None = None) -> Axes:
-    """The measured distribution of waits (P(wait > t)) beside the M/M/c prediction."""
+    """The measured distribution of waits, P(wait > t), beside what the theory predicts.
+
+    M/M/c with one class: the Erlang C tail. Several priority classes: one measured curve
+    per class and the non-preemptive priority formula's mean wait of each class, dashed
+    (the formula gives means, not a tail). Another formula (M/G/1, Allen-Cunneen): its mean
+    wait, dashed. No formula: the title says why, and no theory is drawn.
+    """
     ax = axes(ax)
     scale = result.workload.time_scale
-    waits = np.sort(result.jobs["wait_s"].dropna().to_numpy() / scale)
-    if waits.size:
+    predicted = result.summary.theory
+    by_class = dict(predicted.wait_s_by_priority)
+    jobs = result.steady_jobs
+    if by_class:
+        groups = [(f"priority {p}", g) for p, g in jobs.groupby("priority", sort=False)]
+        groups.sort(key=lambda pair: -int(str(pair[1]["priority"].iloc[0])))
+    else:
+        groups = [("measured", jobs)]
+    top = 0.0
+    for i, (label, group) in enumerate(groups):
+        waits = np.sort(group["wait_s"].dropna().to_numpy() / scale)
+        if not waits.size:
+            continue
+        top = max(top, float(waits.max()))
         survival = 1.0 - np.arange(1, waits.size + 1) / waits.size
-        ax.step(waits, survival, where="post", label="measured")
-    if result.summary.theory.model == "M/M/c" and waits.size:
-        w = result.workload
-        mmc = theory.mmc(
-            w.arrival_rate_per_s * theory.expected_attempts(w.fail_probability, w.max_retries),
-            1.0 / w.service.mean_s,
-            result.setup.workers,
-        )
-        t = np.linspace(0, float(waits.max()), 200)
-        ax.plot(t, [mmc.p_wait_longer_than(x) for x in t], "--", label="Erlang C")
+        ax.step(waits, survival, where="post", color=f"C{i}", label=f"{label}, measured")
+        if by_class:
+            mean = by_class.get(str(group["priority"].iloc[0]))
+            if mean is not None:
+                ax.axvline(mean, linestyle="--", color=f"C{i}",
+                           label=f"{label}, formula mean {mean:.3g} s")  # fmt: skip
+    title = "Waiting time vs theory"
+    if not predicted.applies:
+        title = f"Waiting time (no theory: {textwrap.shorten(predicted.reason, 60)})"
+    elif by_class:
+        title = "Waiting time by priority vs the priority formula"
+    elif predicted.model == "M/M/c" and predicted.p_wait is not None and top > 0:
+        p_wait, wait = predicted.p_wait, float(predicted.wait_s or 0.0)
+        t = np.linspace(0, top, 200)
+        ax.plot(t, p_wait * np.exp(-t * p_wait / wait) if wait > 0 else 0 * t, "--",
+                color="black", label="Erlang C tail")  # fmt: skip
+    elif predicted.wait_s is not None:
+        ax.axvline(predicted.wait_s, linestyle="--", color="black",
+                   label=f"{predicted.model} mean {predicted.wait_s:.3g} s")  # fmt: skip
     ax.set_yscale("log")
-    ax.set(
-        title="Waiting time vs theory",
-        xlabel="wait before first start (model s)",
-        ylabel="P(wait > t)",
-    )
-    ax.legend()
+    ax.set(title=title, xlabel="wait before first start (model s, after warm-up)",
+           ylabel="P(wait > t)")  # fmt: skip
+    ax.legend(fontsize=8)
     return ax
 
 
@@ -136,10 +161,12 @@ def dead_letter_vs_failure(
 
 
 def worker_timeline(result: RunResult, *, ax: Axes | None = None, max_attempts: int = 400) -> Axes:
-    """Each worker's attempts as bars over time, coloured by outcome."""
+    """Each worker's attempts as bars over time, coloured by outcome: the first
+    ``max_attempts`` to start, and the title says so when that is only part of the run."""
     ax = axes(ax)
     scale = result.workload.time_scale
-    attempts = result.attempts.dropna(subset=["started", "ended"]).head(max_attempts)
+    ran = result.attempts.dropna(subset=["started", "ended"]).sort_values("started")
+    attempts = ran.head(max_attempts)
     workers = sorted(attempts["worker"].dropna().unique())
     for row, worker in enumerate(workers):
         mine = attempts[attempts["worker"] == worker]
@@ -152,7 +179,11 @@ def worker_timeline(result: RunResult, *, ax: Axes | None = None, max_attempts: 
     # character-wise on purpose: worker ids share a host-pid-pool prefix
     common = os.path.commonprefix([str(w) for w in workers]) if len(workers) > 1 else ""  # noqa: RUF071
     ax.set_yticks(range(len(workers)), [str(w)[len(common) :] or str(w) for w in workers])
-    ax.set(title="Attempts per worker", xlabel="time (model s)", ylabel="worker")
+    title = "Attempts per worker"
+    if len(ran) > len(attempts):
+        end = float(attempts["ended"].max()) / scale if len(attempts) else 0.0
+        title += f" (first {len(attempts)} of {len(ran)} attempts: up to {end:.3g} model s)"
+    ax.set(title=title, xlabel="time (model s)", ylabel="worker")
     handles = [
         __import__("matplotlib.patches", fromlist=["Patch"]).Patch(color=c, label=o)
         for o, c in _OUTCOME_COLOURS.items()

@@ -35,8 +35,8 @@ class Prediction:
 
     Example:
         >>> p = Prediction(utilisation=1.2, stable=False)
-        >>> p.wait_s is None, p.caveat
-        (True, 'no queueing formula: utilisation 1.20 >= 1, the queue grows without bound')
+        >>> p.applies, p.reason
+        (False, 'no queueing formula: unstable, rho = 1.20 >= 1, the queue grows without bound')
     """
 
     attempts_per_job: float | None = None
@@ -51,13 +51,24 @@ class Prediction:
     wait_s_by_priority: Mapping[str, float] = field(default_factory=dict)
 
     @property
+    def applies(self) -> bool:
+        """Whether a queueing formula gives a mean wait for the run (see :attr:`reason`)."""
+        return self.wait_s is not None
+
+    @property
+    def reason(self) -> str:
+        """Why no queueing formula applies (``""`` when one does), e.g. ``"unstable:
+        rho = 1.05 >= 1, the queue grows without bound"``: print it where a number would be."""
+        return self.caveat
+
+    @property
     def caveat(self) -> str:
         """Why there is no wait prediction, or ``""`` when there is one."""
         if self.note:
             return self.note
         if self.stable is False and self.utilisation is not None:
             return (
-                f"no queueing formula: utilisation {self.utilisation:.2f} >= 1, "
+                f"no queueing formula: unstable, rho = {self.utilisation:.2f} >= 1, "
                 "the queue grows without bound"
             )
         if self.wait_s is None:
@@ -65,8 +76,9 @@ class Prediction:
         return ""
 
     def as_dict(self) -> dict[str, Any]:
-        """The predictions that apply, as JSON-ready fields (absent ones left out)."""
-        out: dict[str, Any] = {}
+        """The predictions that apply, as JSON-ready fields (absent ones left out), with
+        ``applies`` and ``reason`` always present, so a reader checks those, never a key."""
+        out: dict[str, Any] = {"applies": self.applies, "reason": self.reason}
         for f in fields(self):
             value = getattr(self, f.name)
             if value is None or (f.name == "wait_s_by_priority" and not value):

@@ -1,10 +1,20 @@
-"""``sweep`` a grid of runs into one tidy DataFrame, one row per run."""
+"""``sweep`` a grid of runs into one tidy DataFrame, one row per run.
+
+The runs of a sweep are independent, so they can go to any
+:class:`concurrent.futures.Executor`: the default runs them here, one after another; a
+``ProcessPoolExecutor`` spreads them over local cores; a cluster's executor spreads them
+over machines (Dask: ``distributed.Client(...).get_executor()``; Ray:
+``ray.util.multiprocessing.Pool`` or any executor wrapper). Each run is seeded by its grid
+point alone, so on the virtual backend the rows are the same whatever runs them (only the
+``wall_s`` column, the time a run took, differs).
+"""
 
 from __future__ import annotations
 
 import itertools
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import replace
 from typing import Any
 
@@ -24,29 +34,55 @@ def sweep(
     faults: FaultPlan | None = None,
     setup: Setup | None = None,
     progress: bool = False,
+    executor: Executor | None = None,
 ) -> pd.DataFrame:
     """Run every combination of ``grid`` and return one tidy row per run.
 
     Keys of ``grid`` name fields of :class:`Workload` (``jobs``, ``fail_probability``,
     ``seed`` ...) or :class:`Setup` (``workers``, ``mode`` ...), or ``rate_per_s`` for a
     Poisson arrival rate. Each row is the grid point and the flattened
-    :meth:`~jobsim.sim.summary.RunSummary.as_dict` (``wait_s.mean``, ``theory.wait_s`` ...).
+    :meth:`~jobsim.sim.summary.RunSummary.as_dict` (``wait_s.mean``, ``theory.wait_s`` ...),
+    in grid order whatever the executor.
+
+    Args:
+        executor: runs the grid's points (its ``map``), e.g.
+            ``concurrent.futures.ProcessPoolExecutor(4)``, or a Dask or Ray client's
+            executor; None runs them here, one after another. Real-queue runs in parallel
+            share the machine, so their waits include each other's load: use an executor
+            for the virtual backend, or for real runs on separate machines.
 
     Example:
         >>> sweep({"workers": [1, 2, 4], "seed": [1, 2]})  # doctest: +SKIP
     """
     workload, setup = workload or Workload(), setup or Setup()
     keys = list(grid)
-    rows = []
     combos = list(itertools.product(*(grid[k] for k in keys)))
-    for n, values in enumerate(combos, 1):
-        point = dict(zip(keys, values, strict=True))
-        w, s = grid_point(point, workload, setup)
+    points = [dict(zip(keys, values, strict=True)) for values in combos]
+    tasks = [(point, *grid_point(point, workload, setup), faults) for point in points]
+    if executor is None:
+        rows: Iterable[dict[str, Any]] = map(sweep_row, tasks)
+    else:
+        rows = executor.map(sweep_row, tasks)
+    return pd.DataFrame(list(_reported(rows, points, progress)))
+
+
+def sweep_row(
+    task: tuple[Mapping[str, Any], Workload, Setup, FaultPlan | None],
+) -> dict[str, Any]:
+    """One row of a sweep: the grid point, then the run's flattened summary. A plain
+    top-level function of picklable values, so any executor can run it."""
+    point, workload, setup, faults = task
+    result = run(workload, faults, setup)
+    return {**point, **flatten(result.summary.as_dict())}
+
+
+def _reported(
+    rows: Iterable[dict[str, Any]], points: list[dict[str, Any]], progress: bool
+) -> Iterator[dict[str, Any]]:
+    for n, (row, point) in enumerate(zip(rows, points, strict=True), 1):
         if progress:
-            print(f"[{n}/{len(combos)}] {point}", file=sys.stderr, flush=True)
-        result = run(w, faults, s)
-        rows.append({**point, **flatten(result.summary.as_dict())})
-    return pd.DataFrame(rows)
+            print(f"[{n}/{len(points)}] {point}", file=sys.stderr, flush=True)
+        yield row
 
 
 def grid_point(

@@ -164,5 +164,22 @@ def busy_gap_s(attempts: pd.DataFrame, jobs: pd.DataFrame) -> float:
     return float(gaps.mean()) if gaps.size else float("nan")
 
 
+def idle_dispatch_s(jobs: pd.DataFrame, workers: int) -> np.ndarray:
+    """The wait of each job that found a worker free: submit to first start, which M/M/c
+    says is 0, so on the real queue it is the queue's own dispatch latency (a worker's
+    wake-up, the ``DEQUEUE`` round trip). Same unit as the frame.
+
+    A job found a worker free when fewer than ``workers`` other jobs were in the system
+    (submitted before it and not yet finished) at its submit time.
+    """
+    done = jobs.dropna(subset=["started", "finished"])
+    submitted = done["submitted"].to_numpy(dtype=float)
+    before = np.searchsorted(np.sort(submitted), submitted, side="left")
+    finished = np.searchsorted(np.sort(done["finished"].to_numpy(dtype=float)), submitted,
+                               side="right")  # fmt: skip
+    free = (before - finished) < workers
+    return np.asarray(done["wait_s"].to_numpy(dtype=float)[free], dtype=float)
+
+
 def _rel(t: float | None, t0: float) -> float:
     return t - t0 if t is not None else np.nan

@@ -1,0 +1,286 @@
+"""The virtual backend's engine for what takes leases to model: worker crashes, poison
+``crash``, ``job_timeout_s``, Redis drops, pauses and restarts. It also models everything
+:mod:`~jobsim.sim.virtual.engine` does, the same way (a test pins the two equal where
+both apply), with one event heap instead of that loop's three queues, so it is slower.
+
+The semantics are the thread pool's (``mode="thread"``, the default):
+
+- A dequeued job holds a lease of ``lease_s``; the pool's heartbeat, every
+  ``Lease.heartbeat_every_s`` from model time 0, extends it while its worker holds it.
+- Poison ``crash``: the task abandons the job at once (no result, no heartbeat); the
+  worker is free, and the lease expires ``lease_s`` after the dequeue.
+- A worker crash (:meth:`FaultPlan.crash_times`, the victim drawn as the injector draws
+  it from the busy workers): the running job runs to its end, its result is thrown away
+  (a duplicate, counted), its heartbeat stops then, and the worker goes on serving.
+- An expired lease is given back at its deadline: the attempt counts (``expired``), the
+  job is queued again behind what is queued, or dead-lettered once its attempts are used.
+- ``job_timeout_s``: at the deadline the supervisor fails the attempt (``timeout``, a
+  retryable failure with a backoff from its own generator), the thread runs on to the
+  job's end and its late result is fenced (a duplicate).
+- A Redis pause holds every transition (submit, dequeue, ack, promotion, give-back) that
+  falls inside it until it ends; jobs keep running. A restart without persistence loses
+  every record submitted before it (the checker's ``lost``, and no frame rows, as the
+  real run's frames have none); with AOF (``everysec``, ``always``) it loses nothing: a
+  killed server's writes are in the page cache. Connection drops change nothing (every
+  call is replay-safe; the real clients reconnect within milliseconds).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+
+from jobsim.config import Lease, QueueConfig
+from jobsim.sim.faults import FaultPlan
+from jobsim.sim.setup import Setup
+from jobsim.sim.virtual.engine import INF, Draws, attempt_rule
+from jobsim.sim.virtual.trace import Trace, sample_period
+from jobsim.sim.workload import Workload
+
+# event kinds, in the order events at one instant are taken (as the main loop takes them)
+END, DUE, ARRIVE, EXPIRE, TIMEOUT, CRASH, PAUSE, RESTART, DROP = range(9)
+EXPIRED_ERROR = "lease expired on attempt {n}"
+TIMEOUT_ERROR = (
+    "TimeoutError: job ran longer than {s:g} s; the thread was left running; its result "
+    "will be fenced"
+)
+FAULTS = {"crash": CRASH, "drop": DROP, "pause": PAUSE, "restart": RESTART}
+DETAIL = {
+    CRASH: "a busy worker loses its running job's result",
+    DROP: "connections killed (every call is replay-safe: nothing changes)",
+    RESTART: "restarted",
+}
+
+
+def simulate_leased(  # noqa: C901  (one event loop, its cases side by side)
+    workload: Workload, draws: Draws, faults: FaultPlan, setup: Setup
+) -> Trace:
+    """Run the event loop in model seconds and return its :class:`Trace`."""
+    scale = workload.time_scale
+    arrivals_np, services_np, priorities_np = draws
+    arrivals, services = arrivals_np.tolist(), services_np.tolist()
+    n, c = len(arrivals), setup.workers
+    penalty = (priorities_np.astype(float) * QueueConfig(aging_s=setup.aging_s).band_us).tolist()
+    us_per_model_s = scale * 1e6
+    max_attempts = workload.max_retries + 1
+    policy = setup.retry
+    no_backoff = policy.kind == "fixed" and policy.base_s == 0.0
+    lease = Lease(duration_s=setup.lease_s)
+    lease_m, beat_m = lease.duration_s / scale, lease.heartbeat_every_s / scale
+    timeout_m = None if setup.job_timeout_s is None else setup.job_timeout_s / scale
+    rule = attempt_rule(workload, faults, services)
+    crash_poison = {j for j, mode in faults.poison.items() if mode == "crash"}
+    rngs = [random.Random(f"{workload.seed}:{w}") for w in range(c)]
+    supervisor = random.Random(f"{workload.seed}:supervisor")  # draws a timeout's backoff
+    chooser = random.Random(f"{faults.seed}:injector")  # as the injector picks its victim
+    restart = faults.redis_restart
+
+    trace = Trace(outcome=[], redeliveries=[0] * n, fenced=[0] * n, submitted=list(arrivals))
+    trace.finished = [INF] * n
+    outcome: list[str] = trace.outcome  # type: ignore[assignment]
+    redeliveries: list[int] = trace.redeliveries  # type: ignore[assignment]
+    fenced: list[int] = trace.fenced  # type: ignore[assignment]
+    submitted: list[float] = trace.submitted  # type: ignore[assignment]
+    attempts = [0] * n
+    previous_s: list[float | None] = [None] * n
+    entered = [False] * n  # submitted (a pause may hold a submit)
+    held = [0] * n  # the attempt whose lease the job is under; 0: none
+    rows: dict[tuple[int, int], int] = {}  # (job, attempt) -> trace row
+    whys: list[str | None] = []  # per trace row: why the attempt fails (None: it succeeds)
+    planned_end: list[float] = []  # per trace row: when the worker ends it
+    ready: list[tuple[float, int]] = []
+    free = [(0.0, w) for w in range(c)]
+    running: list[int | None] = [None] * c
+    doomed = [False] * c  # a crash will throw this worker's running result away
+    crash_waiting = 0  # crashes that found no busy worker: the next dispatch takes them
+    events: list[tuple[float, int, int, int, tuple[int, ...]]] = []
+    order = 0
+
+    def push(t: float, kind: int, key: int, *data: int) -> None:
+        nonlocal order
+        order += 1
+        heapq.heappush(events, (t, kind, key, order, data))
+
+    for j, t in enumerate(arrivals):
+        push(t, ARRIVE, j, j)
+    horizon = arrivals[-1] if n else 0.0
+    for at, what, arg in faults.timeline(horizon, workload.seed):
+        push(at, FAULTS[what], 0, round(arg * 1e9))  # a pause's length, in model ns
+    seq = -INF
+    paused_until = -INF
+    in_system = 0
+    period = sample_period(horizon, math.fsum(services), c)
+    next_sample = 0.0
+
+    def enqueue(j: int, t: float) -> None:
+        nonlocal seq
+        x = t * us_per_model_s
+        seq = x if x > seq + 1 else seq + 1
+        heapq.heappush(ready, (seq - penalty[j], j))
+
+    def finish(j: int, t: float, dead: bool) -> None:
+        nonlocal in_system
+        held[j] = 0
+        trace.finished[j] = t
+        in_system -= 1
+        if dead:
+            trace.dead.add(j)
+
+    def settle(j: int, t: float, how: str, error: str | None) -> None:
+        a = rows[j, held[j]]
+        trace.end[a], outcome[a], trace.error[a] = t, how, error
+
+    def give_back(j: int, t: float, how: str, error: str) -> None:
+        settle(j, t, how, error)
+        if attempts[j] >= max_attempts:
+            finish(j, t, dead=True)
+            return
+        held[j] = 0
+        redeliveries[j] += 1
+        enqueue(j, t)
+
+    def deadline_after(j: int, k: int, stopped: float) -> float:
+        """When the lease of attempt k of job j expires, its heartbeat stopped at `stopped`."""
+        taken = trace.start[rows[j, k]]
+        beat = math.floor(stopped / beat_m) * beat_m
+        return (beat if beat > taken else taken) + lease_m
+
+    def dispatch(now: float) -> None:
+        nonlocal crash_waiting
+        while free and ready:
+            j = heapq.heappop(ready)[1]
+            w = heapq.heappop(free)[1]
+            k = attempts[j] = attempts[j] + 1
+            held[j] = k
+            rows[j, k] = len(trace.job)
+            trace.job.append(j)
+            trace.number.append(k)
+            trace.worker.append(w)
+            trace.start.append(now)
+            trace.end.append(now)
+            trace.error.append(None)
+            outcome.append("processing")
+            if j in crash_poison:  # the task abandons it: the worker is free at once
+                whys.append(None)
+                planned_end.append(now)
+                heapq.heappush(free, (now, w))
+                push(now + lease_m, EXPIRE, j, j, k)
+                continue
+            s, why = rule(j, k, w, now) if rule is not None else (services[j], None)
+            whys.append(why)
+            planned_end.append(now + s)
+            running[w] = j
+            push(now + s, END, w, w, j, k)
+            if timeout_m is not None:
+                push(now + timeout_m, TIMEOUT, j, j, k)
+            if crash_waiting:
+                crash_waiting -= 1
+                doomed[w] = True
+
+    def on_end(t: float, w: int, j: int, k: int) -> None:
+        running[w] = None
+        heapq.heappush(free, (t, w))
+        a = rows[j, k]
+        why = whys[a]
+        if why is not None:  # the worker draws its backoff before it learns of a fence
+            delay = policy.delay_s(k, previous_s=previous_s[j], rng=rngs[w])
+            previous_s[j] = round(delay * 1e6) / 1e6
+        if doomed[w]:
+            doomed[w] = False
+            trace.discarded.add(j)
+            if held[j] == k:
+                push(deadline_after(j, k, planned_end[a]), EXPIRE, j, j, k)
+            return
+        if held[j] != k:  # its lease was given back: the late result is fenced
+            if j not in trace.lost:
+                fenced[j] += 1
+            return
+        end = planned_end[a]  # the worker's own end time, even if a pause held the ack
+        if why is None:
+            settle(j, end, "completed", None)
+            finish(j, t, dead=False)
+        else:
+            settle(j, end, "retry" if k < max_attempts else "failed", why)
+            retry_or_dead(j, t, k)
+
+    def retry_or_dead(j: int, t: float, k: int) -> None:
+        """A failed attempt k: retried after the job's backoff, or dead-lettered."""
+        if k >= max_attempts:
+            finish(j, t, dead=True)
+            return
+        held[j] = 0
+        if no_backoff:
+            enqueue(j, t)
+        else:
+            push(t + previous_s[j] / scale, DUE, order + 1, j)  # type: ignore[operator]
+
+    def lose_everything(t: float) -> None:
+        nonlocal in_system
+        for j in range(n):
+            if entered[j] and j not in trace.lost:
+                trace.lost.add(j)
+                if trace.finished[j] == INF:
+                    in_system -= 1
+                held[j] = -1  # nothing holds it: acks and expiries are stale
+        ready[:] = [(s, j) for s, j in ready if j not in trace.lost]
+        heapq.heapify(ready)
+
+    now = 0.0
+    while True:
+        t = events[0][0] if events else INF
+        if t > now:
+            if free and ready and paused_until <= now:
+                dispatch(now)
+                continue
+            if t == INF:
+                break
+            while next_sample < t:
+                trace.samples.append((next_sample, in_system))
+                next_sample += period
+            now = t
+        _, kind, key, _, data = heapq.heappop(events)
+        if t < paused_until and kind in (END, DUE, ARRIVE, EXPIRE, TIMEOUT):
+            push(paused_until, kind, key, *data)  # Redis holds the call until the pause ends
+            continue
+        if kind == END:
+            on_end(t, *data)
+        elif kind == ARRIVE:
+            submitted[key] = t
+            entered[key] = True
+            in_system += 1
+            enqueue(key, t)
+        elif kind == DUE:
+            if data[0] not in trace.lost:
+                enqueue(data[0], t)
+        elif kind == EXPIRE:
+            j, k = data
+            if held[j] == k:
+                give_back(j, t, "expired", EXPIRED_ERROR.format(n=k))
+        elif kind == TIMEOUT:
+            j, k = data
+            if held[j] == k:
+                delay = policy.delay_s(k, previous_s=previous_s[j], rng=supervisor)
+                previous_s[j] = round(delay * 1e6) / 1e6
+                settle(j, t, "timeout", TIMEOUT_ERROR.format(s=setup.job_timeout_s))
+                retry_or_dead(j, t, k)
+        elif kind == CRASH:
+            busy = [w for w in range(c) if running[w] is not None and not doomed[w]]
+            if busy:
+                doomed[chooser.choice(busy)] = True
+            else:
+                crash_waiting += 1
+            trace.events.append((t, "crash", DETAIL[CRASH]))
+        elif kind == PAUSE:
+            paused_until = max(paused_until, t + data[0] / 1e9)
+            trace.events.append((t, "pause", f"paused {data[0] / 1e9:g} model s"))
+        elif kind == RESTART and restart is not None:
+            if restart.persistence == "none":
+                lose_everything(t)
+            trace.events.append((t, "restart", f"restarted ({restart.persistence})"))
+        else:
+            trace.events.append((t, "drop", DETAIL[DROP]))
+    trace.samples.append((now, in_system))
+    for j in trace.lost:
+        trace.finished[j] = math.nan
+    return trace
