@@ -8,6 +8,7 @@ from jobsim.config import Lease, QueueConfig, Retention
 from jobsim.connection import connect
 from jobsim.errors import JobsimError, PermanentError
 from jobsim.models import PRIORITY_MAX, PRIORITY_MIN, Job, JobStatus, QueueStats
+from jobsim.periodic import Periodic
 from jobsim.pool import WorkerPool
 from jobsim.queue import JobQueue
 from jobsim.requests import JobRequest
@@ -25,6 +26,7 @@ __all__ = [
     "JobStatus",
     "JobsimError",
     "Lease",
+    "Periodic",
     "PermanentError",
     "QueueConfig",
     "QueueStats",

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from jobsim.errors import InvalidInputError
+from jobsim.periodic import Periodic
 from jobsim.retry import RetryPolicy
 
 STRICT_BAND_US = 10**14
@@ -119,6 +120,8 @@ class QueueConfig:
         retention: how many completed records to keep.
         max_payload_bytes: largest payload accepted, in UTF-8 bytes of its JSON encoding.
         default_max_retries: retries allowed when ``submit`` does not say.
+        periodic: periodic jobs (:class:`jobsim.Periodic`); every worker pool of the queue
+            runs a scheduler that submits each tick exactly once (:mod:`jobsim.periodic`).
         attempt_log: record each attempt's start, end, worker, outcome and error. Turn it
             off only to measure what timing capture costs.
     """
@@ -130,8 +133,18 @@ class QueueConfig:
     max_payload_bytes: int = 64 * 1024
     default_max_retries: int = 3
     attempt_log: bool = True
+    periodic: tuple[Periodic, ...] = ()
 
     def __post_init__(self) -> None:
+        schedules = tuple(self.periodic)
+        if not all(isinstance(p, Periodic) for p in schedules):
+            raise InvalidInputError(
+                "periodic takes jobsim.Periodic schedules", field="periodic", value=schedules
+            )
+        names = [p.name for p in schedules]
+        if len(set(names)) != len(names):
+            raise InvalidInputError("periodic names must be unique", field="periodic", value=names)
+        object.__setattr__(self, "periodic", schedules)  # a list given is kept as a tuple
         if self.aging_s is not None and not self.aging_s > 0:
             raise InvalidInputError("aging_s must be > 0", field="aging_s", value=self.aging_s)
 

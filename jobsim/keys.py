@@ -111,6 +111,11 @@ class Keys:
         admin request) with its request id, so a re-sent call gets it back. It expires."""
         return self._key(f"reply:{channel}")
 
+    @property
+    def periodic(self) -> str:
+        """Hash of periodic schedule name -> its last submitted tick (epoch seconds)."""
+        return self._key("periodic")
+
     def idempotency(self, digest: str) -> str:
         """String keeping the first answer to an HTTP request sent with an
         ``Idempotency-Key`` (``digest`` is the key's SHA-256), so a retried request gets

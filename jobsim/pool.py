@@ -19,6 +19,7 @@ import redis
 from jobsim.errors import InvalidInputError
 from jobsim.procs import ProcessGroup
 from jobsim.queue import JobQueue
+from jobsim.scheduler import SchedulerThread
 from jobsim.tasks import registry as default_registry
 from jobsim.threads import ThreadGroup
 from jobsim.worker import PoolSettings
@@ -92,6 +93,7 @@ class WorkerPool:
         )
         self._started = False
         self._stopped = False
+        self._scheduler: SchedulerThread | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -132,6 +134,9 @@ class WorkerPool:
             raise RuntimeError("this pool was already started")
         self._started = True
         self._group.start()
+        if self.queue.config.periodic:  # every pool schedules; the scripts make it once a tick
+            self._scheduler = SchedulerThread(self.queue, self.id)
+            self._scheduler.start()
 
     def stop(self, grace_s: float | None = None) -> None:
         """Stop gracefully: no new jobs; in-flight jobs get ``grace_s`` to finish, then their
@@ -140,6 +145,8 @@ class WorkerPool:
         if not self._started or self._stopped:
             return
         self._stopped = True
+        if self._scheduler is not None:
+            self._scheduler.stop()
         self._group.stop(self.settings.grace_s if grace_s is None else grace_s)
         try:
             self.queue.leases.deregister(self.worker_ids)

@@ -10,7 +10,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "jobsim"
 CORE = {
     "errors", "keys", "config", "retry", "models", "scripts", "leases", "tasks", "requests",
-    "logs", "failures", "periodic",
+    "logs", "failures", "periodic", "scheduler",
     "builtin_tasks",
     "connection",
     "localredis", "queue", "books", "worker", "threads", "procs", "pool",

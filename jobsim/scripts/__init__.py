@@ -66,6 +66,7 @@ from jobsim.scripts.leasing import (
     UNLEASE,
 )
 from jobsim.scripts.lua import PRELUDE, Script
+from jobsim.scripts.periodic import PERIODIC
 from jobsim.scripts.producer import PAUSE, PURGE_DEAD, REQUEUE_DEAD, SUBMIT
 from jobsim.scripts.values import (
     ACK_ITEMS,
@@ -84,7 +85,7 @@ from jobsim.scripts.values import (
 
 __all__ = [
     "ACK_ITEMS", "COMPLETE", "DEQUEUE", "FAIL", "GIVE_BACK_ITEMS", "GIVE_BACK_OUTCOMES",
-    "HEARTBEAT", "LEASED", "NACK_ITEMS", "PAUSE", "PRELUDE", "PURGE_DEAD", "RELEASE",
+    "HEARTBEAT", "LEASED", "NACK_ITEMS", "PAUSE", "PERIODIC", "PRELUDE", "PURGE_DEAD", "RELEASE",
     "RELEASE_WORKER", "REQUEUE_DEAD", "SCRIPTS", "SOURCES", "SUBMIT", "TRACEBACK_CHARS",
     "UNLEASE", "Ack", "Dequeued", "Exchange", "GiveBack", "Nack", "Script", "Scripts",
     "parse_leased",

@@ -21,12 +21,13 @@ from jobsim.scripts.leasing import (
     UNLEASE,
 )
 from jobsim.scripts.lua import Script
+from jobsim.scripts.periodic import PERIODIC
 from jobsim.scripts.producer import PAUSE, PURGE_DEAD, REQUEUE_DEAD, SUBMIT
 from jobsim.scripts.values import Ack, Dequeued, Exchange, GiveBack, Nack, parse_leased
 
 SCRIPTS: tuple[Script, ...] = (
     SUBMIT, DEQUEUE, COMPLETE, FAIL, HEARTBEAT, UNLEASE, RELEASE, RELEASE_WORKER,
-    REQUEUE_DEAD, PURGE_DEAD, PAUSE,
+    REQUEUE_DEAD, PURGE_DEAD, PAUSE, PERIODIC,
 )  # fmt: skip
 """Every script of the queue."""
 
@@ -143,3 +144,11 @@ class Scripts:
     def pause(self, paused: bool) -> bool:
         """Pause (``True``) or resume the queue; returns whether it was paused. Idempotent."""
         return bool(self._call(PAUSE, [int(paused)]))
+
+    def periodic(
+        self, band_us: int, name: str, expected: str, new_last: int, skipped: int, flat: Any
+    ) -> int:
+        """Advance schedule ``name`` from tick ``expected`` ('' = never seen) to ``new_last``
+        and insert the jobs (SUBMIT's items, repeated); -1 if another
+        scheduler advanced it first."""
+        return int(self._call(PERIODIC, [band_us, name, expected, new_last, skipped, *flat]))
