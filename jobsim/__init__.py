@@ -7,6 +7,7 @@ import jobsim.builtin_tasks  # noqa: F401  (registers noop, sleep, flaky, fail, 
 from jobsim.config import Lease, QueueConfig, Retention
 from jobsim.connection import connect
 from jobsim.errors import JobsimError, PermanentError
+from jobsim.limits import RateLimit
 from jobsim.models import PRIORITY_MAX, PRIORITY_MIN, Job, JobStatus, QueueStats
 from jobsim.periodic import Periodic
 from jobsim.pool import WorkerPool
@@ -30,6 +31,7 @@ __all__ = [
     "PermanentError",
     "QueueConfig",
     "QueueStats",
+    "RateLimit",
     "Retention",
     "RetryPolicy",
     "WorkerPool",

@@ -5,9 +5,11 @@ Every producer and worker of one queue should use the same :class:`QueueConfig`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from jobsim.errors import InvalidInputError
+from jobsim.limits import RateLimit, TaskLimits, checked_caps, checked_rates, limit_table
 from jobsim.periodic import Periodic
 from jobsim.retry import RetryPolicy
 
@@ -124,6 +126,11 @@ class QueueConfig:
             runs a scheduler that submits each tick exactly once (:mod:`jobsim.periodic`).
         attempt_log: record each attempt's start, end, worker, outcome and error. Turn it
             off only to measure what timing capture costs.
+        rate_limits: task name -> :class:`jobsim.RateLimit`, enforced across every worker
+            (see :mod:`jobsim.limits`). ``None`` leaves the limits Redis holds alone.
+        concurrency_limits: task name -> most of its jobs leased at once. ``None`` leaves
+            the limits Redis holds alone. When either mapping is given, the two together
+            replace the queue's whole limits table when a :class:`jobsim.JobQueue` is made.
     """
 
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -133,6 +140,8 @@ class QueueConfig:
     max_payload_bytes: int = 64 * 1024
     default_max_retries: int = 3
     attempt_log: bool = True
+    rate_limits: Mapping[str, RateLimit] | None = field(default=None, hash=False)
+    concurrency_limits: Mapping[str, int] | None = field(default=None, hash=False)
     periodic: tuple[Periodic, ...] = ()
 
     def __post_init__(self) -> None:
@@ -147,6 +156,17 @@ class QueueConfig:
         object.__setattr__(self, "periodic", schedules)  # a list given is kept as a tuple
         if self.aging_s is not None and not self.aging_s > 0:
             raise InvalidInputError("aging_s must be > 0", field="aging_s", value=self.aging_s)
+        # Copies, so a caller mutating its dict later cannot change a frozen config.
+        object.__setattr__(self, "rate_limits", checked_rates(self.rate_limits))
+        object.__setattr__(self, "concurrency_limits", checked_caps(self.concurrency_limits))
+
+    @property
+    def limits(self) -> dict[str, TaskLimits] | None:
+        """The limits table these settings declare, one entry per limited task; ``None``
+        when they declare none (the table in Redis is then left as it is)."""
+        if self.rate_limits is None and self.concurrency_limits is None:
+            return None
+        return limit_table(self.rate_limits, self.concurrency_limits)
 
     @property
     def band_us(self) -> int:

@@ -106,6 +106,39 @@ class Keys:
         """Sorted set of worker ids by last heartbeat (µs): registry entries expire from it."""
         return self._key("workers_seen")
 
+    @property
+    def limits(self) -> str:
+        """Hash of task -> ``per_s burst max_running`` (``0`` = no such limit): the rate and
+        concurrency limits every worker obeys (see :mod:`jobsim.limits`)."""
+        return self._key("limits")
+
+    @property
+    def limiter(self) -> str:
+        """Hash of the limits' state: ``b:<task>`` its token bucket (``tokens last_us``),
+        ``r:<task>`` its leases holding a concurrency slot, ``parked`` jobs parked in all."""
+        return self._key("limiter")
+
+    @property
+    def slots(self) -> str:
+        """Hash of job id -> task, for each lease holding one of its task's concurrency
+        slots (freed exactly once, when that lease ends)."""
+        return self._key("slots")
+
+    @property
+    def throttled(self) -> str:
+        """Sorted set of tasks with parked jobs, scored by when (µs) they may next lease
+        (2^53: when a concurrency slot frees)."""
+        return self._key("throttled")
+
+    @property
+    def parked_prefix(self) -> str:
+        """Prefix of the per-task sorted sets of parked jobs; see :meth:`parked`."""
+        return self._key("parked:")
+
+    def parked(self, task: str) -> str:
+        """Sorted set of a task's queued jobs held back by its limits, by queue score."""
+        return self.parked_prefix + task
+
     def reply(self, channel: str) -> str:
         """String keeping the last reply of a non-idempotent call (a worker's DEQUEUE, an
         admin request) with its request id, so a re-sent call gets it back. It expires."""
@@ -157,6 +190,10 @@ class Keys:
             self.counters,
             self.workers,
             self.workers_seen,
+            self.limits,
+            self.limiter,
+            self.slots,
+            self.throttled,
             self.scheduled,
             self.cancelled,
             self.paused,

@@ -65,6 +65,9 @@ class Attempt(BaseModel):
 
     number: int = Field(description="1 for the first attempt")
     worker: str | None = None
+    leased_at: float | None = Field(
+        None, description="when the lease (and any rate-limit token) was granted"
+    )
     started_at: float | None = None
     ended_at: float | None = None
     outcome: Outcome = Outcome.RUNNING
@@ -121,6 +124,7 @@ class Job(BaseModel):
             Attempt(
                 number=n,
                 worker=fields.get(f"w{n}"),
+                leased_at=_seconds(fields.get(f"l{n}")),
                 started_at=_seconds(fields.get(f"s{n}")),
                 ended_at=_seconds(fields.get(f"e{n}")),
                 outcome=Outcome(fields.get(f"o{n}", Outcome.RUNNING.value)),
@@ -168,6 +172,9 @@ class QueueStats(BaseModel):
     retrying: int
     completed: int
     failed: int
+    throttled: int = Field(
+        0, description="of the queued, how many a rate or concurrency limit holds back"
+    )
     scheduled: int = 0
     cancelled: int = 0
     paused: bool = False

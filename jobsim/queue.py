@@ -24,6 +24,7 @@ from jobsim.errors import (
 )
 from jobsim.keys import Keys
 from jobsim.leases import Leases
+from jobsim.limits import TaskLimits
 from jobsim.models import (
     Job,
     JobStatus,
@@ -59,7 +60,9 @@ class JobQueue:
     Args:
         client: from :func:`jobsim.connect`.
         name: the queue's name; all its keys carry it as their hash tag.
-        config: queue settings.
+        config: queue settings. If they name rate or concurrency limits, creating the
+            queue writes them to Redis, replacing its limits table: every worker of the
+            queue obeys that table, whatever settings it was started with.
         registry: the task registry submit validates against.
     """
 
@@ -79,6 +82,8 @@ class JobQueue:
         self._scripts = Scripts(client, self.keys)
         self.leases = Leases(client, self.keys, self.config)
         """The worker side of this queue (leasing, settling, heartbeats)."""
+        if (table := self.config.limits) is not None:
+            self._scripts.set_limits([(task, *t.encoded()) for task, t in table.items()])
 
     def __repr__(self) -> str:
         return f"JobQueue(name={self.name!r})"
@@ -195,9 +200,10 @@ class JobQueue:
     def job_ids(self, status: JobStatus | str, *, limit: int = 100, offset: int = 0) -> list[str]:
         """Ids of jobs in ``status``, in the order that status keeps them.
 
-        ``queued`` lists in service order; ``processing`` by lease deadline; ``scheduled``
-        and ``retrying`` by due time; ``completed``, ``failed`` and ``cancelled`` by finish
-        time, oldest first.
+        ``queued`` lists the ready jobs in service order (not those a rate or concurrency
+        limit holds back: ``stats().throttled`` counts them); ``processing`` by lease
+        deadline; ``scheduled`` and ``retrying`` by due time; ``completed``, ``failed`` and
+        ``cancelled`` by finish time, oldest first.
 
         Args:
             status: a :class:`JobStatus` or its value.
@@ -238,16 +244,33 @@ class JobQueue:
         return self.jobs(JobStatus.FAILED, limit=limit, offset=offset)
 
     def stats(self) -> QueueStats:
-        """Counts per status now, running totals, and whether the queue is paused."""
+        """Counts per status now, running totals, and whether the queue is paused.
+
+        ``queued`` counts the jobs a rate or concurrency limit holds back too; ``throttled``
+        says how many of them those are.
+        """
         pipe = self.client.pipeline(transaction=True)
         for status in JobStatus:
             pipe.zcard(self._status_key(status))
         pipe.hgetall(self.keys.counters)
         pipe.exists(self.keys.paused)
-        *counts, totals, paused = pipe.execute()
+        pipe.hget(self.keys.limiter, "parked")
+        *counts, totals, paused, parked = pipe.execute()
         by_status = dict(zip((s.value for s in JobStatus), counts, strict=True))
         totals = {k: int(v) for k, v in totals.items()}
-        return QueueStats(**by_status, totals=totals, paused=bool(paused))
+        throttled = int(parked or 0)
+        by_status["queued"] += throttled
+        return QueueStats(**by_status, totals=totals, paused=bool(paused), throttled=throttled)
+
+    def limits(self) -> dict[str, TaskLimits]:
+        """The rate and concurrency limits every worker of this queue obeys now, as Redis
+        holds them (written by the last queue whose settings named limits)."""
+        raw = cast(dict[str, str], self.client.hgetall(self.keys.limits))
+        return {task: TaskLimits.decoded(text) for task, text in sorted(raw.items())}
+
+    def running(self, task: str) -> int:
+        """How many of ``task``'s jobs hold a concurrency slot now (0 if it has no limit)."""
+        return int(self.client.hget(self.keys.limiter, f"r:{task}") or 0)
 
     def workers(self) -> list[WorkerInfo]:
         """The worker registry: every worker that heartbeated, and whether it still does."""

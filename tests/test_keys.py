@@ -13,19 +13,26 @@ from jobsim.keys import Keys
 def test_every_key_carries_the_queue_hash_tag() -> None:
     """Fixed, per-job, per-pool and reply keys all start with jobsim:{name}:."""
     k = Keys("orders")
-    names = [*k.all_fixed(), k.job("abc"), k.stop("pool-1"), k.reply("w1"), k.notify("abc")]
+    names = [
+        *k.all_fixed(),
+        k.job("abc"),
+        k.stop("pool-1"),
+        k.reply("w1"),
+        k.notify("abc"),
+        k.parked("t"),
+    ]
     assert all(n.startswith("jobsim:{orders}:") for n in names)
     assert len({key_slot(n.encode()) for n in names}) == 1
 
 
 def test_the_fixed_keys_are_distinct_and_complete() -> None:
-    """all_fixed lists thirteen different keys, one per property."""
+    """all_fixed lists seventeen different keys, one per property."""
     k = Keys("q")
     fixed = k.all_fixed()
-    assert len(fixed) == len(set(fixed)) == 13
+    assert len(fixed) == len(set(fixed)) == 17
     assert fixed == [k.queued, k.processing, k.retrying, k.completed, k.dead, k.clock, k.wake,
-                     k.counters, k.workers, k.workers_seen, k.scheduled, k.cancelled,
-                     k.paused]  # fmt: skip
+                     k.counters, k.workers, k.workers_seen, k.limits, k.limiter, k.slots,
+                     k.throttled, k.scheduled, k.cancelled, k.paused]  # fmt: skip
 
 
 def test_a_job_key_is_the_prefix_followed_by_the_id() -> None:

@@ -9,9 +9,8 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "jobsim"
 CORE = {
-    "errors", "keys", "config", "retry", "models", "scripts", "leases", "tasks", "requests",
-    "logs", "failures", "periodic", "scheduler",
-    "builtin_tasks",
+    "errors", "keys", "limits", "config", "retry", "models", "scripts", "leases", "tasks",
+    "requests", "builtin_tasks", "logs", "failures", "periodic", "scheduler",
     "connection",
     "localredis", "queue", "books", "worker", "threads", "procs", "pool",
 }  # fmt: skip

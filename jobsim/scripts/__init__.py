@@ -50,7 +50,13 @@ DEQUEUE, REQUEUE_DEAD and PURGE_DEAD are not idempotent by nature, so each call 
 request id; its reply is kept (for as long as a lease, or a minute) under a reply key, and a
 call repeating a kept request id gets that reply back without running again (``replayed``
 +1). SUBMIT is idempotent by job id; RELEASE_WORKER gives back only what a gone worker still
-holds, so repeating it finds nothing more.
+holds, so repeating it finds nothing more; SET_LIMITS replaces the whole table.
+
+Rate and concurrency limits (:mod:`jobsim.scripts.limiter`) park a job whose task is over
+its limits in ``parked:<task>``; its status stays ``queued``. A concurrency slot is taken
+at the lease and given back by ``closed()``, the one place every lease end passes through
+for the lease's holder, so a replayed or stale call (the right-hand columns above) never
+frees a slot: each slot is freed exactly once.
 """
 
 from __future__ import annotations
@@ -67,7 +73,7 @@ from jobsim.scripts.leasing import (
 )
 from jobsim.scripts.lua import PRELUDE, Script
 from jobsim.scripts.periodic import PERIODIC
-from jobsim.scripts.producer import PAUSE, PURGE_DEAD, REQUEUE_DEAD, SUBMIT
+from jobsim.scripts.producer import PAUSE, PURGE_DEAD, REQUEUE_DEAD, SET_LIMITS, SUBMIT
 from jobsim.scripts.values import (
     ACK_ITEMS,
     GIVE_BACK_ITEMS,
@@ -85,8 +91,8 @@ from jobsim.scripts.values import (
 
 __all__ = [
     "ACK_ITEMS", "COMPLETE", "DEQUEUE", "FAIL", "GIVE_BACK_ITEMS", "GIVE_BACK_OUTCOMES",
-    "HEARTBEAT", "LEASED", "NACK_ITEMS", "PAUSE", "PERIODIC", "PRELUDE", "PURGE_DEAD", "RELEASE",
-    "RELEASE_WORKER", "REQUEUE_DEAD", "SCRIPTS", "SOURCES", "SUBMIT", "TRACEBACK_CHARS",
-    "UNLEASE", "Ack", "Dequeued", "Exchange", "GiveBack", "Nack", "Script", "Scripts",
-    "parse_leased",
+    "HEARTBEAT", "LEASED", "NACK_ITEMS", "PAUSE", "PERIODIC", "PRELUDE", "PURGE_DEAD",
+    "RELEASE", "RELEASE_WORKER", "REQUEUE_DEAD", "SCRIPTS", "SET_LIMITS", "SOURCES", "SUBMIT",
+    "TRACEBACK_CHARS", "UNLEASE", "Ack", "Dequeued", "Exchange", "GiveBack", "Nack", "Script",
+    "Scripts", "parse_leased",
 ]  # fmt: skip

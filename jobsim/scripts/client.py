@@ -22,12 +22,12 @@ from jobsim.scripts.leasing import (
 )
 from jobsim.scripts.lua import Script
 from jobsim.scripts.periodic import PERIODIC
-from jobsim.scripts.producer import PAUSE, PURGE_DEAD, REQUEUE_DEAD, SUBMIT
+from jobsim.scripts.producer import PAUSE, PURGE_DEAD, REQUEUE_DEAD, SET_LIMITS, SUBMIT
 from jobsim.scripts.values import Ack, Dequeued, Exchange, GiveBack, Nack, parse_leased
 
 SCRIPTS: tuple[Script, ...] = (
     SUBMIT, DEQUEUE, COMPLETE, FAIL, HEARTBEAT, UNLEASE, RELEASE, RELEASE_WORKER,
-    REQUEUE_DEAD, PURGE_DEAD, PAUSE, PERIODIC,
+    REQUEUE_DEAD, PURGE_DEAD, PAUSE, SET_LIMITS, PERIODIC,
 )  # fmt: skip
 """Every script of the queue."""
 
@@ -145,10 +145,15 @@ class Scripts:
         """Pause (``True``) or resume the queue; returns whether it was paused. Idempotent."""
         return bool(self._call(PAUSE, [int(paused)]))
 
+    def set_limits(self, table: Sequence[tuple[str, str, str, str]]) -> int:
+        """Replace the limits table with ``(task, per_s, burst, max_running)`` rows; returns
+        how many tasks are limited. Safe to re-send."""
+        return int(self._call(SET_LIMITS, [x for row in table for x in row]))
+
     def periodic(
         self, band_us: int, name: str, expected: str, new_last: int, skipped: int, flat: Any
     ) -> int:
         """Advance schedule ``name`` from tick ``expected`` ('' = never seen) to ``new_last``
-        and insert the jobs (SUBMIT's items, repeated); -1 if another
-        scheduler advanced it first."""
+        and insert the jobs (SUBMIT's items, repeated); -1 if another scheduler advanced it
+        first."""
         return int(self._call(PERIODIC, [band_us, name, expected, new_last, skipped, *flat]))

@@ -8,8 +8,8 @@ from jobsim.scripts.values import ACK_ITEMS, GIVE_BACK_ITEMS, NACK_ITEMS
 DEQUEUE = Script(
     "DEQUEUE",
     keys=names(
-        "queued processing retrying dead completed clock job_prefix wake counters reply scheduled "
-        "paused"
+        "queued processing retrying dead completed clock job_prefix wake counters reply "
+        "scheduled paused limits limiter slots throttled parked_prefix"
     ),
     argv=names(
         "request_id worker_id count lease_us band_us housekeeping_limit log keep_count "
@@ -24,8 +24,8 @@ DEQUEUE = Script(
 -- that leases keeps its reply under `reply` (the worker's reply key) for a lease's length,
 -- keyed by its request id.
 -- Returns {jobs: id attempt token task payload delay_us score backoff_attempt ...,
--- µs until the next due retry, scheduled job or lease deadline (-1 if none), NOW (µs),
--- fenced ids}
+-- µs until the next due retry, scheduled job, lease deadline or token (-1 if none), NOW
+-- (µs), fenced ids}
 local again = kept_reply()
 if again then
   again[3] = fmt(NOW)  -- the worker pairs this clock with its own at the reply
@@ -63,11 +63,13 @@ for _, id in ipairs(expired) do
     give_back(id, jk, n, token, 'expired', 'lease expired on attempt ' .. n, 'e')
   else
     redis.call('ZREM', Q.processing, id)
+    free_slot(id)
   end
 end
 if redis.call('EXISTS', Q.paused) == 1 then count_ = 0 end  -- paused: settle, sweep, no lease
+unpark(limit)  -- limits: parked jobs that may lease now go back to the queue
 local jobs = {}
-local popped = count_ > 0 and redis.call('ZPOPMIN', Q.queued, count_) or {}
+local popped = pop_admitted(count_)  -- limits: ZPOPMIN, parking jobs over their limits
 local now, deadline = fmt(NOW), fmt(NOW + lease)
 for i = 1, #popped, 2 do
   local id = popped[i]
@@ -75,7 +77,7 @@ for i = 1, #popped, 2 do
   local n = redis.call('HINCRBY', jk, 'attempts', 1)
   local token = redis.call('HINCRBY', jk, 'lease', 1)
   redis.call('HSET', jk, 'status', 'processing', 'worker', A.worker_id)
-  if LOG then redis.call('HSET', jk, 's' .. n, now, 'w' .. n, A.worker_id) end
+  if LOG then redis.call('HSET', jk, 'l' .. n, now, 's' .. n, now, 'w' .. n, A.worker_id) end
   redis.call('ZADD', Q.processing, deadline, id)
   local f = redis.call('HMGET', jk, 'task', 'payload', 'delay', 'base')
   for _, v in ipairs({id, tostring(n), tostring(token), f[1], f[2], f[3] or '', popped[i + 1],
@@ -93,6 +95,7 @@ for _, key in ipairs({Q.retrying, Q.processing, Q.scheduled}) do
     if next_due < 0 or wait < next_due then next_due = wait end
   end
 end
+next_due = limits_due(next_due)  -- limits: when the next token arrives
 local reply = {jobs, fmt(next_due), now, FENCED}
 if count_ > 0 then return keep_reply(reply, math.max(1, math.floor(lease / 1000))) end
 return reply
@@ -101,7 +104,7 @@ return reply
 
 COMPLETE = Script(
     "COMPLETE",
-    keys=("processing", "completed", "job_prefix", "counters"),
+    keys=names("processing completed job_prefix counters slots limiter throttled wake"),
     argv=("log", "keep_count", "keep_age_us"),
     items=ACK_ITEMS,
     body="""
@@ -119,7 +122,7 @@ return FENCED
 
 FAIL = Script(
     "FAIL",
-    keys=("processing", "retrying", "dead", "job_prefix", "counters", "wake"),
+    keys=names("processing retrying dead job_prefix counters wake slots limiter throttled"),
     argv=("log",),
     items=NACK_ITEMS,
     body="""
@@ -170,7 +173,7 @@ return lost
 
 UNLEASE = Script(
     "UNLEASE",
-    keys=("queued", "processing", "job_prefix", "wake", "counters"),
+    keys=names("queued processing job_prefix wake counters slots limiter throttled"),
     argv=("log",),
     items=("id", "token", "score"),
     body="""
@@ -186,7 +189,7 @@ for b = TAIL, #ARGV, ITEM do
     redis.call('HINCRBY', jk, 'attempts', -1)
     redis.call('HSET', jk, 'status', 'queued')
     closed(jk, token, 'u')
-    if LOG then redis.call('HDEL', jk, 's' .. n, 'w' .. n) end
+    if LOG then redis.call('HDEL', jk, 'l' .. n, 's' .. n, 'w' .. n) end
     redis.call('ZADD', Q.queued, ARGV[b + 2], id)
     returned = returned + 1
   else
@@ -200,7 +203,7 @@ return returned
 
 RELEASE = Script(
     "RELEASE",
-    keys=("queued", "processing", "dead", "clock", "job_prefix", "wake", "counters"),
+    keys=names("queued processing dead clock job_prefix wake counters slots limiter throttled"),
     argv=("band_us", "log"),
     items=GIVE_BACK_ITEMS,
     body="""
@@ -227,7 +230,7 @@ return released
 
 RELEASE_WORKER = Script(
     "RELEASE_WORKER",
-    keys=("queued", "processing", "dead", "clock", "job_prefix", "wake", "counters"),
+    keys=names("queued processing dead clock job_prefix wake counters slots limiter throttled"),
     argv=("band_us", "worker_id", "outcome", "error", "log"),
     items=(),
     body="""

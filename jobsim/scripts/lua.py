@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from jobsim.keys import Keys
+from jobsim.scripts.limiter import LIMITER
 from jobsim.scripts.values import ACK_ITEMS, NACK_ITEMS
 
 # Shared Lua helpers, prepended to every script (after the generated KEYS/ARGV bindings).
-PRELUDE = """
+PRELUDE = (
+    """
 local unpack = unpack or table.unpack
 local function fmt(n) return string.format('%.0f', n) end
 local T = redis.call('TIME')
@@ -36,8 +38,14 @@ local function lease_of(jk)
   return unpack(redis.call('HMGET', jk, 'status', 'lease', 'attempts'))
 end
 local function held(status, lease, token) return status == 'processing' and lease == token end
--- lease `token` ended this way (see the replay table)
-local function closed(jk, token, kind) redis.call('HSET', jk, 'k' .. token, kind) end
+"""
+    + LIMITER
+    + """
+-- lease `token` ended this way (see the replay table); only its holder gets here, once
+local function closed(jk, token, kind)
+  redis.call('HSET', jk, 'k' .. token, kind)
+  free_slot(string.sub(jk, #Q.job_prefix + 1))
+end
 -- a call that does not hold the lease: a repeat of the call that ended it is a replay;
 -- anything else is stale (a refused result is counted on the job too, as fenced)
 local FENCED = {}
@@ -165,6 +173,7 @@ local function retain(keep_count, keep_age)
   end
 end
 """
+)
 
 
 @dataclass(frozen=True)

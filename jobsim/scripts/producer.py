@@ -140,3 +140,25 @@ end
 return was
 """,
 )
+
+SET_LIMITS = Script(
+    "SET_LIMITS",
+    keys=("limits", "throttled", "wake"),
+    argv=(),
+    items=("task", "per_s", "burst", "max_running"),
+    body="""
+-- Replaces the queue's whole limits table ('0' = no such limit); safe to re-send. Every
+-- task with parked jobs becomes due now, so a raised or removed limit frees them at the
+-- next DEQUEUE. Returns how many tasks are limited.
+redis.call('DEL', Q.limits)
+local n = 0
+for b = TAIL, #ARGV, ITEM do
+  redis.call('HSET', Q.limits, ARGV[b], ARGV[b + 1] .. ' ' .. ARGV[b + 2] .. ' ' .. ARGV[b + 3])
+  n = n + 1
+end
+local tasks = redis.call('ZRANGE', Q.throttled, 0, -1)
+for _, task in ipairs(tasks) do redis.call('ZADD', Q.throttled, fmt(NOW), task) end
+if #tasks > 0 then wake() end
+return n
+""",
+)
