@@ -147,3 +147,32 @@ def test_a_failed_attempt_s_traceback_is_in_the_job_and_the_dead_letters(make_qu
     tb = detail["attempt_log"][-1]["traceback"]
     assert "in resize_needs_width" in tb and tb.rstrip().endswith("KeyError: 'width'")
     assert dead["jobs"][0]["attempt_log"][-1]["traceback"] == tb
+
+
+def test_a_delayed_submit_is_scheduled_and_listed(make_queue) -> None:
+    """`delay_s` answers `scheduled`; the job is in `GET /jobs?status=scheduled`; a negative
+    delay is a 422 on `delay_s` and writes nothing."""
+    queue = make_queue()
+    with TestClient(create_app(queue, workers=0)) as http:
+        answer = http.post("/submit", json={"task": "noop", "delay_s": 600}).json()
+        listed = http.get("/jobs", params={"status": "scheduled"}).json()
+        bad = http.post("/submit", json={"task": "noop", "delay_s": -1})
+    assert answer["status"] == "scheduled"
+    assert queue.status(answer["task_id"]).status == "scheduled"
+    assert listed["total"] == 1 and listed["jobs"][0]["task_id"] == answer["task_id"]
+    assert bad.status_code == 422 and bad.json()["field"] == "delay_s"
+    assert queue.stats().totals["submitted"] == 1
+
+
+def test_pause_and_resume_over_http(make_queue) -> None:
+    """`POST /pause` pauses (twice is harmless and says so); `POST /resume` resumes."""
+    queue = make_queue()
+    with TestClient(create_app(queue, workers=0)) as http:
+        first = http.post("/pause").json()
+        again = http.post("/pause").json()
+        paused_now = queue.paused
+        resumed = http.post("/resume").json()
+    assert first == {"paused": True, "was_paused": False}
+    assert again == {"paused": True, "was_paused": True}
+    assert paused_now and not queue.paused
+    assert resumed == {"paused": False, "was_paused": True}

@@ -20,7 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from starlette.concurrency import run_in_threadpool
 
 from jobsim import __version__
-from jobsim.api import dashboard, events, submitting
+from jobsim.api import control, dashboard, events, submitting
 from jobsim.api.contract import submit_schema
 from jobsim.api.docs import install_docs
 from jobsim.api.errors import (
@@ -108,7 +108,10 @@ def create_app(
     state.registry.register(state.metrics)
     limit = max_body_bytes or 4 * queue.config.max_payload_bytes + 4096
     app.add_middleware(Guard, api_key=key or None, max_body_bytes=limit)
-    install_error_handlers(app, [*submitting.router.routes, *_router.routes, *_open_router.routes])
+    install_error_handlers(
+        app,
+        [*submitting.router.routes, *control.router.routes, *_router.routes, *_open_router.routes],
+    )
     common: Responses = {
         422: error_doc(422, "bad input; `field` names it"),
         503: error_doc(503, "Redis unreachable; retry after `Retry-After` seconds"),
@@ -120,7 +123,8 @@ def create_app(
             Security(APIKeyHeader(name=API_KEY_HEADER, auto_error=False)),
             Security(HTTPBearer(auto_error=False, description="the key, as Prometheus sends it")),
         ]
-    app.include_router(submitting.router, dependencies=secured, responses=common)
+    for own in (submitting.router, control.router):
+        app.include_router(own, dependencies=secured, responses=common)
     app.include_router(_router, dependencies=secured, responses=common)
     app.include_router(_open_router)
     for routes in (dashboard.router, events.router):  # the dashboard's data: behind the key

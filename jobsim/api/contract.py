@@ -30,7 +30,9 @@ def submit_schema(registry: TaskRegistry) -> tuple[dict[str, Any], dict[str, Any
     """
     ref = "#/components/schemas/{model}"
     base = SubmitRequest.model_json_schema(ref_template=ref)
-    common = {k: base["properties"][k] for k in ("priority", "max_retries", "job_id")}
+    common = {
+        k: base["properties"][k] for k in ("priority", "max_retries", "job_id", "delay_s", "run_at")
+    }
     defs: dict[str, Any] = {}
     seed_payload: dict[str, Any] = {"type": "object", "additionalProperties": True}
     branches = []

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from jobsim.models import PRIORITY_MAX, PRIORITY_MIN, Job, JobStatus, Outcome, WorkerInfo
-from jobsim.requests import JOB_ID, MAX_RETRIES_LIMIT
+from jobsim.requests import JOB_ID, MAX_DELAY_S, MAX_RETRIES_LIMIT, MAX_RUN_AT_S
 
 SEED_TASK = "sleep"
 """The task a body without ``task`` runs: the seed design's simulated work."""
@@ -100,6 +100,20 @@ class SubmitRequest(BaseModel):
         pattern=JOB_ID.pattern,
         description="An id of your own (default: a random one). The same id with the same "
         "task and payload again is the same job, so a retried submit is safe.",
+    )
+    delay_s: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_DELAY_S,
+        allow_inf_nan=False,
+        description="Run no sooner than this many seconds from now (`scheduled` until due).",
+    )
+    run_at: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_RUN_AT_S,
+        allow_inf_nan=False,
+        description="Run no sooner than this time (epoch seconds, Redis time); not with `delay_s`.",
     )
 
     @field_validator("payload")

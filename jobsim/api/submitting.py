@@ -144,7 +144,17 @@ def job_request(queue: JobQueue, body: SubmitRequest, job_id: str | None) -> Job
     published per-task schema."""
     task, payload = body.task_and_payload()
     check_payload_strictly(queue.registry, task, payload)
-    return JobRequest(task, payload, body.priority, body.max_retries, job_id)
+    return JobRequest(
+        task, payload, body.priority, body.max_retries, job_id, body.delay_s, body.run_at
+    )
+
+
+def _status_of(queue: JobQueue, body: SubmitRequest, job_id: str) -> JobStatus:
+    """What the answer says the job is: ``scheduled`` for a delay, ``queued`` for none, and
+    for a ``run_at`` (which may be past) what the record says."""
+    if body.run_at is not None:
+        return queue.status(job_id).status
+    return JobStatus.SCHEDULED if (body.delay_s or 0) > 0 else JobStatus.QUEUED
 
 
 def _in_batch(index: int, exc: InvalidInputError) -> InvalidInputError:
@@ -189,14 +199,16 @@ def submit(
     """Submit one job; nothing is written if any field is rejected. With an
     `Idempotency-Key`, a repeated request gets the first answer back."""
     if idempotency_key is None:
-        return SubmitResponse(task_id=_submit(queue, [job_request(queue, body, body.job_id)])[0])
+        job_id = _submit(queue, [job_request(queue, body, body.job_id)])[0]
+        return SubmitResponse(task_id=job_id, status=_status_of(queue, body, job_id))
     store = IdempotencyStore(queue, idempotency_key)
     request_print = fingerprint("/submit", body)
     kept = store.kept(request_print)
     if kept is not None:
         return kept
     job_id = body.job_id or store.job_id
-    answer = SubmitResponse(task_id=_submit(queue, [job_request(queue, body, job_id)])[0])
+    job_id = _submit(queue, [job_request(queue, body, job_id)])[0]
+    answer = SubmitResponse(task_id=job_id, status=_status_of(queue, body, job_id))
     store.keep(request_print, answer.model_dump(mode="json"))
     return answer
 
