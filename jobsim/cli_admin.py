@@ -1,5 +1,6 @@
-"""The queue's admin commands: ``submit``, ``requeue`` and ``purge`` (one job in, dead letters
-back or away), each printing one line, or one JSON document with ``--json``.
+"""The queue's admin commands: ``submit``, ``requeue``, ``purge``, ``pause`` and ``resume``
+(one job in, dead letters back or away, the queue held or let go), each printing one line,
+or one JSON document with ``--json``.
 
 Each works on a shared Redis (``--redis URL`` or ``$JOBSIM_REDIS_URL``, as ``stats`` and
 ``worker`` do) and answers bad input with one ``jobsim: error:`` line and exit 2.
@@ -18,7 +19,8 @@ from jobsim.queue import JobQueue
 
 
 def add_admin_commands(sub: Any) -> None:
-    """Add ``submit``, ``requeue`` and ``purge`` to the ``jobsim`` subcommands."""
+    """Add ``submit``, ``requeue``, ``purge``, ``pause`` and ``resume`` to the ``jobsim``
+    subcommands."""
     submit = sub.add_parser(
         "submit",
         help="submit one job to a queue and print its id",
@@ -35,6 +37,13 @@ def add_admin_commands(sub: Any) -> None:
         "--max-retries", type=int, default=None, help="retries after the first attempt"
     )
     submit.add_argument("--job-id", default=None, metavar="ID", help="an id of your own")
+    when = submit.add_mutually_exclusive_group()
+    when.add_argument(
+        "--delay-s", type=float, default=None, metavar="S", help="run no sooner than S s from now"
+    )
+    when.add_argument(
+        "--run-at", type=float, default=None, metavar="EPOCH", help="run no sooner than this time"
+    )
     submit.add_argument(
         "--import",
         dest="imports",
@@ -65,6 +74,14 @@ def add_admin_commands(sub: Any) -> None:
     )
     _common(purge)
     purge.set_defaults(run=run_purge)
+
+    for name, text in (
+        ("pause", "pause the queue: workers keep their leases and start nothing new"),
+        ("resume", "resume a paused queue; its idle workers wake at once"),
+    ):
+        command = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        _common(command)
+        command.set_defaults(run=run_pause if name == "pause" else run_resume)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -102,6 +119,8 @@ def run_submit(args: argparse.Namespace) -> int:
             priority=args.priority,
             max_retries=args.max_retries,
             job_id=args.job_id,
+            delay_s=args.delay_s,
+            run_at=args.run_at,
         )
     except UnknownTaskError as exc:
         raise JobsimError(f"{exc} (register it with --import MODULE)") from None
@@ -132,3 +151,17 @@ def run_purge(args: argparse.Namespace) -> int:
     """``jobsim purge``: every dead letter."""
     purged = _queue(args).purge_dead()
     return _emit(args, {"purged": purged}, f"purged {purged} dead letters")
+
+
+def run_pause(args: argparse.Namespace) -> int:
+    """``jobsim pause``."""
+    was = _queue(args).pause()
+    line = "already paused" if was else "paused"
+    return _emit(args, {"paused": True, "was_paused": was}, line)
+
+
+def run_resume(args: argparse.Namespace) -> int:
+    """``jobsim resume``."""
+    was = _queue(args).resume()
+    line = "resumed" if was else "was not paused"
+    return _emit(args, {"paused": False, "was_paused": was}, line)

@@ -77,6 +77,7 @@ def test_requeue_named_dead_letters_or_all_of_them_then_purge(url, capsys) -> No
         (["submit", "noop", "--payload", "{not json"], "--payload is not JSON"),
         (["submit", "noop", "--priority", "12"], "priority 12 is outside 0..9"),
         (["submit", "noop", "--job-id", "has space"], "job_id must be"),
+        (["submit", "noop", "--delay-s", "-5"], "delay_s must be"),
         (["requeue"], "job ids or --all"),
         (["requeue", "ghost"], "no job with id 'ghost'"),
     ],
@@ -101,10 +102,29 @@ def test_requeue_of_a_live_job_moves_nothing(url, capsys) -> None:
     assert queue.status(dead).status == "failed"
 
 
-@pytest.mark.parametrize("command", ["submit", "requeue", "purge"])
+@pytest.mark.parametrize("command", ["submit", "requeue", "purge", "pause", "resume"])
 def test_admin_commands_refuse_a_private_embedded_queue(command, capsys, monkeypatch) -> None:
     """Without a URL there is no shared queue to act on: a one-line error, exit 2."""
     monkeypatch.delenv("JOBSIM_REDIS_URL", raising=False)
-    argv = {"submit": ["submit", "noop"], "requeue": ["requeue", "--all"], "purge": ["purge"]}
-    assert main(argv[command]) == 2
+    argv = {"submit": ["submit", "noop"], "requeue": ["requeue", "--all"]}.get(command, [command])
+    assert main(argv) == 2
     assert "needs a shared Redis" in capsys.readouterr().err
+
+
+def test_submit_with_a_delay_is_scheduled(url, capsys) -> None:
+    """`--delay-s` makes the job `scheduled`, and the JSON answer says so."""
+    assert main(["submit", "noop", "--delay-s", "600", "--redis", url, "--json"]) == 0
+    answer = _json(capsys)
+    assert answer["status"] == "scheduled"
+    assert JobQueue(connect(url)).status(answer["task_id"]).status == "scheduled"
+
+
+def test_pause_then_resume(url, capsys) -> None:
+    """`pause` pauses (twice says so), `resume` resumes; `--json` answers as HTTP does."""
+    queue = JobQueue(connect(url), "q")
+    assert main(["pause", "--redis", url, "--queue", "q", "--json"]) == 0
+    assert _json(capsys) == {"paused": True, "was_paused": False} and queue.paused
+    assert main(["pause", "--redis", url, "--queue", "q"]) == 0
+    assert capsys.readouterr().out.strip() == "already paused"
+    assert main(["resume", "--redis", url, "--queue", "q", "--json"]) == 0
+    assert _json(capsys) == {"paused": False, "was_paused": True} and not queue.paused
