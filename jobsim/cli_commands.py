@@ -134,8 +134,8 @@ def run_serve(args: argparse.Namespace) -> int:
     where = mask_url(args.redis) if args.redis else "$JOBSIM_REDIS_URL or embedded"
     key = "required" if os.environ.get(API_KEY_ENV) else "off"
     print(
-        f"jobsim serve: http://{host}:{port}/docs - {args.workers} {mode} workers on queue "
-        f"{args.queue!r} at {where}; API key {key}",
+        f"jobsim serve: http://{host}:{port}/ (dashboard; API docs at /docs) - "
+        f"{args.workers} {mode} workers on queue {args.queue!r} at {where}; API key {key}",
         flush=True,
     )
     # uvicorn handles SIGTERM and Ctrl-C itself (graceful shutdown, then the lifespan stops the

@@ -59,6 +59,8 @@ def test_the_page_is_open_and_names_only_assets_the_package_serves(http) -> None
         assert http.get(asset).status_code == 200, asset
     for scenario in SCENARIOS.values():
         assert f'data-scenario="{scenario.name}"' in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert "<script>" not in page.text  # no inline script, so the policy needs no exception
 
 
 def test_the_feed_and_the_scenarios_need_the_key(http) -> None:
@@ -191,3 +193,25 @@ def _answers(url: str) -> bool:
         return httpx.get(url, timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_a_snapshot_shows_scheduled_jobs_and_a_paused_queue(make_queue) -> None:
+    """Statuses the queue reports (here `scheduled`) and its paused flag reach the feed."""
+    queue = make_queue()
+    queue.submit("noop", None, delay_s=3600)
+    assert snapshot(queue)["paused"] is False
+    queue.pause()
+    state = snapshot(queue)
+    assert state["paused"] is True
+    assert state["counts"]["scheduled"] == 1  # type: ignore[index]
+    assert state["counts"] == queue.stats().by_status()
+
+
+def test_a_wrong_method_on_a_dashboard_route_is_a_405_naming_the_allowed_one(http) -> None:
+    for method, path, allowed in (
+        ("PUT", "/events", "GET"),
+        ("GET", "/scenarios/demo", "POST"),
+        ("POST", "/", "GET"),
+    ):
+        response = http.request(method, path, headers=AUTH)
+        assert response.status_code == 405 and response.headers["allow"] == allowed, path

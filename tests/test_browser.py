@@ -51,8 +51,9 @@ def service() -> Iterator[str]:
 def requests_seen(chrome: Any) -> Iterator[RequestLog]:
     """The URLs the test's pages request; after the test, none may leave 127.0.0.1."""
     log = RequestLog(chrome)
-    log.read()  # drop what earlier tests left in the log
+    log.read()  # drop what earlier tests left in the logs
     log.urls.clear()
+    chrome.get_log("browser")
     yield log
     foreign = log.foreign()
     chrome.get("about:blank")  # closes the dashboard's feed, which would hold up the shutdown
@@ -141,6 +142,9 @@ def test_the_dashboard_shows_a_submitted_job_reaching_completed(
     assert len(rows) == 1 and "completed" in rows[0].text
     card = chrome.find_element("css selector", "#counts [data-status='completed'] .n")
     _wait(chrome, lambda c: int(card.text) >= 1)
+    seen = requests_seen.read()
+    assert f"{service}/events" in seen and f"{service}/jobs/{task_id}" in seen
+    assert chrome.get_log("browser") == []  # no script error, no policy violation
 
 
 def test_a_dead_letter_is_requeued_by_clicking_its_button(chrome, service, requests_seen) -> None:

@@ -108,9 +108,11 @@ def create_app(
     state.registry.register(state.metrics)
     limit = max_body_bytes or 4 * queue.config.max_payload_bytes + 4096
     app.add_middleware(Guard, api_key=key or None, max_body_bytes=limit)
+    dashboard_routes = [*dashboard.router.routes, *dashboard.page_router.routes]
+    own = [*submitting.router.routes, *control.router.routes]
     install_error_handlers(
         app,
-        [*submitting.router.routes, *control.router.routes, *_router.routes, *_open_router.routes],
+        [*own, *_router.routes, *_open_router.routes, *dashboard_routes, *events.router.routes],
     )
     common: Responses = {
         422: error_doc(422, "bad input; `field` names it"),

@@ -53,7 +53,8 @@ def snapshot(
         listed: at most this many running jobs and dead letters.
 
     Returns:
-        ``time`` (Redis time, s), ``queue``, ``counts`` (per status), ``totals`` (running
+        ``time`` (Redis time, s), ``queue``, ``counts`` (per status), ``paused`` (whether
+        workers take no new jobs), ``totals`` (running
         totals), ``throughput`` (completed and failed per second over the window), ``wait``
         (``jobs``, ``mean_s``, ``max_s``: submit to first start, of jobs finished in the window),
         ``workers``, ``running`` (processing jobs) and ``dead_letters`` (``total``, ``jobs``
@@ -66,6 +67,7 @@ def snapshot(
         "time": server_time_us(queue) / 1e6,
         "queue": queue.name,
         "counts": stats.by_status(),
+        "paused": stats.paused,
         "totals": stats.totals,
         "throughput": throughput(queue, window_s).model_dump(mode="json"),
         "wait": recent_wait(queue, window_s),
@@ -100,7 +102,7 @@ def recent_wait(queue: JobQueue, window_s: float) -> dict[str, float | int | Non
 
 
 IntervalS = Annotated[float, Query(ge=0.2, le=60, description="seconds between snapshots")]
-MaxS = Annotated[float, Query(ge=1, le=3600, description="end the stream after this long")]
+MaxS = Annotated[float, Query(ge=1, le=300, description="end the stream after this long")]
 
 
 @router.get(

@@ -94,9 +94,10 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "worker-crash",
             "Worker crash",
-            "3 jobs kill the worker running them on their first attempt: each stays `processing` "
-            "until its lease runs out (the queue's lease length), then another worker runs it "
-            "again (`expired`, a redelivery).",
+            "3 jobs kill the worker running them on their first attempt, then run again: thread "
+            "workers leave the job `processing` until its lease runs out (`expired`); process "
+            "workers are SIGKILLed and their supervisor gives the job back at once (`crashed`) "
+            "and starts a new worker.",
             _worker_crash,
         ),
     )

@@ -151,6 +151,7 @@ function drawCounts(s) {
       el("div", { class: "card status-" + status, "data-status": status },
         el("div", { class: "n" }, String(n)), el("div", { class: "label" }, status)))
   );
+  $("paused").hidden = !s.paused;
   $("totals").textContent = Object.entries(s.totals).map(([k, v]) => `${k} ${v}`).join(" · ") || "none yet";
   const select = $("list-status");
   const statuses = Object.keys(s.counts);
