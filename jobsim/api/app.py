@@ -109,10 +109,16 @@ def create_app(
     limit = max_body_bytes or 4 * queue.config.max_payload_bytes + 4096
     app.add_middleware(Guard, api_key=key or None, max_body_bytes=limit)
     dashboard_routes = [*dashboard.router.routes, *dashboard.page_router.routes]
-    own = [*submitting.router.routes, *control.router.routes]
+    own_routes = [*submitting.router.routes, *control.router.routes]
     install_error_handlers(
         app,
-        [*own, *_router.routes, *_open_router.routes, *dashboard_routes, *events.router.routes],
+        [
+            *own_routes,
+            *_router.routes,
+            *_open_router.routes,
+            *dashboard_routes,
+            *events.router.routes,
+        ],
     )
     common: Responses = {
         422: error_doc(422, "bad input; `field` names it"),
