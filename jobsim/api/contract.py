@@ -17,6 +17,14 @@ from jobsim.errors import InvalidPayloadError
 from jobsim.tasks import TaskRegistry
 
 
+_BOTH_WHENS: dict[str, Any] = {
+    "description": "delay_s or run_at, not both",
+    "required": ["delay_s", "run_at"],
+    "properties": {"delay_s": {"type": "number"}, "run_at": {"type": "number"}},
+}
+"""What no branch allows: a delay and a due time together."""
+
+
 def submit_schema(registry: TaskRegistry) -> tuple[dict[str, Any], dict[str, Any]]:
     """The published schema of :class:`SubmitRequest`: one branch per registered task, with
     that task's payload model, and the seed's branch without ``task``.
@@ -56,6 +64,7 @@ def submit_schema(registry: TaskRegistry) -> tuple[dict[str, Any], dict[str, Any
                 "properties": {"task": {"const": spec.name}, "payload": payload, **common},
                 "required": required,
                 "additionalProperties": False,
+                "not": _BOTH_WHENS,
             }
         )
     seed = {
@@ -67,6 +76,7 @@ def submit_schema(registry: TaskRegistry) -> tuple[dict[str, Any], dict[str, Any
             **common,
         },
         "additionalProperties": False,
+        "not": _BOTH_WHENS,
     }
     schema = {
         "title": "SubmitRequest",
