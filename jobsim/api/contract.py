@@ -16,7 +16,6 @@ from jobsim.api.schemas import SEED_TASK, SEED_TASK_SECONDS, SubmitRequest, inte
 from jobsim.errors import InvalidPayloadError
 from jobsim.tasks import TaskRegistry
 
-
 _BOTH_WHENS: dict[str, Any] = {
     "description": "delay_s or run_at, not both",
     "required": ["delay_s", "run_at"],
