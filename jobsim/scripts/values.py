@@ -73,7 +73,16 @@ TRACEBACK_CHARS = 8192
 """Longest stack trace kept per attempt: its last 8,192 characters (the innermost frames,
 where the error was raised), so a deep recursion cannot bloat the job record."""
 
-GIVE_BACK_OUTCOMES = frozenset({"expired", "timeout", "crashed", "interrupted"})
+
+@dataclass(frozen=True)
+class Beat:
+    """What one HEARTBEAT returns."""
+
+    lost: list[str]  # ids whose lease the worker no longer holds
+    cancelling: list[str]  # ids still held whose cancel was requested: stop them
+
+
+GIVE_BACK_OUTCOMES = frozenset({"expired", "timeout", "crashed", "interrupted", "cancelled"})
 
 
 @dataclass(frozen=True)
