@@ -1,5 +1,6 @@
 """The ``jobsim`` command line: ``demo``, ``run``, ``sweep``, ``worker``, ``serve``, ``bench``,
-``stats``, and the admin commands ``submit``, ``requeue``, ``purge`` (:mod:`jobsim.cli_admin`).
+``stats``, and the admin commands ``submit``, ``cancel``, ``requeue``, ``purge``, ``pause``,
+``resume`` (:mod:`jobsim.cli_admin`).
 
 Run ``jobsim COMMAND --help`` for each command's options.
 """

@@ -1,6 +1,6 @@
-"""The queue's admin commands: ``submit``, ``requeue``, ``purge``, ``pause`` and ``resume``
-(one job in, dead letters back or away, the queue held or let go), each printing one line,
-or one JSON document with ``--json``.
+"""The queue's admin commands: ``submit``, ``cancel``, ``requeue``, ``purge``, ``pause`` and
+``resume`` (one job in or called off, dead letters back or away, the queue held or let go),
+each printing one line, or one JSON document with ``--json``.
 
 Each works on a shared Redis (``--redis URL`` or ``$JOBSIM_REDIS_URL``, as ``stats`` and
 ``worker`` do) and answers bad input with one ``jobsim: error:`` line and exit 2.
@@ -19,8 +19,8 @@ from jobsim.queue import JobQueue
 
 
 def add_admin_commands(sub: Any) -> None:
-    """Add ``submit``, ``requeue``, ``purge``, ``pause`` and ``resume`` to the ``jobsim``
-    subcommands."""
+    """Add ``submit``, ``cancel``, ``requeue``, ``purge``, ``pause`` and ``resume`` to the
+    ``jobsim`` subcommands."""
     submit = sub.add_parser(
         "submit",
         help="submit one job to a queue and print its id",
@@ -74,6 +74,16 @@ def add_admin_commands(sub: Any) -> None:
     )
     _common(purge)
     purge.set_defaults(run=run_purge)
+
+    cancel = sub.add_parser(
+        "cancel",
+        help="cancel a job (a finished one cannot be)",
+        description="Cancel a job: a scheduled, queued or retrying one at once; a running one "
+        "is asked to stop and ends cancelled. A completed or failed job is an error.",
+    )
+    cancel.add_argument("id", metavar="ID", help="the job id")
+    _common(cancel)
+    cancel.set_defaults(run=run_cancel)
 
     for name, text in (
         ("pause", "pause the queue: workers keep their leases and start nothing new"),
@@ -165,3 +175,12 @@ def run_resume(args: argparse.Namespace) -> int:
     was = _queue(args).resume()
     line = "resumed" if was else "was not paused"
     return _emit(args, {"paused": False, "was_paused": was}, line)
+
+
+def run_cancel(args: argparse.Namespace) -> int:
+    """``jobsim cancel ID``."""
+    queue = _queue(args)
+    queue.cancel(args.id)
+    status = queue.status(args.id).status.value
+    line = f"{args.id}: cancelled" if status == "cancelled" else f"{args.id}: cancelling ({status})"
+    return _emit(args, {"task_id": args.id, "cancelled": True, "status": status}, line)

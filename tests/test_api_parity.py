@@ -176,3 +176,40 @@ def test_pause_and_resume_over_http(make_queue) -> None:
     assert again == {"paused": True, "was_paused": True}
     assert paused_now and not queue.paused
     assert resumed == {"paused": False, "was_paused": True}
+
+
+def test_cancel_over_http_and_a_finished_job_is_a_409(make_queue, client) -> None:
+    """`POST /jobs/{id}/cancel` cancels a scheduled job at once; a completed one is a 409 and
+    stays completed; an unknown id is a 404."""
+    queue = make_queue()
+    done = queue.submit("noop")
+    with WorkerPool(queue, concurrency=1):
+        queue.wait(done, timeout_s=10)
+    queued = queue.submit("noop", delay_s=600)
+    with TestClient(create_app(queue, workers=0)) as http:
+        answer = http.post(f"/jobs/{queued}/cancel")
+        before = snapshot(client)
+        finished = http.post(f"/jobs/{done}/cancel")
+        assert snapshot(client) == before
+        missing = http.post("/jobs/ghost/cancel")
+    assert answer.status_code == 200
+    assert answer.json() == {"task_id": queued, "cancelled": True, "status": "cancelled"}
+    assert finished.status_code == 409 and finished.json()["field"] == "task_id"
+    assert missing.status_code == 404
+    assert queue.status(done).status == "completed"
+
+
+def test_status_long_polls_until_the_job_finishes(make_queue) -> None:
+    """`GET /status/{id}?wait_s=` answers once the job is finished; when the wait runs out
+    it answers the status then; a wait over the bound is a 422."""
+    queue = make_queue()
+    with TestClient(create_app(queue, workers=1)) as http:
+        job_id = http.post("/submit", json={"task": "sleep", "payload": {"seconds": 0.2}}).json()
+        finished = http.get(f"/status/{job_id['task_id']}", params={"wait_s": 20})
+        too_long = http.get(f"/status/{job_id['task_id']}", params={"wait_s": 31})
+    assert finished.status_code == 200 and finished.json()["status"] == "completed"
+    assert too_long.status_code == 422 and too_long.json()["field"] == "wait_s"
+    later = queue.submit("noop", delay_s=600)
+    with TestClient(create_app(queue, workers=0)) as http:
+        ran_out = http.get(f"/status/{later}", params={"wait_s": 0.05})
+    assert ran_out.status_code == 200 and ran_out.json()["status"] == "scheduled"

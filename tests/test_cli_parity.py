@@ -79,6 +79,7 @@ def test_requeue_named_dead_letters_or_all_of_them_then_purge(url, capsys) -> No
         (["submit", "noop", "--job-id", "has space"], "job_id must be"),
         (["submit", "noop", "--delay-s", "-5"], "delay_s must be"),
         (["requeue"], "job ids or --all"),
+        (["cancel", "ghost"], "no job with id 'ghost'"),
         (["requeue", "ghost"], "no job with id 'ghost'"),
     ],
 )
@@ -102,11 +103,12 @@ def test_requeue_of_a_live_job_moves_nothing(url, capsys) -> None:
     assert queue.status(dead).status == "failed"
 
 
-@pytest.mark.parametrize("command", ["submit", "requeue", "purge", "pause", "resume"])
+@pytest.mark.parametrize("command", ["submit", "cancel", "requeue", "purge", "pause", "resume"])
 def test_admin_commands_refuse_a_private_embedded_queue(command, capsys, monkeypatch) -> None:
     """Without a URL there is no shared queue to act on: a one-line error, exit 2."""
     monkeypatch.delenv("JOBSIM_REDIS_URL", raising=False)
-    argv = {"submit": ["submit", "noop"], "requeue": ["requeue", "--all"]}.get(command, [command])
+    argv = {"submit": ["submit", "noop"], "requeue": ["requeue", "--all"],
+            "cancel": ["cancel", "x"]}.get(command, [command])  # fmt: skip
     assert main(argv) == 2
     assert "needs a shared Redis" in capsys.readouterr().err
 
@@ -128,3 +130,16 @@ def test_pause_then_resume(url, capsys) -> None:
     assert capsys.readouterr().out.strip() == "already paused"
     assert main(["resume", "--redis", url, "--queue", "q", "--json"]) == 0
     assert _json(capsys) == {"paused": False, "was_paused": True} and not queue.paused
+
+
+def test_cancel_a_scheduled_job_and_refuse_a_finished_one(url, capsys) -> None:
+    """`jobsim cancel ID` cancels at once; a dead-lettered job cannot be: one line, exit 2."""
+    queue = JobQueue(connect(url), "q")
+    later = queue.submit("noop", delay_s=600)
+    assert main(["cancel", later, "--redis", url, "--queue", "q", "--json"]) == 0
+    assert _json(capsys) == {"task_id": later, "cancelled": True, "status": "cancelled"}
+    [dead] = _dead_letters(queue, 1)
+    assert main(["cancel", dead, "--redis", url, "--queue", "q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("jobsim: error:") and "\n" not in err
+    assert queue.status(dead).status == "failed"

@@ -210,12 +210,6 @@ _router = APIRouter(dependencies=[Depends(known_query_only)])
 _open_router = APIRouter(dependencies=[Depends(known_query_only)])
 
 
-@_router.get("/status/{task_id}", response_model=JobView, tags=["jobs"], responses=_NOT_FOUND)
-def status(task_id: TaskId, queue: QueueDep) -> JobView:
-    """A job's status, attempts, retries left, timestamps, last error and result."""
-    return JobView.of(queue.status(task_id))
-
-
 @_router.get("/jobs", response_model=JobList, tags=["jobs"])
 def list_jobs(
     queue: QueueDep,
