@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from jobsim import __version__
-from jobsim.cli_admin import add_admin_commands
+from jobsim.cli_admin import add_admin_commands, add_log_args
 from jobsim.cli_commands import run_bench, run_dashboard, run_serve, run_stats, run_worker
 from jobsim.errors import JobsimError
 from jobsim.retry import KINDS
@@ -144,19 +144,7 @@ def _parser() -> argparse.ArgumentParser:
         help="workers (default 4)",
     )
     _add_worker_args(worker)
-    worker.add_argument(
-        "--log-format",
-        choices=["text", "json"],
-        default="text",
-        help="log records as text lines or one JSON object per line, for log shippers; each "
-        "record about a job carries job_id, task, attempt and worker_id (default text)",
-    )
-    worker.add_argument(
-        "--log-level",
-        choices=["critical", "error", "warning", "info", "debug"],
-        default="info",
-        help="'debug' also logs each job's start and end (default info)",
-    )
+    add_log_args(worker)
     worker.set_defaults(run=run_worker)
 
     bench = sub.add_parser(

@@ -94,6 +94,23 @@ def add_admin_commands(sub: Any) -> None:
         command.set_defaults(run=run_pause if name == "pause" else run_resume)
 
 
+def add_log_args(parser: argparse.ArgumentParser) -> None:
+    """``--log-format`` and ``--log-level`` (``jobsim worker``; see :mod:`jobsim.logs`)."""
+    parser.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default="text",
+        help="log records as text lines or one JSON object per line, for log shippers; each "
+        "record about a job carries job_id, task, attempt and worker_id (default text)",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=["critical", "error", "warning", "info", "debug"],
+        default="info",
+        help="'debug' also logs each job's start and end (default info)",
+    )
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--redis",
