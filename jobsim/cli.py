@@ -1,5 +1,6 @@
 """The ``jobsim`` command line: ``demo``, ``run``, ``sweep``, ``worker``, ``serve``, ``bench``,
-``stats``.
+``stats``, and the admin commands ``submit``, ``cancel``, ``requeue``, ``purge``, ``pause``,
+``resume`` (:mod:`jobsim.cli_admin`).
 
 Run ``jobsim COMMAND --help`` for each command's options.
 """
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from jobsim import __version__
+from jobsim.cli_admin import add_admin_commands, add_log_args
 from jobsim.cli_commands import run_bench, run_dashboard, run_serve, run_stats, run_worker
 from jobsim.config import Lease
 from jobsim.errors import JobsimError
@@ -148,6 +150,7 @@ def _parser() -> argparse.ArgumentParser:
         help="workers (default 4; --concurrency is a deprecated alias)",
     )
     _add_worker_args(worker)
+    add_log_args(worker)
     worker.set_defaults(run=run_worker)
 
     bench = sub.add_parser(
@@ -184,6 +187,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_queue_args(stats, many=True)
     stats.set_defaults(run=run_stats)
+    add_admin_commands(sub)
 
     serve = sub.add_parser(
         "serve",

@@ -54,9 +54,11 @@ def queue_config(args: argparse.Namespace) -> QueueConfig:
 
 
 def run_worker(args: argparse.Namespace) -> int:
+    from jobsim.logs import configure_logging
     from jobsim.pool import Mode, WorkerPool
 
     url = shared_url(args, "worker")
+    configure_logging(args.log_format, args.log_level)
     import_tasks(args.imports)
     client, config = connect(url), queue_config(args)
     queues = [JobQueue(client, name, config) for name in args.queues or ["default"]]

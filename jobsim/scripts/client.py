@@ -25,6 +25,7 @@ from jobsim.scripts.leasing import (
     UNLEASE,
 )
 from jobsim.scripts.lua import Script
+from jobsim.scripts.periodic import PERIODIC
 from jobsim.scripts.producer import (
     CANCEL,
     PAUSE,
@@ -38,7 +39,7 @@ from jobsim.scripts.values import Ack, Beat, Dequeued, Exchange, GiveBack, Nack,
 
 SCRIPTS: tuple[Script, ...] = (
     SUBMIT, DEQUEUE, COMPLETE, FAIL, HEARTBEAT, UNLEASE, RELEASE, RELEASE_WORKER,
-    REQUEUE_DEAD, PURGE_DEAD, PAUSE, SET_LIMITS, CANCEL, WATCH_JOB,
+    REQUEUE_DEAD, PURGE_DEAD, PAUSE, SET_LIMITS, CANCEL, WATCH_JOB, PERIODIC,
 )  # fmt: skip
 """Every script of the queue."""
 
@@ -231,3 +232,11 @@ class Scripts:
         """Replace the limits table with ``(task, per_s, burst, max_running)`` rows; returns
         how many tasks are limited. Safe to re-send."""
         return int(self._call(SET_LIMITS, [x for row in table for x in row], strict=True))
+
+    def periodic(
+        self, band_us: int, name: str, expected: str, new_last: int, skipped: int, flat: Any
+    ) -> int:
+        """Advance schedule ``name`` from tick ``expected`` ('' = never seen) to ``new_last``
+        and insert the jobs (SUBMIT's items, repeated); -1 if another scheduler advanced it
+        first."""
+        return int(self._call(PERIODIC, [band_us, name, expected, new_last, skipped, *flat]))

@@ -126,7 +126,7 @@ local function complete_one(id, token, result, started, ended)
 end
 -- the holder of lease `token` failed its attempt: retry after `backoff` µs while attempts
 -- remain, else dead-letter
-local function fail_one(id, token, err, retryable, backoff, outcome, started, ended)
+local function fail_one(id, token, err, retryable, backoff, outcome, started, ended, tb)
   local jk = Q.job_prefix .. id
   local status, lease, n, cancel = lease_of(jk)
   if not held(status, lease, token) then return refuse(jk, id, token, 'f', 'fenced') end
@@ -140,6 +140,7 @@ local function fail_one(id, token, err, retryable, backoff, outcome, started, en
     if outcome == '' then outcome = retry and 'retry' or 'failed' end
     redis.call('HSET', jk, 'e' .. n, or_now(ended), 'o' .. n, outcome, 'x' .. n, err)
     if started ~= '' then redis.call('HSET', jk, 's' .. n, started) end
+    if tb ~= '' then redis.call('HSET', jk, 't' .. n, tb) end
   end
   if retry then
     redis.call('HSET', jk, 'status', 'retrying', 'delay', backoff)
