@@ -1,0 +1,329 @@
+"""A hostile review of issue 12's features as landed on main: delayed and scheduled jobs,
+pause and resume, per-task rate and concurrency limits.
+
+Each test tries to break one guarantee (no job lost, priorities honoured, transitions safe to
+re-send, bad input refused with nothing written, limits freed exactly once, every job in
+exactly one listing). A test marked ``xfail(strict=True)`` is a bug found by this review: it
+fails today, and its reason names what is wrong; the others stay as regression tests.
+Every queue test runs on fakeredis and on a real redis-server.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+import jobsim
+from jobsim import JobQueue, JobRequest, Lease, QueueConfig, RateLimit, Retention, connect
+from jobsim.errors import InvalidInputError, JobsimError
+from jobsim.models import JobStatus
+from jobsim.scripts import Ack, Nack
+from tests.support.backends import backend_url
+from tests.support.proxy import ReplyDroppingProxy
+from tests.support.waiting import wait_until
+
+SLOW = RateLimit(per_s=0.001, burst=1)  # one token now, the next in 1,000 s
+
+
+def _snapshot(client: redis.Redis) -> dict[str, object]:
+    """Every key and its dumped value: equal before and after means nothing was written."""
+    return {key: client.dump(key) for key in client.scan_iter(match="*")}
+
+
+def _listings(queue: JobQueue) -> dict[str, list[str]]:
+    return {s.value: queue.job_ids(s, limit=10_000) for s in JobStatus}
+
+
+def _assert_each_job_listed_once(queue: JobQueue, ids: list[str]) -> None:
+    """Each job is in exactly one status listing, the one its record names, and the stats
+    count what the listings hold."""
+    listings = _listings(queue)
+    where = {i: [s for s, members in listings.items() if i in members] for i in ids}
+    assert {i: len(w) for i, w in where.items()} == dict.fromkeys(ids, 1)
+    for job in queue.get_many(ids):
+        assert where[job.id] == [job.status], job.id
+    stats = queue.stats()
+    for status, members in listings.items():
+        assert getattr(stats, status) == len(members), status
+
+
+# --- bad input: a JobsimError, nothing written ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"delay_s": -1},
+        {"delay_s": -1e-9},
+        {"delay_s": math.nan},
+        {"delay_s": math.inf},
+        {"delay_s": True},
+        {"delay_s": "5"},
+        {"delay_s": 11 * 365 * 86_400},
+        {"run_at": -1.0},
+        {"run_at": math.nan},
+        {"run_at": False},
+        {"run_at": 2.0**53},
+        {"delay_s": 1, "run_at": 1},
+    ],
+)
+def test_a_bad_delay_or_run_at_is_refused_and_nothing_is_written(client, kwargs) -> None:
+    queue = JobQueue(client, "bad")
+    queue.submit("noop", delay_s=60)  # something to compare against
+    before = _snapshot(client)
+    with pytest.raises(InvalidInputError):
+        queue.submit("noop", **kwargs)
+    with pytest.raises(InvalidInputError):
+        queue.submit_many([JobRequest("noop"), JobRequest("noop", **kwargs)])
+    assert _snapshot(client) == before
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: requests.due_args calls math.isfinite on an int past float range, which "
+    "raises OverflowError (not a JobsimError)",
+)
+@pytest.mark.parametrize("kwargs", [{"delay_s": 10**400}, {"run_at": 10**400}])
+def test_a_huge_integer_delay_is_refused_as_bad_input(client, kwargs) -> None:
+    queue = JobQueue(client, "huge")
+    before = _snapshot(client)
+    with pytest.raises(InvalidInputError):
+        queue.submit("noop", **kwargs)
+    assert _snapshot(client) == before
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: RateLimit.__post_init__ calls math.isfinite on an int past float range, "
+    "which raises OverflowError (not a JobsimError)",
+)
+def test_a_huge_integer_rate_is_refused_as_bad_input() -> None:
+    with pytest.raises(InvalidInputError):
+        RateLimit(per_s=10**400)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: JobQueue writes limits for a task its registry does not know (a typo "
+    "limits nothing, silently); limits.checked_rates/checked_caps never see the registry",
+)
+@pytest.mark.parametrize(
+    "config",
+    [
+        QueueConfig(rate_limits={"no_such_task": RateLimit(per_s=1)}),
+        QueueConfig(concurrency_limits={"no_such_task": 1}),
+    ],
+)
+def test_limits_naming_an_unknown_task_are_refused(client, config) -> None:
+    with pytest.raises(JobsimError):
+        JobQueue(client, "typo", config)
+    assert client.keys("*") == []
+
+
+def test_run_at_in_the_past_queues_the_job_at_once(make_queue) -> None:
+    queue = make_queue()
+    job_id = queue.submit("noop", run_at=1.0)
+    assert queue.status(job_id).status == "queued"
+    assert queue.job_ids("queued") == [job_id] and queue.job_ids("scheduled") == []
+
+
+# --- scheduled jobs ------------------------------------------------------------------------
+
+
+def test_a_scheduled_job_is_listed_once_then_queued_at_its_priority(make_queue) -> None:
+    """A due scheduled job of priority 9 overtakes priority-0 jobs queued long before it."""
+    queue = make_queue()
+    low = queue.submit_many([JobRequest("noop")] * 3)
+    now = queue.leases.exchange("probe", 0).now_us / 1e6
+    high = queue.submit("noop", priority=9, run_at=now + 0.15)
+    later = queue.submit("noop", priority=9, delay_s=3600)
+    assert queue.status(high).status == "scheduled"
+    _assert_each_job_listed_once(queue, [*low, high, later])
+    assert queue.leases.exchange("w", 1).jobs[0].id == low[0]  # not due yet
+    wait_until(lambda: queue.leases.exchange("w", 0).now_us / 1e6 > now + 0.15)
+    assert queue.status(high).status == "queued"
+    leased = queue.leases.exchange("w", 2).jobs
+    assert [j.id for j in leased] == [high, low[1]]
+    assert queue.status(later).status == "scheduled"
+    _assert_each_job_listed_once(queue, [*low, high, later])
+
+
+def test_scheduled_and_parked_jobs_survive_retention_sweeps(make_queue) -> None:
+    """Retention keeps one completed record: sweeps run on every ack and leave the
+    scheduled job and the parked job (a queued job a limit holds back) alone."""
+    queue = make_queue(
+        QueueConfig(
+            retention=Retention(max_completed=1, max_age_s=0.001),
+            concurrency_limits={"sleep": 1},
+        )
+    )
+    scheduled = queue.submit("noop", delay_s=3600)
+    blocker, parked = queue.submit_many([JobRequest("sleep", {"seconds": 0})] * 2)
+    (lease,) = queue.leases.exchange("w", 2).jobs  # leases blocker, parks the other
+    assert lease.id == blocker and queue.stats().throttled == 1
+    for _ in range(5):
+        queue.submit("noop")
+        (job,) = queue.leases.exchange("w", 1).jobs  # noop jobs only: sleep is capped
+        queue.leases.complete([Ack(job.id, job.token)])
+    wait_until(lambda: queue.stats().completed <= 1)
+    queue.leases.exchange("w", 0)
+    assert queue.status(scheduled).status == "scheduled"
+    assert queue.status(parked).status == "queued"
+    assert queue.stats().throttled == 1
+
+
+# --- pause and resume ----------------------------------------------------------------------
+
+
+def test_pause_keeps_leases_and_settles_them_but_leases_nothing(make_queue) -> None:
+    queue = make_queue()
+    ids = queue.submit_many([JobRequest("noop", max_retries=1)] * 4)
+    a, b = queue.leases.exchange("w", 2).jobs
+    assert queue.pause() is False and queue.pause() is True
+    assert queue.leases.heartbeat("w", [(a.id, a.token), (b.id, b.token)], "") == []
+    ex = queue.leases.exchange("w", 5, [Ack(a.id, a.token)], request_id="r1")
+    assert ex.jobs == []
+    queue.leases.fail([Nack(b.id, b.token, "boom", backoff_us=0)])
+    queue.leases.exchange("w", 5)  # promotes the retry, leases nothing
+    stats = queue.stats()
+    assert (stats.completed, stats.processing, stats.queued, stats.paused) == (1, 0, 3, True)
+    assert queue.resume() is True and queue.resume() is False
+    leased = queue.leases.exchange("w", 5).jobs
+    assert sorted(j.id for j in leased) == sorted([b.id, *ids[2:]])
+
+
+def test_pause_scheduled_limits_and_retries_together_lose_no_job(make_queue) -> None:
+    """Paused with a due scheduled job, a due retry and a capped task's parked job: nothing
+    leases; resumed, the cap still holds and every job completes exactly once."""
+    queue = make_queue(QueueConfig(concurrency_limits={"sleep": 1}))
+    sleeps = queue.submit_many([JobRequest("sleep", {"seconds": 0}, max_retries=2)] * 3)
+    now = queue.leases.exchange("probe", 0).now_us / 1e6
+    scheduled = queue.submit("sleep", {"seconds": 0}, run_at=now + 0.05)
+    (first,) = queue.leases.exchange("w", 5).jobs  # one slot: the others park
+    assert queue.stats().throttled == 2
+    queue.pause()
+    queue.leases.fail([Nack(first.id, first.token, "boom", backoff_us=0)])
+    assert queue.running("sleep") == 0
+    wait_until(lambda: queue.leases.exchange("w", 0).now_us / 1e6 > now + 0.05)
+    assert queue.leases.exchange("w", 5).jobs == []
+    ids = [*sleeps, scheduled]
+    stats = queue.stats()
+    assert (stats.queued, stats.processing, stats.scheduled, stats.retrying) == (4, 0, 0, 0)
+    queue.resume()
+    done: list[str] = []
+    while len(done) < 4:
+        leased = queue.leases.exchange("w", 5).jobs
+        assert len(leased) <= 1 and queue.running("sleep") == len(leased)
+        queue.leases.complete([Ack(j.id, j.token) for j in leased])
+        done += [j.id for j in leased]
+    assert sorted(done) == sorted(ids)
+    assert [j.status for j in queue.get_many(ids)] == ["completed"] * 4
+    assert queue.stats().throttled == 0 and queue.running("sleep") == 0
+
+
+def test_a_lease_expiring_while_paused_frees_its_slot_once(make_queue) -> None:
+    queue = make_queue(QueueConfig(concurrency_limits={"noop": 1}, lease=Lease(duration_s=0.1)))
+    ids = queue.submit_many([JobRequest("noop", max_retries=3)] * 2)
+    (job,) = queue.leases.exchange("w", 2).jobs
+    queue.pause()
+    wait_until(lambda: queue.leases.exchange("w", 0) and queue.stats().processing == 0)
+    assert queue.running("noop") == 0 and queue.stats().totals["expired"] == 1
+    queue.leases.complete([Ack(job.id, job.token)])  # the late ack is fenced, frees nothing
+    assert queue.running("noop") == 0
+    queue.resume()
+    (again,) = queue.leases.exchange("w", 2).jobs
+    assert again.id in ids and queue.running("noop") == 1
+    assert queue.leases.exchange("w2", 2).jobs == []
+
+
+# --- limits and priorities -----------------------------------------------------------------
+
+
+def test_a_parked_high_priority_job_goes_first_when_its_slot_frees(make_queue) -> None:
+    queue = make_queue(QueueConfig(concurrency_limits={"sleep": 1}))
+    blocker = queue.submit("sleep", {"seconds": 0})
+    (held,) = queue.leases.exchange("w", 1).jobs
+    urgent = queue.submit("sleep", {"seconds": 0}, priority=9)
+    other = queue.submit_many([JobRequest("noop", priority=5)] * 2)
+    assert [j.id for j in queue.leases.exchange("w", 1).jobs] == [other[0]]  # urgent parks
+    assert queue.stats().throttled == 1
+    queue.leases.complete([Ack(blocker, held.token)])
+    assert [j.id for j in queue.leases.exchange("w", 1).jobs] == [urgent]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: a parked job (status queued) is in no job_ids listing: queue.job_ids reads "
+    "only the queued zset, not parked:<task>, while stats().queued counts it",
+)
+def test_every_job_is_listed_exactly_once_with_parked_jobs(make_queue) -> None:
+    queue = make_queue(QueueConfig(rate_limits={"noop": SLOW}))
+    ids = queue.submit_many([JobRequest("noop")] * 3)
+    queue.leases.exchange("w", 3)  # one leases, two park
+    _assert_each_job_listed_once(queue, ids)
+
+
+# --- lost replies: each re-sent script changes nothing more ----------------------------------
+
+
+@pytest.fixture
+def lossy(backend: str, request: pytest.FixtureRequest) -> Iterator[tuple[ReplyDroppingProxy, str]]:
+    with ReplyDroppingProxy.for_url(backend_url(backend, request)) as proxy:
+        yield proxy, f"review-{uuid.uuid4().hex[:6]}"
+
+
+def test_a_scheduled_submit_whose_reply_is_lost_is_written_once(lossy) -> None:
+    proxy, name = lossy
+    queue = JobQueue(connect(proxy.url), name)
+    queue.submit("noop", job_id="warm", delay_s=60)  # loads the script
+    proxy.drop_next_replies(1, commands=("EVALSHA",))
+    queue.submit("noop", {"n": 1}, job_id="later", delay_s=60)
+    assert proxy.dropped == 1
+    assert queue.job_ids("scheduled") == ["warm", "later"]
+    assert queue.stats().totals["submitted"] == 2
+
+
+def test_a_limited_dequeue_whose_reply_is_lost_takes_its_tokens_and_slots_once(lossy) -> None:
+    proxy, name = lossy
+    config = QueueConfig(
+        rate_limits={"noop": RateLimit(per_s=0.001, burst=3)}, concurrency_limits={"noop": 5}
+    )
+    queue = JobQueue(connect(proxy.url), name, config)
+    ids = queue.submit_many([JobRequest("noop")] * 5)
+    queue.leases.exchange("w", 0)  # loads the script
+    proxy.drop_next_replies(1, commands=("EVALSHA",))
+    first = queue.leases.exchange("w", 3, request_id="once")
+    assert proxy.dropped == 1
+    assert [j.id for j in first.jobs] == ids[:3]
+    assert queue.running("noop") == 3
+    assert queue.leases.exchange("w2", 3).jobs == []  # the bucket was charged 3, not 6
+    assert queue.stats().throttled == 2
+
+
+def test_set_limits_whose_reply_is_lost_leaves_the_same_table(lossy) -> None:
+    proxy, name = lossy
+    client = connect(proxy.url)
+    JobQueue(client, name, QueueConfig(concurrency_limits={"noop": 2}))  # loads the script
+    proxy.drop_next_replies(1, commands=("EVALSHA",))
+    config = QueueConfig(rate_limits={"sleep": RateLimit(per_s=2, burst=3)})
+    queue = JobQueue(client, name, config)
+    assert proxy.dropped == 1
+    assert queue.limits() == {"sleep": jobsim.limits.TaskLimits(rate=RateLimit(per_s=2, burst=3))}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: PAUSE keeps no reply, so redis-py's re-send after a lost reply reads its own "
+    "write: pause() says the queue was already paused when this call paused it",
+)
+def test_pause_whose_reply_is_lost_still_says_it_paused(lossy) -> None:
+    proxy, name = lossy
+    queue = JobQueue(connect(proxy.url), name)
+    queue.resume()  # loads the script
+    proxy.drop_next_replies(1, commands=("EVALSHA",))
+    assert queue.pause() is False
+    assert queue.stats().totals["paused"] == 1
