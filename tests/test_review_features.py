@@ -19,6 +19,7 @@ import redis
 
 import jobsim
 from jobsim import JobQueue, JobRequest, Lease, QueueConfig, RateLimit, Retention, connect
+from jobsim.connection import server_time_s
 from jobsim.errors import InvalidInputError, JobsimError
 from jobsim.models import JobStatus
 from jobsim.scripts import Ack, Nack
@@ -327,3 +328,76 @@ def test_pause_whose_reply_is_lost_still_says_it_paused(lossy) -> None:
     proxy.drop_next_replies(1, commands=("EVALSHA",))
     assert queue.pause() is False
     assert queue.stats().totals["paused"] == 1
+
+
+# --- more hostile cases --------------------------------------------------------------------
+
+
+def test_a_batch_with_a_conflicting_id_writes_no_scheduled_job(client) -> None:
+    queue = JobQueue(client, "clash")
+    queue.submit("noop", {"n": 1}, job_id="taken", delay_s=60)
+    before = _snapshot(client)
+    batch = [JobRequest("noop", delay_s=5), JobRequest("noop", {"n": 2}, job_id="taken")]
+    with pytest.raises(InvalidInputError):
+        queue.submit_many(batch)
+    assert _snapshot(client) == before
+
+
+def test_a_stale_ack_after_expiry_never_frees_the_new_holders_slot(make_queue) -> None:
+    queue = make_queue(QueueConfig(concurrency_limits={"noop": 1}, lease=Lease(duration_s=0.1)))
+    queue.submit_many([JobRequest("noop", max_retries=3)] * 2)
+    (old,) = queue.leases.exchange("w1", 2).jobs
+    wait_until(lambda: queue.leases.exchange("w2", 0) and queue.stats().processing == 0)
+    (new,) = queue.leases.exchange("w2", 2).jobs
+    assert queue.running("noop") == 1
+    assert queue.leases.complete([Ack(old.id, old.token)]) == [old.id]  # fenced
+    queue.leases.fail([Nack(old.id, old.token, "late", backoff_us=0)])
+    assert queue.running("noop") == 1
+    assert queue.leases.exchange("w3", 2).jobs == []  # the cap still holds
+    queue.leases.complete([Ack(new.id, new.token)])
+    assert queue.running("noop") == 0
+
+
+def test_removing_a_limit_frees_its_parked_jobs_at_the_next_dequeue(client) -> None:
+    name = f"lift{uuid.uuid4().hex[:6]}"
+    queue = JobQueue(client, name, QueueConfig(concurrency_limits={"noop": 1}))
+    ids = queue.submit_many([JobRequest("noop")] * 4)
+    assert len(queue.leases.exchange("w", 4).jobs) == 1
+    assert queue.stats().throttled == 3
+    lifted = JobQueue(client, name, QueueConfig(concurrency_limits={}))
+    assert lifted.limits() == {}
+    assert [j.id for j in lifted.leases.exchange("w", 4).jobs] == ids[1:]
+    assert lifted.stats().throttled == 0 and lifted.stats().processing == 4
+
+
+def test_a_pool_started_while_paused_runs_nothing_until_resumed_and_loses_nothing(
+    make_queue,
+) -> None:
+    queue = make_queue(QueueConfig(concurrency_limits={"sleep": 2}))
+    queue.pause()
+    ids = queue.submit_many([JobRequest("sleep", {"seconds": 0.001})] * 20)
+    ids += [queue.submit("noop", delay_s=0.05)]
+    with jobsim.WorkerPool(queue, concurrency=3):
+        wait_until(lambda: queue.stats().scheduled == 0)  # promoted while paused
+        assert queue.stats().processing == 0 and queue.stats().completed == 0
+        queue.resume()
+        queue.wait_until_drained(timeout_s=10)
+    assert [j.status for j in queue.get_many(ids)] == ["completed"] * 21
+    assert all(j.attempts == 1 for j in queue.get_many(ids))
+    assert queue.running("sleep") == 0 and queue.client.hlen(queue.keys.slots) == 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: DEQUEUE promotes at most housekeeping_limit (100) due scheduled jobs a call, "
+    "earliest due first, then leases: a due priority-9 job loses to priority-0 jobs",
+)
+def test_a_due_high_priority_scheduled_job_is_not_passed_over(make_queue) -> None:
+    queue = make_queue()
+    now = queue.leases.exchange("probe", 0).now_us / 1e6
+    queue.submit_many([JobRequest("noop", run_at=now + 0.3)] * 100)
+    due = max(now + 0.3, server_time_s(queue.client)) + 0.05  # after the hundred
+    urgent = queue.submit("noop", priority=9, run_at=due)
+    assert queue.stats().scheduled == 101
+    wait_until(lambda: server_time_s(queue.client) > due)  # no DEQUEUE meanwhile
+    assert [j.id for j in queue.leases.exchange("w", 1).jobs] == [urgent]
