@@ -11,6 +11,7 @@ time.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -24,11 +25,19 @@ log = logging.getLogger("jobsim.books")
 
 @dataclass
 class Running:
-    """The job a worker is running, and when it times out (``time.monotonic()``)."""
+    """The job a worker is running, when it times out (``time.monotonic()``), and, once its
+    cancel was requested, the event its task sees and when its lease is taken back."""
 
     job: Dequeued
     deadline: float | None
     timeout_s: float | None
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    cancel_deadline: float | None = None
+
+    def next_deadline(self) -> float | None:
+        """The earlier of the timeout and the cancel deadline."""
+        times = [t for t in (self.deadline, self.cancel_deadline) if t]
+        return min(times) if times else None
 
 
 @dataclass

@@ -12,7 +12,10 @@
     │   └── InvalidPriorityError     priority outside PRIORITY_MIN..PRIORITY_MAX
     ├── JobNotFoundError             no job with that id (also a KeyError)
     ├── InvalidStateError            the job exists but is not where the call needs it
+    │   └── JobFinishedError         cancel of a job already completed or failed
     ├── DrainTimeoutError            wait_until_drained ran out of time (also a TimeoutError)
+    ├── WaitTimeoutError             wait(job_id) ran out of time (also a TimeoutError)
+    ├── JobCancelledError            raised in a task by ctx.raise_if_cancelled()
     └── PermanentError               raised by a task: skip retries, dead-letter now
 
 Input errors carry the offending value on ``.value`` so callers (the HTTP API, the
@@ -92,6 +95,35 @@ class InvalidStateError(JobsimError):
         super().__init__(message)
         self.job_id = job_id
         self.status = status
+
+
+class JobFinishedError(InvalidStateError):
+    """The job already ended (``completed`` or ``failed``), so it cannot be cancelled."""
+
+
+class WaitTimeoutError(JobsimError, TimeoutError):
+    """The job was not finished when :meth:`jobsim.JobQueue.wait` ran out of time.
+
+    Attributes:
+        job_id: the job waited for.
+        status: its status at the deadline.
+        timeout_s: how long the call waited.
+    """
+
+    def __init__(self, job_id: str, status: str, timeout_s: float) -> None:
+        super().__init__(f"job {job_id!r} still {status} after waiting {timeout_s:g} s")
+        self.job_id = job_id
+        self.status = status
+        self.timeout_s = timeout_s
+
+
+class JobCancelledError(JobsimError):
+    """Raised inside a task by :meth:`jobsim.tasks.JobContext.raise_if_cancelled`: the job was
+    cancelled while it ran. The worker then ends it ``cancelled`` (never retried)."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"job {job_id!r} was cancelled")
+        self.job_id = job_id
 
 
 class DrainTimeoutError(JobsimError, TimeoutError):

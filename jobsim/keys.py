@@ -12,6 +12,9 @@ import re
 from dataclasses import dataclass
 
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_STATUS_SETS = frozenset(
+    {"scheduled", "queued", "processing", "retrying", "completed", "dead", "cancelled"}
+)
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,13 @@ class Keys:
         """String keeping the last reply of a non-idempotent call (a worker's DEQUEUE, an
         admin request) with its request id, so a re-sent call gets it back. It expires."""
         return self._key(f"reply:{channel}")
+
+    def of_status(self, status: str) -> str:
+        """The sorted set holding the jobs of a status value (``failed``: the dead letters)."""
+        name = {"failed": "dead"}.get(status, status)
+        if name not in _STATUS_SETS:
+            raise ValueError(f"no sorted set for status {status!r}")
+        return self._key(name)
 
     @property
     def job_prefix(self) -> str:

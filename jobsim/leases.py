@@ -17,7 +17,7 @@ import redis
 
 from jobsim.config import QueueConfig
 from jobsim.keys import Keys
-from jobsim.scripts import Ack, Dequeued, Exchange, GiveBack, Nack, Scripts, parse_leased
+from jobsim.scripts import Ack, Beat, Dequeued, Exchange, GiveBack, Nack, Scripts, parse_leased
 
 REGISTRY_TTL_S = 600.0
 """A worker-registry entry not refreshed for this long is dropped (its worker is gone)."""
@@ -98,6 +98,10 @@ class Leases:
     def heartbeat(self, worker_id: str, leases: Sequence[tuple[str, int]], info: str) -> list[str]:
         """Extend ``(job_id, token)`` leases and refresh the registry entry ``info``
         ('' leaves the registry alone); returns the ids no longer held."""
+        return self.beat(worker_id, leases, info).lost
+
+    def beat(self, worker_id: str, leases: Sequence[tuple[str, int]], info: str) -> Beat:
+        """As :meth:`heartbeat`, also naming the held jobs whose cancel was requested."""
         return self._scripts.heartbeat(
             worker_id=worker_id,
             lease_us=round(self.config.lease.duration_s * 1e6),

@@ -16,6 +16,7 @@ import redis
 
 from jobsim.config import QueueConfig
 from jobsim.connection import server_time_s
+from jobsim.control import Control
 from jobsim.errors import (
     DrainTimeoutError,
     InvalidInputError,
@@ -82,6 +83,8 @@ class JobQueue:
         self._scripts = Scripts(client, self.keys)
         self.leases = Leases(client, self.keys, self.config)
         """The worker side of this queue (leasing, settling, heartbeats)."""
+        self.control = Control(client, self.keys, self._scripts)
+        """Cancel, wait and pause (also offered as this queue's own methods)."""
         if (table := self.config.limits) is not None:
             self._scripts.set_limits([(task, *t.encoded()) for task, t in table.items()])
 
@@ -314,26 +317,29 @@ class JobQueue:
             time.sleep(pause)
             pause = min(pause * 1.5, 0.05)
 
-    # --- pause and resume -----------------------------------------------------------------
+    # --- controlling jobs: cancel, wait, pause (see jobsim.control) -----------------------
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a job; see :meth:`jobsim.control.Control.cancel`."""
+        return self.control.cancel(job_id)
+
+    def wait(self, job_id: str, timeout_s: float = 10.0) -> Job:
+        """Block until the job is finished, without polling; see
+        :meth:`jobsim.control.Control.wait`."""
+        return self.control.wait(job_id, timeout_s)
 
     def pause(self) -> bool:
-        """Pause the queue: workers start no new job (they keep the leases they hold, keep
-        heartbeating them and settle what finishes); submits are still accepted. Jobs a
-        worker already leased ahead (at most its ``prefetch_s`` of work) still run.
-
-        Returns:
-            Whether it was already paused (pausing twice is harmless).
-        """
-        return self._scripts.pause(True)
+        """Pause the queue; see :meth:`jobsim.control.Control.pause`."""
+        return self.control.pause()
 
     def resume(self) -> bool:
-        """Resume a paused queue and wake its idle workers; returns whether it was paused."""
-        return self._scripts.pause(False)
+        """Resume a paused queue; see :meth:`jobsim.control.Control.resume`."""
+        return self.control.resume()
 
     @property
     def paused(self) -> bool:
         """Whether the queue is paused now."""
-        return bool(self.client.exists(self.keys.paused))
+        return self.control.paused
 
     # --- dead-letter queue ----------------------------------------------------------------
 
@@ -396,16 +402,7 @@ class JobQueue:
     # --- helpers --------------------------------------------------------------------------
 
     def _status_key(self, status: JobStatus) -> str:
-        k = self.keys
-        return {
-            JobStatus.SCHEDULED: k.scheduled,
-            JobStatus.QUEUED: k.queued,
-            JobStatus.PROCESSING: k.processing,
-            JobStatus.RETRYING: k.retrying,
-            JobStatus.COMPLETED: k.completed,
-            JobStatus.FAILED: k.dead,
-            JobStatus.CANCELLED: k.cancelled,
-        }[status]
+        return self.keys.of_status(status.value)
 
     def get_many(self, ids: Sequence[str]) -> list[Job]:
         """The records of ``ids`` that exist, in the order given, a thousand per round trip.

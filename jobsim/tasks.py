@@ -14,25 +14,61 @@ The built-in tasks (``noop``, ``sleep``, ``flaky``, ``fail``, ``crash``) live in
 from __future__ import annotations
 
 import inspect
+import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from jobsim.errors import InvalidPayloadError, UnknownTaskError
+from jobsim.errors import InvalidPayloadError, JobCancelledError, UnknownTaskError
 
 Handler = Callable[..., Any]
 
 
 @dataclass(frozen=True)
 class JobContext:
-    """What a handler may want to know about the attempt it is running."""
+    """What a handler may want to know about the attempt it is running, and whether the job
+    has been cancelled meanwhile (the worker learns that at its next heartbeat).
+
+    Example:
+        >>> @task("chunks", registry=TaskRegistry())
+        ... def chunks(payload, ctx):
+        ...     for _ in range(payload["n"]):
+        ...         ctx.raise_if_cancelled()   # stop between chunks once cancelled
+        ...         ctx.sleep(0.1)             # or any work; sleep wakes early on cancel
+    """
 
     job_id: str
     attempt: int
     worker_id: str
     in_process_worker: bool
+    cancel_event: threading.Event = field(
+        default_factory=threading.Event, repr=False, compare=False
+    )
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the job was cancelled while this attempt runs: stop soon if so."""
+        return self.cancel_event.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        """Raise :class:`jobsim.errors.JobCancelledError` if the job was cancelled (the
+        worker then ends it ``cancelled``).
+
+        Raises:
+            JobCancelledError: the job was cancelled.
+        """
+        if self.cancelled:
+            raise JobCancelledError(self.job_id)
+
+    def sleep(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``, waking at once if the job is cancelled meanwhile.
+
+        Returns:
+            Whether the job was cancelled.
+        """
+        return self.cancel_event.wait(seconds)
 
 
 class AbandonJob(BaseException):

@@ -153,9 +153,7 @@ class ThreadGroup:
         if self.report is None:  # in a worker process the parent enforces timeouts
             self._enforce_timeouts(now)
         deadlines = [self._settle_stale(now)]
-        deadlines += [
-            r.deadline for t in self.threads if (r := t.running) is not None and r.deadline
-        ]
+        deadlines += [r.next_deadline() for t in self.threads if (r := t.running) is not None]
         wait = min([until_beat, *(d - now for d in deadlines if d is not None)])
         self._wakeup.wait(max(wait, 0.001))
         self._wakeup.clear()
@@ -183,11 +181,13 @@ class ThreadGroup:
             running = thread.running
             info = self._registry_entry([running.job.id] if running else [])
             try:
-                lost = self.queue.leases.heartbeat(thread.worker_id, thread.leases(), info)
+                beat = self.queue.leases.beat(thread.worker_id, thread.leases(), info)
             except redis.RedisError as exc:
                 log.warning("heartbeat of %s failed: %s", thread.worker_id, exc)
                 continue
-            for job_id in lost:
+            if beat.cancelling:
+                thread.cancel(set(beat.cancelling), self.settings.grace_s)
+            for job_id in beat.lost:
                 log.info("worker %s lost the lease of job %s", thread.worker_id, job_id)
 
     def _registry_entry(self, running: list[str]) -> str:
@@ -203,15 +203,19 @@ class ThreadGroup:
         )
 
     def _enforce_timeouts(self, now: float) -> None:
+        """Take back the leases of a thread whose job ran past its timeout, or past the
+        grace period after its cancel (the job then ends cancelled)."""
         for thread in self.threads:
             running = thread.running
-            if running is None or not running.deadline or now < running.deadline:
+            due = running.next_deadline() if running is not None else None
+            if running is None or due is None or now < due:
                 continue
             holdings = thread.take_holdings_if_running(running)
             if holdings is not None:
+                cancelled = running.cancel_deadline is not None and now >= running.cancel_deadline
                 self.take_back(
                     thread.worker_id,
                     holdings,
-                    outcome="timeout",
+                    outcome="cancelled" if cancelled else "timeout",
                     error="the thread was left running; its result will be fenced",
                 )

@@ -122,6 +122,7 @@ class Report(Protocol):
     def batch(self, jobs: list[Dequeued]) -> None: ...
     def taken(self, job: Dequeued) -> None: ...
     def started(self, running: Running) -> None: ...
+    def cancelling(self, running: Running) -> None: ...
     def finished(self) -> None: ...
 
 
@@ -135,6 +136,9 @@ class NoReport:
         pass
 
     def started(self, running: Running) -> None:
+        pass
+
+    def cancelling(self, running: Running) -> None:
         pass
 
     def finished(self) -> None:
@@ -160,6 +164,7 @@ class ThreadWorker(threading.Thread):
         self._unsettled_since = 0.0
         self._anchor = (0, 0.0)  # (Redis TIME µs, time.monotonic()) of the last lease
         self._service_s: float | None = None  # moving average of run times
+        self._cancelling: set[str] = set()  # held jobs whose cancel was requested
         self.crash_requested = False  # fault injection: die when the running job ends
 
     # --- the books, shared with the supervisor ---------------------------------------------
@@ -195,6 +200,19 @@ class ThreadWorker(threading.Thread):
             if self.running is not running:
                 return None
         return self.take_holdings()
+
+    def cancel(self, job_ids: set[str], grace_s: float) -> None:
+        """Held jobs whose cancel was requested: the running one's task is told (its lease is
+        taken back ``grace_s`` from now if it runs on); an unstarted one will not start."""
+        with self._lock:
+            self._cancelling |= job_ids
+            running = self.running
+            if running is None or running.job.id not in job_ids or running.cancel_deadline:
+                return
+            running.cancel_deadline = time.monotonic() + grace_s
+            running.cancel_event.set()
+        self.report.cancelling(running)
+        self.host.nudge()
 
     def unsettled_since(self) -> float | None:
         """When the oldest result still waiting to be sent was booked, if any."""
@@ -311,14 +329,20 @@ class ThreadWorker(threading.Thread):
             # Another worker may know the task: a retryable failure, not a permanent one.
             self._record(job, ("retry", f"{exc} (on worker {self.worker_id})"), started, started)
             return
+        if job.id in self._cancelling:  # cancelled before it started: it never runs
+            self._record(job, ("cancelled", "JobCancelledError: cancelled"), started, started)
+            return
         timeout = host.settings.timeout_for(spec)
         running = Running(job, started + timeout if timeout else None, timeout)
         with self._lock:
             self.running = running
         self.report.started(running)
+        self.cancel({job.id} & self._cancelling, host.settings.grace_s)
         if running.deadline is not None or self.unsettled_since() is not None:
             host.nudge()  # the supervisor watches the deadline, and sends the results
-        ctx = JobContext(job.id, job.attempt, self.worker_id, self.in_process_worker)
+        ctx = JobContext(
+            job.id, job.attempt, self.worker_id, self.in_process_worker, running.cancel_event
+        )
         try:
             result = spec.run(json.loads(job.payload), ctx)
             outcome: tuple[str, Any] = ("ok", _encode_result(result))
@@ -341,6 +365,7 @@ class ThreadWorker(threading.Thread):
         self.report.finished()
         with self._lock:
             self.running = None
+            self._cancelling.discard(job.id)
             if self.crash_requested:  # an injected crash: everything this thread held is lost
                 self.crash_requested = False
                 lost = [a.id for a in self._done] + [n.id for n in self._failed] + [job.id]

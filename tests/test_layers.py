@@ -12,7 +12,8 @@ CORE = {
     "errors", "keys", "limits", "config", "retry", "models", "scripts", "leases", "tasks",
     "requests", "builtin_tasks",
     "connection",
-    "localredis", "queue", "books", "worker", "threads", "procs", "pool",
+    "localredis", "control", "queue", "books", "worker", "threads", "slot", "procs",
+    "pool",
 }  # fmt: skip
 EDGE_LIBRARIES = ("pandas", "numpy", "matplotlib", "ipywidgets", "fastapi", "uvicorn")
 

@@ -7,13 +7,16 @@ ARGV layout is declared once, in its :class:`Script`; the Lua that binds ``Q.<ke
 so the two cannot disagree. Job hashes are reached by appending an id to ``Q.job_prefix``.
 
 Job hash fields: ``task payload priority max_retries max_attempts attempts lease base
-status submitted finished error result worker delay redeliveries fenced requeues`` and,
+status submitted finished error result worker delay redeliveries fenced requeues``, ``due``
+(a delayed job's due time), ``cancel`` (when a cancel reached it running), ``waited`` (set
+by ``JobQueue.wait``: its terminal transition then pushes to its notification list) and,
 per attempt ``n``, ``s<n>`` start, ``e<n>`` end (µs), ``w<n>`` worker, ``o<n>`` outcome,
 ``x<n>`` error (the attempt log; ``log = 0`` leaves it out, to measure what timing capture
 costs). Start and end are Redis ``TIME`` at the lease plus the worker's own monotonic
 elapsed time, so a batched ack does not shift them; a missing value means "now".
 
-Sorted-set scores are microseconds of Redis time, except ``queued``, whose score is
+Sorted-set scores are microseconds of Redis time (``scheduled``: due time; ``cancelled``:
+when), except ``queued``, whose score is
 ``seq - priority * band_us``: ``seq`` is a strictly increasing microsecond clock (FIFO), and
 ``band_us`` is how much waiting one priority level is worth (aging) or, without aging,
 longer than any queue lives (strict priority).
@@ -38,6 +41,17 @@ UNLEASE             queued in place, the     no-op, ``replayed`` +1    no-op, ``
                     attempt taken back; u
 RELEASE             queued or dead; g        no-op, ``replayed`` +1    no-op, ``stale`` +1
 ==================  =======================  ========================  =====================
+
+Cancel. CANCEL ends a ``scheduled``, ``queued`` or ``retrying`` job ``cancelled`` at once; on
+a ``processing`` job it sets ``cancel`` (once, ``cancel_requested`` +1) and the lease stays
+held. Every cell of the first column above then ends the job ``cancelled`` instead of its
+usual effect (``cancelled`` +1, attempt outcome ``cancelled``, no result, no retry, never
+queued again), still writing ``k<t>``; so does lease expiry. The other two columns are
+unchanged: a late ack of a cancelled job is a ``fenced`` no-op, a repeat is a replay. CANCEL
+is safe to re-send by nature: a cancelled job answers ``cancelled``, a marked one
+``requested``, a finished one the error ``FINISHED <status>``, and nothing is counted twice.
+HEARTBEAT also names the held jobs whose cancel was requested. PAUSE (set or clear the
+``paused`` key) and WATCH_JOB (mark ``waited``) are idempotent.
 
 "Anything else" covers a job leased again under a newer token and one settled another
 way. ``fenced`` (per job and per queue) counts results refused because the worker no
@@ -70,7 +84,15 @@ from jobsim.scripts.leasing import (
     UNLEASE,
 )
 from jobsim.scripts.lua import PRELUDE, Script
-from jobsim.scripts.producer import PAUSE, PURGE_DEAD, REQUEUE_DEAD, SET_LIMITS, SUBMIT
+from jobsim.scripts.producer import (
+    CANCEL,
+    PAUSE,
+    PURGE_DEAD,
+    REQUEUE_DEAD,
+    SET_LIMITS,
+    SUBMIT,
+    WATCH_JOB,
+)
 from jobsim.scripts.values import (
     ACK_ITEMS,
     GIVE_BACK_ITEMS,
@@ -78,6 +100,7 @@ from jobsim.scripts.values import (
     LEASED,
     NACK_ITEMS,
     Ack,
+    Beat,
     Dequeued,
     Exchange,
     GiveBack,
@@ -86,8 +109,9 @@ from jobsim.scripts.values import (
 )
 
 __all__ = [
-    "ACK_ITEMS", "COMPLETE", "DEQUEUE", "FAIL", "GIVE_BACK_ITEMS", "GIVE_BACK_OUTCOMES",
-    "HEARTBEAT", "LEASED", "NACK_ITEMS", "PAUSE", "PRELUDE", "PURGE_DEAD", "RELEASE",
-    "RELEASE_WORKER", "REQUEUE_DEAD", "SCRIPTS", "SET_LIMITS", "SOURCES", "SUBMIT", "UNLEASE",
-    "Ack", "Dequeued", "Exchange", "GiveBack", "Nack", "Script", "Scripts", "parse_leased",
+    "ACK_ITEMS", "CANCEL", "COMPLETE", "DEQUEUE", "FAIL", "GIVE_BACK_ITEMS",
+    "GIVE_BACK_OUTCOMES", "HEARTBEAT", "LEASED", "NACK_ITEMS", "PAUSE", "PRELUDE", "PURGE_DEAD",
+    "RELEASE", "RELEASE_WORKER", "REQUEUE_DEAD", "SCRIPTS", "SET_LIMITS", "SOURCES", "SUBMIT",
+    "UNLEASE", "WATCH_JOB", "Ack", "Beat", "Dequeued", "Exchange", "GiveBack", "Nack", "Script",
+    "Scripts", "parse_leased",
 ]  # fmt: skip

@@ -21,12 +21,20 @@ from jobsim.scripts.leasing import (
     UNLEASE,
 )
 from jobsim.scripts.lua import Script
-from jobsim.scripts.producer import PAUSE, PURGE_DEAD, REQUEUE_DEAD, SET_LIMITS, SUBMIT
-from jobsim.scripts.values import Ack, Dequeued, Exchange, GiveBack, Nack, parse_leased
+from jobsim.scripts.producer import (
+    CANCEL,
+    PAUSE,
+    PURGE_DEAD,
+    REQUEUE_DEAD,
+    SET_LIMITS,
+    SUBMIT,
+    WATCH_JOB,
+)
+from jobsim.scripts.values import Ack, Beat, Dequeued, Exchange, GiveBack, Nack, parse_leased
 
 SCRIPTS: tuple[Script, ...] = (
     SUBMIT, DEQUEUE, COMPLETE, FAIL, HEARTBEAT, UNLEASE, RELEASE, RELEASE_WORKER,
-    REQUEUE_DEAD, PURGE_DEAD, PAUSE, SET_LIMITS,
+    REQUEUE_DEAD, PURGE_DEAD, PAUSE, SET_LIMITS, CANCEL, WATCH_JOB,
 )  # fmt: skip
 """Every script of the queue."""
 
@@ -106,10 +114,14 @@ class Scripts:
         info: str,
         registry_ttl_us: int,
         leases: Sequence[tuple[str, int]],
-    ) -> list[str]:
-        """Extend ``(id, token)`` leases; returns the ids no longer held."""
+    ) -> Beat:
+        """Extend ``(id, token)`` leases; returns the ids no longer held, and the held ones
+        whose cancel was requested."""
         flat = [x for lease in leases for x in lease]
-        return list(self._call(HEARTBEAT, [worker_id, lease_us, info, registry_ttl_us, *flat]))
+        lost, cancelling = self._call(
+            HEARTBEAT, [worker_id, lease_us, info, registry_ttl_us, *flat]
+        )
+        return Beat(list(lost), list(cancelling))
 
     def unlease(self, *, log: bool, jobs: Sequence[Dequeued]) -> int:
         """Put leased, never-started jobs back in their place; returns how many."""
@@ -143,6 +155,15 @@ class Scripts:
     def pause(self, paused: bool) -> bool:
         """Pause (``True``) or resume the queue; returns whether it was paused. Idempotent."""
         return bool(self._call(PAUSE, [int(paused)]))
+
+    def cancel(self, job_id: str) -> str:
+        """Cancel a job: ``'cancelled'`` (now) or ``'requested'`` (it is running). Safe to
+        re-send. Raises ``redis.ResponseError`` ``MISSING`` or ``FINISHED <status>``."""
+        return str(self._call(CANCEL, [job_id]))
+
+    def watch_job(self, job_id: str) -> str:
+        """Mark a job as waited on; returns its status, ``''`` if there is no such job."""
+        return str(self._call(WATCH_JOB, [job_id]))
 
     def set_limits(self, table: Sequence[tuple[str, str, str, str]]) -> int:
         """Replace the limits table with ``(task, per_s, burst, max_running)`` rows; returns

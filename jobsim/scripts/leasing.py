@@ -9,7 +9,7 @@ DEQUEUE = Script(
     "DEQUEUE",
     keys=names(
         "queued processing retrying dead completed clock job_prefix wake counters reply "
-        "scheduled paused limits limiter slots throttled parked_prefix"
+        "scheduled paused limits limiter slots throttled parked_prefix cancelled notify_prefix"
     ),
     argv=names(
         "request_id worker_id count lease_us band_us housekeeping_limit log keep_count "
@@ -104,7 +104,10 @@ return reply
 
 COMPLETE = Script(
     "COMPLETE",
-    keys=names("processing completed job_prefix counters slots limiter throttled wake"),
+    keys=names(
+        "processing completed job_prefix counters slots limiter throttled wake cancelled "
+        "notify_prefix"
+    ),
     argv=("log", "keep_count", "keep_age_us"),
     items=ACK_ITEMS,
     body="""
@@ -122,7 +125,10 @@ return FENCED
 
 FAIL = Script(
     "FAIL",
-    keys=names("processing retrying dead job_prefix counters wake slots limiter throttled"),
+    keys=names(
+        "processing retrying dead job_prefix counters wake slots limiter throttled cancelled "
+        "notify_prefix"
+    ),
     argv=("log",),
     items=NACK_ITEMS,
     body="""
@@ -142,16 +148,17 @@ HEARTBEAT = Script(
     argv=("worker_id", "lease_us", "registry_json", "registry_ttl_us"),
     items=("id", "token"),
     body="""
--- Extends the leases this worker still holds; returns the ids it no longer holds. With a
--- registry entry ('' = leave the registry alone), refreshes it and drops entries of
--- workers silent for longer than registry_ttl_us.
-local lost = {}
+-- Extends the leases this worker still holds. With a registry entry ('' = leave the
+-- registry alone), refreshes it and drops entries of workers silent for longer than
+-- registry_ttl_us. Returns {ids no longer held, held ids whose cancel was requested}.
+local lost, cancelling = {}, {}
 local deadline = fmt(NOW + tonumber(A.lease_us))
 for b = TAIL, #ARGV, ITEM do
   local id, token = ARGV[b], ARGV[b + 1]
-  local status, lease = lease_of(Q.job_prefix .. id)
+  local status, lease, _, cancel = lease_of(Q.job_prefix .. id)
   if held(status, lease, token) then
     redis.call('ZADD', Q.processing, 'XX', deadline, id)
+    if cancel then cancelling[#cancelling + 1] = id end
   else
     lost[#lost + 1] = id
     count('stale')
@@ -167,31 +174,38 @@ if A.registry_json ~= '' then
     redis.call('ZREM', Q.workers_seen, w)
   end
 end
-return lost
+return {lost, cancelling}
 """,
 )
 
 UNLEASE = Script(
     "UNLEASE",
-    keys=names("queued processing job_prefix wake counters slots limiter throttled"),
+    keys=names(
+        "queued processing job_prefix wake counters slots limiter throttled cancelled notify_prefix"
+    ),
     argv=("log",),
     items=("id", "token", "score"),
     body="""
 -- Puts leased jobs a worker never started back where they were in the queue (same score)
--- and takes back the attempt, never the token. Returns how many.
+-- and takes back the attempt, never the token; one whose cancel was requested ends
+-- cancelled instead. Returns how many were put back.
 local returned = 0
 for b = TAIL, #ARGV, ITEM do
   local id, token = ARGV[b], ARGV[b + 1]
   local jk = Q.job_prefix .. id
-  local status, lease, n = lease_of(jk)
+  local status, lease, n, cancel = lease_of(jk)
   if held(status, lease, token) then
-    redis.call('ZREM', Q.processing, id)
     redis.call('HINCRBY', jk, 'attempts', -1)
-    redis.call('HSET', jk, 'status', 'queued')
     closed(jk, token, 'u')
     if LOG then redis.call('HDEL', jk, 'l' .. n, 's' .. n, 'w' .. n) end
-    redis.call('ZADD', Q.queued, ARGV[b + 2], id)
-    returned = returned + 1
+    if cancel then
+      end_cancelled(id, jk, Q.processing)
+    else
+      redis.call('ZREM', Q.processing, id)
+      redis.call('HSET', jk, 'status', 'queued')
+      redis.call('ZADD', Q.queued, ARGV[b + 2], id)
+      returned = returned + 1
+    end
   else
     refuse(jk, id, token, 'u', 'stale')
   end
@@ -203,7 +217,10 @@ return returned
 
 RELEASE = Script(
     "RELEASE",
-    keys=names("queued processing dead clock job_prefix wake counters slots limiter throttled"),
+    keys=names(
+        "queued processing dead clock job_prefix wake counters slots limiter throttled "
+        "cancelled notify_prefix"
+    ),
     argv=("band_us", "log"),
     items=GIVE_BACK_ITEMS,
     body="""
@@ -230,7 +247,10 @@ return released
 
 RELEASE_WORKER = Script(
     "RELEASE_WORKER",
-    keys=names("queued processing dead clock job_prefix wake counters slots limiter throttled"),
+    keys=names(
+        "queued processing dead clock job_prefix wake counters slots limiter throttled "
+        "cancelled notify_prefix"
+    ),
     argv=("band_us", "worker_id", "outcome", "error", "log"),
     items=(),
     body="""

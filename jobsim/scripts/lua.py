@@ -33,9 +33,9 @@ local function wake()
 end
 local function or_now(t) if t == '' then return fmt(NOW) end return t end
 local LOG = A.log ~= '0'
--- status, fencing token and attempt number of a job
+-- status, fencing token, attempt number of a job, and whether its cancel was requested
 local function lease_of(jk)
-  return unpack(redis.call('HMGET', jk, 'status', 'lease', 'attempts'))
+  return unpack(redis.call('HMGET', jk, 'status', 'lease', 'attempts', 'cancel'))
 end
 local function held(status, lease, token) return status == 'processing' and lease == token end
 """
@@ -58,10 +58,35 @@ local function refuse(jk, id, token, kind, counter)
   end
   count(counter)
 end
+-- a job reached a terminal status: wake its waiters, if it has any (JobQueue.wait marks it
+-- 'waited' before it blocks on the notification list, which expires after a minute)
+local function signal(id, jk)
+  if redis.call('HEXISTS', jk, 'waited') == 1 then
+    local nk = Q.notify_prefix .. id
+    redis.call('LPUSH', nk, '1')
+    redis.call('PEXPIRE', nk, 60000)
+  end
+end
 local function dead_letter(id, jk)
   redis.call('HSET', jk, 'status', 'failed', 'finished', fmt(NOW))
   redis.call('ZADD', Q.dead, fmt(NOW), id)
   count('failed')
+  signal(id, jk)
+end
+-- the job ends cancelled, leaving the sorted set `from`
+local function end_cancelled(id, jk, from)
+  redis.call('ZREM', from, id)
+  redis.call('HSET', jk, 'status', 'cancelled', 'finished', fmt(NOW))
+  redis.call('ZADD', Q.cancelled, fmt(NOW), id)
+  count('cancelled')
+  signal(id, jk)
+end
+-- lease `token` of a job whose cancel was requested ended (`kind` as in the replay table),
+-- however it ended: the job ends cancelled, never retried, queued again or completed
+local function end_held_cancelled(id, jk, n, token, kind, ended)
+  closed(jk, token, kind)
+  if LOG then redis.call('HSET', jk, 'e' .. n, or_now(ended or ''), 'o' .. n, 'cancelled') end
+  end_cancelled(id, jk, Q.processing)
 end
 -- request ids: a repeated call gets its kept reply back
 local function kept_reply()
@@ -83,8 +108,9 @@ local DONE, RETRIED = 0, 0
 -- the holder of lease `token` finished its attempt
 local function complete_one(id, token, result, started, ended)
   local jk = Q.job_prefix .. id
-  local status, lease, n = lease_of(jk)
+  local status, lease, n, cancel = lease_of(jk)
   if not held(status, lease, token) then return refuse(jk, id, token, 'c', 'fenced') end
+  if cancel then return end_held_cancelled(id, jk, n, token, 'c', ended) end
   redis.call('ZREM', Q.processing, id)
   redis.call('HSET', jk, 'status', 'completed', 'finished', fmt(NOW))
   closed(jk, token, 'c')
@@ -94,14 +120,16 @@ local function complete_one(id, token, result, started, ended)
   end
   if result ~= '' then redis.call('HSET', jk, 'result', result) end
   redis.call('ZADD', Q.completed, fmt(NOW), id)
+  signal(id, jk)
   DONE = DONE + 1
 end
 -- the holder of lease `token` failed its attempt: retry after `backoff` µs while attempts
 -- remain, else dead-letter
 local function fail_one(id, token, err, retryable, backoff, outcome, started, ended)
   local jk = Q.job_prefix .. id
-  local status, lease, n = lease_of(jk)
+  local status, lease, n, cancel = lease_of(jk)
   if not held(status, lease, token) then return refuse(jk, id, token, 'f', 'fenced') end
+  if cancel then return end_held_cancelled(id, jk, n, token, 'f', ended) end
   redis.call('ZREM', Q.processing, id)
   redis.call('HSET', jk, 'error', err)
   closed(jk, token, 'f')
@@ -125,6 +153,9 @@ end
 -- stopped): count it, then queue the job again, or dead-letter it when attempts are used up;
 -- `kind` marks who ended the lease (e expiry, g RELEASE, w RELEASE_WORKER)
 local function give_back(id, jk, n, token, outcome, err, kind)
+  if redis.call('HEXISTS', jk, 'cancel') == 1 then
+    return end_held_cancelled(id, jk, n, token, kind)
+  end
   redis.call('ZREM', Q.processing, id)
   redis.call('HSET', jk, 'error', err)
   closed(jk, token, kind)

@@ -3,7 +3,7 @@ resume, cancel, and watching a job for :meth:`jobsim.JobQueue.wait`."""
 
 from __future__ import annotations
 
-from jobsim.scripts.lua import Script
+from jobsim.scripts.lua import Script, names
 
 SUBMIT = Script(
     "SUBMIT",
@@ -138,6 +138,58 @@ elseif A.paused == '0' and was == 1 then
   wake()
 end
 return was
+""",
+)
+
+CANCEL = Script(
+    "CANCEL",
+    keys=names(
+        "queued scheduled retrying processing cancelled job_prefix notify_prefix counters "
+        "limiter throttled parked_prefix"
+    ),
+    argv=("job_id",),
+    items=(),
+    body="""
+-- A scheduled, queued (or parked by a limit) or retrying job ends 'cancelled' at once. A processing
+-- one is marked (its 'cancel' field, once): its worker learns it from the heartbeat, and
+-- however its lease ends (ack, fail, give-back, expiry) the job ends cancelled. Returns
+-- 'cancelled' or 'requested'; errors 'MISSING' and 'FINISHED <status>'. Safe to re-send: a
+-- cancelled job answers 'cancelled', a marked one 'requested', and nothing is counted twice.
+local jk = Q.job_prefix .. A.job_id
+local f = redis.call('HMGET', jk, 'status', 'cancel')
+local status = f[1]
+if not status then return redis.error_reply('MISSING') end
+if status == 'cancelled' then return 'cancelled' end
+if status == 'processing' then
+  if not f[2] then
+    redis.call('HSET', jk, 'cancel', fmt(NOW))
+    count('cancel_requested')
+  end
+  return 'requested'
+end
+local from = ({scheduled = Q.scheduled, queued = Q.queued, retrying = Q.retrying})[status]
+if not from then return redis.error_reply('FINISHED ' .. status) end
+if status == 'queued' then  -- a queued job held back by its task's limit is parked instead
+  forget_parked(A.job_id, redis.call('HGET', jk, 'task'))
+end
+end_cancelled(A.job_id, jk, from)
+return 'cancelled'
+""",
+)
+
+WATCH_JOB = Script(
+    "WATCH_JOB",
+    keys=("job_prefix",),
+    argv=("job_id",),
+    items=(),
+    body="""
+-- Marks an existing job 'waited', so its terminal transition pushes a token to its
+-- notification list; returns its status ('' if there is no such job). Idempotent.
+local jk = Q.job_prefix .. A.job_id
+local status = redis.call('HGET', jk, 'status')
+if not status then return '' end
+redis.call('HSET', jk, 'waited', '1')
+return status
 """,
 )
 

@@ -68,7 +68,15 @@ class Nack:
     ended_us: str = ""
 
 
-GIVE_BACK_OUTCOMES = frozenset({"expired", "timeout", "crashed", "interrupted"})
+@dataclass(frozen=True)
+class Beat:
+    """What one HEARTBEAT returns."""
+
+    lost: list[str]  # ids whose lease the worker no longer holds
+    cancelling: list[str]  # ids still held whose cancel was requested: stop them
+
+
+GIVE_BACK_OUTCOMES = frozenset({"expired", "timeout", "crashed", "interrupted", "cancelled"})
 
 
 @dataclass(frozen=True)
