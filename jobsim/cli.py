@@ -126,11 +126,12 @@ def _parser() -> argparse.ArgumentParser:
     worker = sub.add_parser(
         "worker",
         help="run workers against a Redis server until SIGTERM or Ctrl-C",
-        description="Serve one queue from this host. Start it on several hosts against one "
-        "Redis to share the queue. SIGTERM or Ctrl-C stops gracefully: in-flight jobs get "
+        description="Serve one queue, or several (--queue a --queue b, workers shared by "
+        "--weight), from this host. Start it on several hosts against one Redis to share the "
+        "queues. SIGTERM or Ctrl-C stops gracefully: in-flight jobs get "
         "--grace-s seconds, then go back to the queue. " + _ENV_HELP,
     )
-    _add_queue_args(worker)
+    _add_queue_args(worker, many=True, weights=True)
     worker.add_argument(
         "--concurrency",
         "--workers",
@@ -155,11 +156,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
     bench.add_argument("--peers", action="store_true", help="also measure installed peer queues")
+    bench.add_argument(
+        "--cluster",
+        action="store_true",
+        help="instead: start a 3-shard Redis Cluster and measure N queues over the shards "
+        "against one shard, the Redis-side cost per job, the durability knob's cost and "
+        "what a failover loses (writes cluster.json and cluster.md)",
+    )
     bench.add_argument("--out", default="bench-out", help="output folder (default bench-out)")
     bench.set_defaults(run=run_bench)
 
-    stats = sub.add_parser("stats", help="print a queue's counts per status and its workers")
-    _add_queue_args(stats)
+    stats = sub.add_parser(
+        "stats",
+        help="print a queue's counts per status and its workers (--queue again for more; "
+        "on a cluster each is read from its own shard)",
+    )
+    _add_queue_args(stats, many=True)
     stats.set_defaults(run=run_stats)
 
     serve = sub.add_parser(
@@ -275,14 +287,39 @@ def _at_least(low: int) -> Any:
     return parse
 
 
-def _add_queue_args(parser: argparse.ArgumentParser) -> None:
+def _add_queue_args(
+    parser: argparse.ArgumentParser, *, many: bool = False, weights: bool = False
+) -> None:
     parser.add_argument(
         "--redis",
         metavar="URL",
         default=None,
-        help="redis:// or rediss:// URL (default: $JOBSIM_REDIS_URL)",
+        help="redis://, rediss://, redis+cluster://host:port[,host:port...] or "
+        "redis+sentinel://host:port[,...]/service URL (default: $JOBSIM_REDIS_URL)",
     )
-    parser.add_argument("--queue", default="default", help="queue name (default 'default')")
+    if not many:
+        parser.add_argument("--queue", default="default", help="queue name (default 'default')")
+        return
+    parser.add_argument(
+        "--queue",
+        dest="queues",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a queue; repeat for several (default 'default')",
+    )
+    if not weights:
+        return
+    parser.add_argument(
+        "--weight",
+        dest="weights",
+        action="append",
+        type=float,
+        default=[],
+        metavar="W",
+        help="each --queue's share of the workers, in the same order (default equal): "
+        "every queue gets one worker, the rest go in proportion to the weights",
+    )
 
 
 def _add_worker_args(parser: argparse.ArgumentParser) -> None:
@@ -314,6 +351,18 @@ def _add_worker_args(parser: argparse.ArgumentParser) -> None:
     )
     config.add_argument(
         "--retry", choices=KINDS, default="exponential", help="backoff kind (default exponential)"
+    )
+    config.add_argument(
+        "--replicas",
+        type=int,
+        default=0,
+        help="durability: WAIT for this many replicas after every write (default 0: async)",
+    )
+    config.add_argument(
+        "--replica-timeout-ms",
+        type=int,
+        default=1000,
+        help="how long each WAIT may block (default 1000)",
     )
     config.add_argument("--retry-base-s", type=float, default=0.05, help="first backoff (0.05)")
     config.add_argument("--retry-cap-s", type=float, default=30.0, help="largest backoff (30)")

@@ -47,6 +47,8 @@ def queue_config(args: argparse.Namespace) -> QueueConfig:
         retention=Retention(
             max_completed=args.keep_completed or None, max_age_s=args.keep_completed_s or None
         ),
+        replicas=args.replicas,
+        replica_timeout_ms=args.replica_timeout_ms,
     )
 
 
@@ -55,18 +57,25 @@ def run_worker(args: argparse.Namespace) -> int:
 
     url = shared_url(args, "worker")
     import_tasks(args.imports)
-    queue = JobQueue(connect(url), args.queue, queue_config(args))
+    client, config = connect(url), queue_config(args)
+    queues = [JobQueue(client, name, config) for name in args.queues or ["default"]]
     mode: Mode = "process" if args.processes else "thread"
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     pool = WorkerPool(
-        queue, args.workers, mode, job_timeout_s=args.job_timeout_s, grace_s=args.grace_s
+        queues,
+        args.workers,
+        mode,
+        weights=args.weights or None,
+        job_timeout_s=args.job_timeout_s,
+        grace_s=args.grace_s,
     )
     pool.start()
+    served = ", ".join(f"{name!r} ({n})" for name, n in pool.shares.items())
     print(
-        f"jobsim worker {pool.id}: {args.workers} {mode} workers on queue "
-        f"{args.queue!r} at {mask_url(url)}",
+        f"jobsim worker {pool.id}: {args.workers} {mode} workers on queue{'s' * (len(queues) > 1)} "
+        f"{served} at {mask_url(url)}",
         flush=True,
     )
     while not stop.wait(1.0):
@@ -77,14 +86,19 @@ def run_worker(args: argparse.Namespace) -> int:
 
 
 def run_stats(args: argparse.Namespace) -> int:
-    queue = JobQueue(connect(shared_url(args, "stats")), args.queue)
-    stats = queue.stats()
-    for status, count in stats.by_status().items():
-        print(f"{status:>10}  {count}")
-    print("totals      " + ", ".join(f"{k}={v}" for k, v in sorted(stats.totals.items())))
-    for w in queue.workers():
-        state = "alive" if w.alive else "silent"
-        print(f"worker {w.id} ({w.mode}, {state}) running {w.running or 'nothing'}")
+    client = connect(shared_url(args, "stats"))
+    names = args.queues or ["default"]
+    for name in names:  # one queue, one slot: on a cluster each read goes to its own shard
+        queue = JobQueue(client, name)
+        stats = queue.stats()
+        if len(names) > 1:
+            print(f"queue {name!r}")
+        for status, count in stats.by_status().items():
+            print(f"{status:>10}  {count}")
+        print("totals      " + ", ".join(f"{k}={v}" for k, v in sorted(stats.totals.items())))
+        for w in queue.workers():
+            state = "alive" if w.alive else "silent"
+            print(f"worker {w.id} ({w.mode}, {state}) running {w.running or 'nothing'}")
     return 0
 
 
@@ -160,6 +174,19 @@ def run_bench(args: argparse.Namespace) -> int:
 
     from jobsim.bench import BenchPlan, markdown, run_bench, write_report
 
+    if args.cluster:
+        from jobsim import bench_cluster
+
+        cluster_plan = (
+            bench_cluster.ClusterPlan.quick() if args.quick else bench_cluster.ClusterPlan()
+        )
+        found = bench_cluster.run_cluster_bench(
+            cluster_plan, progress=lambda step: print(f"... {step}", flush=True)
+        )
+        written = bench_cluster.write_report(found, Path(args.out))
+        print(bench_cluster.markdown(found))
+        print("wrote " + ", ".join(str(p) for p in written))
+        return 0
     plan = BenchPlan.quick() if args.quick else BenchPlan()
     plan = replace(plan, peers=args.peers)
     results = run_bench(

@@ -123,6 +123,16 @@ class QueueConfig:
         default_max_retries: retries allowed when ``submit`` does not say.
         attempt_log: record each attempt's start, end, worker, outcome and error. Turn it
             off only to measure what timing capture costs.
+        replicas: the durability knob. With ``N > 0`` every submit and every transition
+            is followed by ``WAIT N replica_timeout_ms`` on the master that holds the
+            queue: a submit that fewer than N replicas acknowledged raises
+            :class:`jobsim.errors.ReplicationError` (the job is written on the master, and
+            a retry with the same ``job_id`` is safe); a worker's transition that fewer
+            acknowledged is counted (``Leases.under_replicated``) and logged, since losing
+            it in a failover repeats work but loses no job. Default 0: replication stays
+            asynchronous, and a failover can lose the last acknowledged writes
+            (docs/cluster.md has the numbers).
+        replica_timeout_ms: how long each ``WAIT`` may block.
         rate_limits: task name -> :class:`jobsim.RateLimit`, enforced across every worker
             (see :mod:`jobsim.limits`). ``None`` leaves the limits Redis holds alone.
         concurrency_limits: task name -> most of its jobs leased at once. ``None`` leaves
@@ -137,10 +147,16 @@ class QueueConfig:
     max_payload_bytes: int = 64 * 1024
     default_max_retries: int = 3
     attempt_log: bool = True
+    replicas: int = 0
+    replica_timeout_ms: int = 1000
     rate_limits: Mapping[str, RateLimit] | None = field(default=None, hash=False)
     concurrency_limits: Mapping[str, int] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
+        for name in ("replicas", "replica_timeout_ms"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise InvalidInputError(f"{name} must be an integer >= 0", field=name, value=value)
         if self.aging_s is not None and not self.aging_s > 0:
             raise InvalidInputError("aging_s must be > 0", field="aging_s", value=self.aging_s)
         # Copies, so a caller mutating its dict later cannot change a frozen config.

@@ -3,7 +3,8 @@
 ``connect()`` with no URL (and no ``JOBSIM_REDIS_URL``) returns a client of the embedded
 backend: one in-process fakeredis server, with Lua, shared by every thread of the process.
 Process workers cannot share memory with it, so :func:`serve_embedded` exposes that same
-server on a Unix socket only this user can open.
+server on a Unix socket only this user can open. ``redis+cluster://`` and
+``redis+sentinel://`` URLs make Cluster and Sentinel clients (:mod:`jobsim.clusters`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import socket
 import socketserver
 import tempfile
 import threading
+import weakref
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -26,14 +28,18 @@ from fakeredis._clients._tcp_server import TCPFakeRequestHandler
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from jobsim.clusters import NODE_SCHEMES, nodes_client, parse_nodes_url
 from jobsim.errors import ConnectError, InvalidURLError
 
 ENV_URL = "JOBSIM_REDIS_URL"
-SCHEMES = ("redis", "rediss", "unix")
+SCHEMES = ("redis", "rediss", "unix", *NODE_SCHEMES)
 
 _EMBEDDED = fakeredis.FakeServer()
 _bridges: dict[int, tuple[Any, str]] = {}
 _bridges_lock = threading.Lock()
+# The URL each client was made from, so worker processes reach the same deployment
+# (a Cluster or Sentinel client has no one host to rebuild it from).
+_urls: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 
 
 def connect(url: str | None = None, *, timeout_s: float = 5.0) -> redis.Redis:
@@ -42,10 +48,15 @@ def connect(url: str | None = None, *, timeout_s: float = 5.0) -> redis.Redis:
     Example:
         >>> client = connect()                                  # embedded, no server needed
         >>> client = connect("redis://:secret@127.0.0.1:6379/0")  # doctest: +SKIP
+        >>> client = connect("redis+cluster://10.0.0.1:7000,10.0.0.2:7000")  # doctest: +SKIP
+        >>> client = connect("redis+sentinel://10.0.0.1:26379/jobs")  # doctest: +SKIP
 
     Args:
         url: ``redis://``, ``rediss://`` (TLS) or ``unix://`` URL with optional password and
-            db. ``None`` reads ``JOBSIM_REDIS_URL``, and without it uses the embedded backend.
+            db; ``redis+cluster://`` / ``rediss+cluster://`` naming seed nodes of a Redis
+            Cluster (a ``redis.RedisCluster`` is returned); ``redis+sentinel://`` naming
+            sentinels and the service (the master's client, re-found after a failover).
+            ``None`` reads ``JOBSIM_REDIS_URL``, and without it uses the embedded backend.
         timeout_s: how long to wait for the server to answer the first ``PING``.
 
     Raises:
@@ -56,6 +67,10 @@ def connect(url: str | None = None, *, timeout_s: float = 5.0) -> redis.Redis:
     if url is None:
         return embedded_client()
     shown = mask_url(url)
+    if url.partition("://")[0] in NODE_SCHEMES:
+        nodes: Any = nodes_client(parse_nodes_url(url, shown), shown, timeout_s=timeout_s)
+        _urls[nodes] = url
+        return nodes  # type: ignore[no-any-return]
     _check_url(url, shown)
     try:
         client = redis.Redis.from_url(
@@ -69,13 +84,27 @@ def connect(url: str | None = None, *, timeout_s: float = 5.0) -> redis.Redis:
             retry_on_error=[redis.ConnectionError, redis.TimeoutError],
         )
         client.ping()
+        _refuse_cluster_node(client, shown)
     except (ValueError, TypeError) as exc:
         raise InvalidURLError(f"malformed Redis URL: {exc}", url=shown) from None
     except redis.AuthenticationError as exc:
         raise ConnectError(f"Redis refused the credentials: {exc}", url=shown) from None
     except redis.RedisError as exc:
         raise ConnectError(f"cannot reach Redis: {exc}", url=shown) from None
+    _urls[client] = url
     return client
+
+
+def _refuse_cluster_node(client: redis.Redis, shown: str) -> None:
+    """A plain URL naming a Cluster node would get MOVED for most queues: say so now."""
+    try:
+        enabled = client.info("cluster").get("cluster_enabled")
+    except redis.ResponseError:  # a server without the section (fakeredis) is no cluster
+        return
+    if enabled == 1:
+        raise ConnectError(
+            "this server is a Redis Cluster node; use a redis+cluster:// URL", url=shown
+        )
 
 
 def server_time_s(client: redis.Redis) -> float:
@@ -102,6 +131,8 @@ def client_url(client: redis.Redis) -> str:
     """
     if is_embedded(client):
         return serve_embedded(client)
+    if client in _urls:
+        return _urls[client]
     kw = client.connection_pool.connection_kwargs
     if "path" in kw:
         return f"unix://{kw['path']}?db={kw.get('db', 0)}"
@@ -112,6 +143,18 @@ def client_url(client: redis.Redis) -> str:
     return (
         f"{scheme}://{auth}{kw.get('host', 'localhost')}:{kw.get('port', 6379)}/{kw.get('db', 0)}"
     )
+
+
+def shown_url(client: Any) -> str:
+    """The URL of ``client`` for messages: password masked, ``embedded`` for fakeredis; never
+    starts the embedded bridge."""
+    if is_embedded(client):
+        return "embedded"
+    if client in _urls:
+        return mask_url(_urls[client])
+    if not hasattr(client, "connection_pool"):  # a cluster client built by hand
+        return f"<{type(client).__name__}>"
+    return mask_url(client_url(client))
 
 
 def serve_embedded(client: redis.Redis) -> str:
@@ -194,29 +237,24 @@ def _remove_directory(directory: str, owner_pid: int) -> None:
 
 def mask_url(url: str) -> str:
     """The URL with its password replaced by ``***`` (in the netloc and in a ``?password=``
-    query parameter, which redis-py also reads)."""
+    or ``?sentinel_password=`` query parameter, which redis-py and Sentinel URLs read).
+    A netloc naming several nodes (``host:port,host:port``) is masked the same way."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<unparseable url>"
     query = parts.query
     pairs = parse_qsl(query, keep_blank_values=True)
-    if parts.password is None and not any(k == "password" for k, _ in pairs):
+    secret_keys = ("password", "sentinel_password")
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    has_password = bool(at) and ":" in userinfo
+    if not has_password and not any(k in secret_keys for k, _ in pairs):
         return url  # nothing secret: shown exactly as given
-    if any(k == "password" for k, _ in pairs):
-        query = urlencode([(k, "***" if k == "password" else v) for k, v in pairs], safe="*")
+    if any(k in secret_keys for k, _ in pairs):
+        query = urlencode([(k, "***" if k in secret_keys else v) for k, v in pairs], safe="*")
     netloc = parts.netloc
-    if parts.password is not None:
-        host = parts.hostname or ""
-        if ":" in host:
-            host = f"[{host}]"  # an IPv6 address keeps its brackets, or the URL names another
-        try:
-            port = parts.port
-        except ValueError:
-            return "<unparseable url>"
-        if port is not None:
-            host = f"{host}:{port}"
-        netloc = f"{parts.username or ''}:***@{host}"
+    if has_password:
+        netloc = f"{userinfo.partition(':')[0]}:***@{hosts}"
     return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 

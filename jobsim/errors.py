@@ -4,7 +4,10 @@
 
     JobsimError
     ├── ConnectError                 a Redis URL that cannot be used (password masked)
-    │   └── InvalidURLError          the URL itself is malformed
+    │   ├── InvalidURLError          the URL itself is malformed
+    │   └── BackendError             Redis cannot serve a call: cluster down, a mis-routed
+    │       │                        key (MOVED/ASK), a read-only replica (password masked)
+    │       └── ReplicationError     a submit fewer replicas acknowledged than asked for
     ├── InvalidInputError            bad input; nothing was written (also a ValueError)
     │   ├── UnknownTaskError         task name not in the registry
     │   ├── InvalidPayloadError      payload is not one JSON document
@@ -45,6 +48,30 @@ class ConnectError(JobsimError):
 
 class InvalidURLError(ConnectError):
     """The Redis URL is malformed or uses an unsupported scheme."""
+
+
+class BackendError(ConnectError):
+    """Redis answered, but cannot serve the call where it was sent: a cluster that is down
+    or failing over, a key that still moves after the client's retries, a read-only replica.
+    Transient: retrying later (after a failover) may succeed; submits are safe to retry with
+    a ``job_id`` of your own."""
+
+
+class ReplicationError(BackendError):
+    """Fewer replicas than ``QueueConfig.replicas`` acknowledged a submit in time.
+
+    The job is written on the master but a failover now could lose it; submitting again
+    with the same ``job_id`` is safe and waits again.
+
+    Attributes:
+        acked: replicas that acknowledged.
+        wanted: replicas asked for.
+    """
+
+    def __init__(self, message: str, *, url: str, acked: int, wanted: int) -> None:
+        super().__init__(message, url=url)
+        self.acked = acked
+        self.wanted = wanted
 
 
 class InvalidInputError(JobsimError, ValueError):

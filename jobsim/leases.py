@@ -39,7 +39,18 @@ class Leases:
         self.client = client
         self.keys = keys
         self.config = config
-        self._scripts = Scripts(client, keys)
+        self._scripts = Scripts(
+            client,
+            keys,
+            replicas=config.replicas,
+            replica_timeout_ms=config.replica_timeout_ms,
+        )
+
+    @property
+    def under_replicated(self) -> int:
+        """Transitions of this process that fewer replicas than ``config.replicas``
+        acknowledged in time (each also logged as a warning)."""
+        return self._scripts.under_replicated
 
     @property
     def _log(self) -> bool:

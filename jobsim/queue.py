@@ -14,8 +14,9 @@ from typing import Any, cast
 
 import redis
 
+from jobsim.clusters import mapped_errors
 from jobsim.config import QueueConfig
-from jobsim.connection import server_time_s
+from jobsim.connection import server_time_s, shown_url
 from jobsim.control import Control
 from jobsim.errors import (
     DrainTimeoutError,
@@ -80,7 +81,13 @@ class JobQueue:
         self.keys = Keys(name)
         self.config = config or QueueConfig()
         self.registry = registry or default_registry
-        self._scripts = Scripts(client, self.keys)
+        self._scripts = Scripts(
+            client,
+            self.keys,
+            replicas=self.config.replicas,
+            replica_timeout_ms=self.config.replica_timeout_ms,
+        )
+        self._shown = shown_url(client)  # for errors: password masked
         self.leases = Leases(client, self.keys, self.config)
         """The worker side of this queue (leasing, settling, heartbeats)."""
         self.control = Control(client, self.keys, self._scripts)
@@ -175,7 +182,8 @@ class JobQueue:
 
     def _write(self, flat: list[Any]) -> None:
         try:
-            self._scripts.submit(self.config.band_us, flat)
+            with mapped_errors(self._shown):
+                self._scripts.submit(self.config.band_us, flat)
         except redis.ResponseError as exc:
             if "DUPLICATE" in str(exc):
                 dup = str(exc).split()[-1]
@@ -195,7 +203,8 @@ class JobQueue:
         """
         fields: dict[str, str] = {}
         if possible_id(job_id):
-            fields = cast(dict[str, str], self.client.hgetall(self.keys.job(job_id)))
+            with mapped_errors(self._shown):
+                fields = cast(dict[str, str], self.client.hgetall(self.keys.job(job_id)))
         if not fields:
             raise JobNotFoundError(job_id)
         return Job.from_hash(job_id, fields)
@@ -232,7 +241,8 @@ class JobQueue:
         if limit == 0 or offset > _MAX_INDEX:  # zrange(k, 0, -1) would list everything
             return []
         stop = min(offset + limit - 1, _MAX_INDEX)  # Redis indexes are 64-bit
-        return cast(list[str], self.client.zrange(key, offset, stop))
+        with mapped_errors(self._shown):
+            return cast(list[str], self.client.zrange(key, offset, stop))
 
     def jobs(self, status: JobStatus | str, *, limit: int = 100, offset: int = 0) -> list[Job]:
         """Records of jobs in ``status`` (see :meth:`job_ids` for the order and the errors)."""
@@ -252,13 +262,14 @@ class JobQueue:
         ``queued`` counts the jobs a rate or concurrency limit holds back too; ``throttled``
         says how many of them those are.
         """
-        pipe = self.client.pipeline(transaction=True)
+        pipe = self.client.pipeline(transaction=True)  # one slot: a transaction on a cluster too
         for status in JobStatus:
             pipe.zcard(self._status_key(status))
         pipe.hgetall(self.keys.counters)
         pipe.exists(self.keys.paused)
         pipe.hget(self.keys.limiter, "parked")
-        *counts, totals, paused, parked = pipe.execute()
+        with mapped_errors(self._shown):
+            *counts, totals, paused, parked = pipe.execute()
         by_status = dict(zip((s.value for s in JobStatus), counts, strict=True))
         totals = {k: int(v) for k, v in totals.items()}
         throttled = int(parked or 0)
@@ -279,7 +290,8 @@ class JobQueue:
         """The worker registry: every worker that heartbeated, and whether it still does."""
         now = server_time_s(self.client)
         infos = []
-        entries = cast(dict[str, str], self.client.hgetall(self.keys.workers))
+        with mapped_errors(self._shown):
+            entries = cast(dict[str, str], self.client.hgetall(self.keys.workers))
         for worker_id, raw in sorted(entries.items()):
             seen_us, _, body = raw.partition("|")
             info = json.loads(body)
@@ -354,7 +366,8 @@ class JobQueue:
         if not possible_id(job_id):  # also keeps NUL, which ends a Lua error reply, out
             raise JobNotFoundError(job_id)
         try:
-            self._scripts.requeue_dead(self.config.band_us, [job_id])
+            with mapped_errors(self._shown):
+                self._scripts.requeue_dead(self.config.band_us, [job_id])
         except redis.ResponseError as exc:
             if "NOTDEAD" not in str(exc):
                 raise
@@ -374,17 +387,19 @@ class JobQueue:
         """
         before_us = round(server_time_s(self.client) * 1e6)
         moved = 0
-        while batch := self._scripts.requeue_dead(
-            self.config.band_us, [], limit=_BATCH, before_us=before_us
-        ):
-            moved += len(batch)
+        with mapped_errors(self._shown):
+            while batch := self._scripts.requeue_dead(
+                self.config.band_us, [], limit=_BATCH, before_us=before_us
+            ):
+                moved += len(batch)
         return moved
 
     def purge_dead(self) -> int:
         """Delete every dead letter and its record; returns how many."""
         purged = 0
-        while n := self._scripts.purge_dead(_BATCH):
-            purged += n
+        with mapped_errors(self._shown):
+            while n := self._scripts.purge_dead(_BATCH):
+                purged += n
         return purged
 
     def delete(self) -> None:
@@ -416,5 +431,7 @@ class JobQueue:
             pipe = self.client.pipeline(transaction=False)
             for job_id in chunk:
                 pipe.hgetall(self.keys.job(job_id))
-            jobs += [Job.from_hash(i, f) for i, f in zip(chunk, pipe.execute(), strict=True) if f]
+            with mapped_errors(self._shown):
+                found = pipe.execute()
+            jobs += [Job.from_hash(i, f) for i, f in zip(chunk, found, strict=True) if f]
         return jobs

@@ -18,6 +18,7 @@ import redis
 from jobsim import JobQueue, QueueConfig, connect
 from jobsim.connection import embedded_client
 from jobsim.localredis import LocalRedis, redis_server_binary
+from tests.support.cluster import deployments, redis_cluster, redis_sentinel  # noqa: F401
 
 REQUIRE_REDIS = os.environ.get("JOBSIM_REQUIRE_REDIS") == "1"
 

@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "jobsim"
 CORE = {
     "errors", "keys", "limits", "config", "retry", "models", "scripts", "leases", "tasks",
     "requests", "builtin_tasks",
-    "connection",
+    "connection", "clusters", "localcluster",
     "localredis", "control", "queue", "books", "worker", "threads", "slot", "procs",
     "pool",
 }  # fmt: skip

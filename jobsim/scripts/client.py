@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import fields
@@ -10,6 +11,9 @@ from typing import Any
 
 import redis
 
+from jobsim.clusters import is_cluster
+from jobsim.connection import is_embedded, shown_url
+from jobsim.errors import InvalidInputError, ReplicationError
 from jobsim.keys import Keys
 from jobsim.scripts.leasing import (
     COMPLETE,
@@ -41,6 +45,8 @@ SCRIPTS: tuple[Script, ...] = (
 SOURCES: dict[str, str] = {script.name: script.source for script in SCRIPTS}
 """Complete Lua source of every script, by name."""
 
+log = logging.getLogger(__name__)
+
 
 def _flat(items: Sequence[Any]) -> list[Any]:
     out: list[Any] = []
@@ -55,13 +61,28 @@ class Scripts:
     """The queue's Lua scripts on one client for one queue, called by SHA with typed
     wrappers that build KEYS and ARGV from each script's declaration."""
 
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    def __init__(
+        self, client: redis.Redis, keys: Keys, *, replicas: int = 0, replica_timeout_ms: int = 0
+    ) -> None:
+        if replicas and is_embedded(client):
+            raise InvalidInputError(
+                "the embedded backend has no replicas to wait for; use replicas=0",
+                field="replicas",
+                value=replicas,
+            )
         self._client = client
         self._keys = keys
         self._sha = {s.name: hashlib.sha1(s.source.encode()).hexdigest() for s in SCRIPTS}
+        self._wait = (replicas, replica_timeout_ms)
+        self.under_replicated = 0
+        """Transitions fewer replicas acknowledged than asked for (this process)."""
 
-    def _call(self, script: Script, args: Sequence[Any], reply: str = "") -> Any:
+    def _call(
+        self, script: Script, args: Sequence[Any], reply: str = "", strict: bool = False
+    ) -> Any:
         keys = script.key_names(self._keys, reply)
+        if self._wait[0]:
+            return self._replicated(script, keys, args, strict)
         try:
             return self._client.evalsha(self._sha[script.name], len(keys), *keys, *args)
         except redis.exceptions.NoScriptError:
@@ -69,9 +90,47 @@ class Scripts:
             self._client.script_load(script.source)
             return self._client.evalsha(self._sha[script.name], len(keys), *keys, *args)
 
+    def _replicated(
+        self, script: Script, keys: list[str], args: Sequence[Any], strict: bool
+    ) -> Any:
+        """The script, then ``WAIT`` on the same connection (one pipeline: WAIT counts the
+        replicas that have this connection's writes; on a cluster, the node owning the slot)."""
+        wanted, timeout_ms = self._wait
+        for first in (True, False):
+            pipe: Any = self._client.pipeline(transaction=False)
+            # execute_command: a cluster pipeline blocks the evalsha method, not the command
+            pipe.execute_command("EVALSHA", self._sha[script.name], len(keys), *keys, *args)
+            if is_cluster(self._client):
+                node = self._client.get_node_from_key(keys[0])  # type: ignore[attr-defined]
+                pipe.execute_command("WAIT", wanted, timeout_ms, target_nodes=node)
+            else:
+                pipe.execute_command("WAIT", wanted, timeout_ms)
+            try:
+                result, acked = pipe.execute()
+                break
+            except redis.exceptions.NoScriptError:
+                if not first:
+                    raise
+                self._client.script_load(script.source)
+        if int(acked) < wanted:
+            message = (
+                f"{script.name} on queue {self._keys.name!r}: {acked} of {wanted} replicas "
+                f"acknowledged within {timeout_ms} ms"
+            )
+            if strict:
+                raise ReplicationError(
+                    message + "; the write is on the master only (retrying is safe)",
+                    url=shown_url(self._client),
+                    acked=int(acked),
+                    wanted=wanted,
+                )
+            self.under_replicated += 1
+            log.warning("%s; a failover now would repeat this transition", message)
+        return result
+
     def submit(self, band_us: int, flat_jobs: Sequence[Any]) -> int:
         """Insert jobs (``id task payload priority max_retries`` repeated)."""
-        return int(self._call(SUBMIT, [band_us, *flat_jobs]))
+        return int(self._call(SUBMIT, [band_us, *flat_jobs], strict=True))
 
     def dequeue(
         self,
@@ -145,16 +204,17 @@ class Scripts:
         the queue; returns the ids moved. Safe to re-send (one request id per call)."""
         request_id = uuid.uuid4().hex
         args = [request_id, band_us, limit, before_us, *ids]
-        return list(self._call(REQUEUE_DEAD, args, self._keys.reply(request_id)))
+        return list(self._call(REQUEUE_DEAD, args, self._keys.reply(request_id), strict=True))
 
     def purge_dead(self, limit: int) -> int:
         """Delete up to ``limit`` dead letters; returns how many. Safe to re-send."""
         request_id = uuid.uuid4().hex
-        return int(self._call(PURGE_DEAD, [request_id, limit], self._keys.reply(request_id)))
+        reply = self._keys.reply(request_id)
+        return int(self._call(PURGE_DEAD, [request_id, limit], reply, strict=True))
 
     def pause(self, paused: bool) -> bool:
         """Pause (``True``) or resume the queue; returns whether it was paused. Idempotent."""
-        return bool(self._call(PAUSE, [int(paused)]))
+        return bool(self._call(PAUSE, [int(paused)], strict=True))
 
     def cancel(self, job_id: str) -> str:
         """Cancel a job: ``'cancelled'`` (now) or ``'requested'`` (it is running). Safe to
@@ -168,4 +228,4 @@ class Scripts:
     def set_limits(self, table: Sequence[tuple[str, str, str, str]]) -> int:
         """Replace the limits table with ``(task, per_s, burst, max_running)`` rows; returns
         how many tasks are limited. Safe to re-send."""
-        return int(self._call(SET_LIMITS, [x for row in table for x in row]))
+        return int(self._call(SET_LIMITS, [x for row in table for x in row], strict=True))
