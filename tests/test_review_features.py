@@ -18,6 +18,7 @@ import pytest
 import redis
 
 import jobsim
+import tests.support.cancel_tasks  # noqa: F401  (registers cancel_coop)
 from jobsim import JobQueue, JobRequest, Lease, QueueConfig, RateLimit, Retention, connect
 from jobsim.connection import server_time_s
 from jobsim.errors import InvalidInputError, JobsimError
@@ -589,3 +590,47 @@ def test_retention_bounds_cancelled_records_too(make_queue) -> None:
         (job,) = queue.leases.exchange("w", 1).jobs
         queue.leases.complete([Ack(job.id, job.token)])
     assert queue.stats().cancelled <= 2
+
+
+def test_a_pool_with_limits_pause_scheduled_jobs_and_cancels_loses_nothing(make_queue) -> None:
+    """Every third job cancelled (queued, parked, scheduled or mid-run) while a capped,
+    rate-limited pool runs and the queue is paused and resumed: each job ends completed or
+    cancelled as its cancel call said, totals add up, and no slot or parked job is left."""
+    config = QueueConfig(
+        lease=Lease(duration_s=2.0, heartbeat_s=0.05),
+        concurrency_limits={"cancel_coop": 2},
+        rate_limits={"noop": RateLimit(per_s=400, burst=5)},
+    )
+    queue = make_queue(config)
+    requests = [
+        JobRequest("cancel_coop", {"seconds": 0.02}, priority=i % 3, delay_s=0.02 * (i % 4 == 0))
+        if i % 2
+        else JobRequest("noop", i, priority=i % 5)
+        for i in range(90)
+    ]
+    ids = queue.submit_many(requests)
+    said: dict[str, str] = {}
+    with jobsim.WorkerPool(queue, concurrency=3, prefetch_s=0):
+        for n, job_id in enumerate(ids):
+            if n % 30 == 10:
+                queue.pause()
+            if n % 30 == 20:
+                queue.resume()
+            if n % 3 == 0:
+                try:
+                    queue.cancel(job_id)
+                    said[job_id] = "cancelled"
+                except jobsim.errors.JobFinishedError:
+                    said[job_id] = "completed"
+        queue.resume()
+        queue.wait_until_drained(timeout_s=20)
+    jobs = queue.get_many(ids)
+    assert len(jobs) == 90
+    assert {j.id: j.status.value for j in jobs if j.id in said} == said
+    assert {j.status.value for j in jobs if j.id not in said} == {"completed"}
+    totals = queue.stats().totals
+    assert totals["completed"] + totals.get("cancelled", 0) == 90
+    assert totals.get("fenced", 0) == 0
+    _assert_each_job_listed_once(queue, ids)
+    assert queue.running("cancel_coop") == 0 and queue.client.hlen(queue.keys.slots) == 0
+    assert queue.stats().throttled == 0 and not queue.client.keys("*parked*")
