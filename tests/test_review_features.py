@@ -634,3 +634,23 @@ def test_a_pool_with_limits_pause_scheduled_jobs_and_cancels_loses_nothing(make_
     _assert_each_job_listed_once(queue, ids)
     assert queue.running("cancel_coop") == 0 and queue.client.hlen(queue.keys.slots) == 0
     assert queue.stats().throttled == 0 and not queue.client.keys("*parked*")
+
+
+@pytest.mark.parametrize("how", ["release", "release_worker", "unlease"])
+def test_a_cancel_marked_capped_lease_given_back_frees_its_slot_once(make_queue, how) -> None:
+    queue = make_queue(QueueConfig(concurrency_limits={"noop": 1}))
+    ids = queue.submit_many([JobRequest("noop", max_retries=3)] * 2)
+    (a,) = queue.leases.exchange("w", 2).jobs
+    queue.cancel(a.id)
+    for _ in range(2):  # the second call is a re-send: it frees nothing more
+        if how == "release":
+            queue.leases.release([jobsim.scripts.GiveBack(a.id, a.token, "crashed", "gone")])
+        elif how == "release_worker":
+            queue.leases.release_worker("w", "crashed", "gone")
+        else:
+            queue.leases.unlease([a])
+        assert queue.running("noop") == 0
+    assert queue.status(a.id).status == "cancelled"
+    (b,) = queue.leases.exchange("w2", 2).jobs
+    assert b.id == ids[1] and queue.running("noop") == 1
+    assert queue.stats().totals["cancelled"] == 1
