@@ -10,7 +10,9 @@ Every queue test runs on fakeredis and on a real redis-server.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import random
 import uuid
 from collections.abc import Iterator
 
@@ -654,3 +656,77 @@ def test_a_cancel_marked_capped_lease_given_back_frees_its_slot_once(make_queue,
     (b,) = queue.leases.exchange("w2", 2).jobs
     assert b.id == ids[1] and queue.running("noop") == 1
     assert queue.stats().totals["cancelled"] == 1
+
+
+def _check_books(queue: JobQueue, ids: list[str], caps: dict[str, int]) -> None:
+    """The invariants a random run must keep after every step."""
+    client, keys = queue.client, queue.keys
+    parked = {t: set(client.zrange(keys.parked(t), 0, -1)) for t in ("noop", "sleep")}
+    listings = {s: set(m) for s, m in _listings(queue).items()}
+    listings["queued"] |= parked["noop"] | parked["sleep"]
+    jobs = {j.id: j for j in queue.get_many(ids)}
+    assert set(jobs) == set(ids)  # no record lost
+    for job_id, job in jobs.items():
+        assert [s for s, m in listings.items() if job_id in m] == [job.status.value], job_id
+    assert not parked["noop"] & parked["sleep"]
+    assert int(client.hget(keys.limiter, "parked") or 0) == sum(map(len, parked.values()))
+    slots = client.hgetall(keys.slots)
+    for job_id, task in slots.items():
+        assert jobs[job_id].status == "processing" and jobs[job_id].task == task
+    for task, cap in caps.items():
+        holding = sum(t == task for t in slots.values())
+        assert queue.running(task) == holding <= cap, task
+
+
+def _random_step(queue: JobQueue, rng, ids: list[str], held: list) -> None:
+    op = rng.choice("ssslllacfurxpq")
+    if op == "s":
+        task = rng.choice(["noop", "sleep"])
+        payload = {"seconds": 0} if task == "sleep" else None
+        delay = rng.choice([None, None, 0.0, 0.01, 3600.0])
+        prio = rng.randint(0, 3)
+        ids.append(queue.submit(task, payload, priority=prio, delay_s=delay, max_retries=2))
+    elif op == "l":
+        held += queue.leases.exchange(rng.choice("wv"), rng.randint(1, 3)).jobs
+    elif held and op in "acfur":
+        job = held.pop(rng.randrange(len(held)))
+        if op == "a":
+            queue.leases.complete([Ack(job.id, job.token)])
+        elif op == "f":
+            backoff = rng.choice([0, 5000])
+            queue.leases.fail([Nack(job.id, job.token, "boom", backoff_us=backoff)])
+        elif op == "u":
+            queue.leases.unlease([job])
+        elif op == "r":
+            queue.leases.release([jobsim.scripts.GiveBack(job.id, job.token, "crashed", "x")])
+        else:
+            queue.cancel(job.id)  # running: requested; the lease still ends later
+            held.append(job)
+    elif op == "x" and ids:
+        with contextlib.suppress(jobsim.errors.JobFinishedError):
+            queue.cancel(rng.choice(ids))
+    elif op == "p":
+        queue.pause()
+    elif op == "q":
+        queue.resume()
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_random_run_of_every_transition_keeps_the_books(make_queue, seed: int) -> None:
+    """Random submits (now, delayed, prioritised), leases, acks, fails, unleases, releases,
+    cancels, pauses and resumes, with a capped and a rate-limited task: after every step
+    each job is in exactly one place, the parked count and the slots match the sets."""
+    rng = random.Random(seed)
+    caps = {"sleep": 2}
+    queue = make_queue(
+        QueueConfig(concurrency_limits=caps, rate_limits={"noop": RateLimit(per_s=50, burst=2)})
+    )
+    ids: list[str] = []
+    held: list[jobsim.scripts.Dequeued] = []
+    for step in range(240):
+        _random_step(queue, rng, ids, held)
+        if step % 6 == 5:
+            _check_books(queue, ids, caps)
+    totals = queue.stats().totals
+    ends = ("completed", "cancelled", "retried", "failed", "interrupted", "crashed")
+    assert len(ids) > 30 and sum(totals.get(k, 0) for k in ends) > 10  # the run did something
