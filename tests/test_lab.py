@@ -54,6 +54,26 @@ def test_the_preview_states_the_load_and_warns_when_unstable() -> None:
     assert "left out" in preview(replace(settings, crashes=1))  # crashes break M/M/c
 
 
+def test_the_lab_runs_the_twin_by_default_and_the_real_queue_on_request() -> None:
+    """The backend switch: virtual by default (exact per seed), embedded on request; what
+    the twin does not model yet is said in the preview, before anything runs."""
+    assert TINY.backend == "virtual" and TINY.setup().backend == "virtual"
+    first, second = Lab(TINY).run(), Lab(TINY).run()
+    assert first.jobs.equals(second.jobs)  # bit-identical per seed
+    real = replace(TINY, backend="embedded")
+    assert real.setup().backend == "embedded" and "wall s" in preview(real)
+    assert replace(TINY, crashes=1, backend="embedded").unsupported() == []
+
+
+def test_the_preview_names_what_the_twin_does_not_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Should the twin refuse a setting, the preview says so before anything runs."""
+    import jobsim.sim.lab as lab_module
+
+    monkeypatch.setattr(lab_module, "unsupported", lambda faults, setup: ["worker_crashes"])
+    text = preview(replace(TINY, crashes=1))
+    assert "does not model worker_crashes" in text and "embedded" in text
+
+
 def test_the_summary_puts_measured_beside_theory_and_the_checker_counts(tiny_lab: Lab) -> None:
     assert tiny_lab.result is not None
     table = summary_table(tiny_lab.result)
@@ -62,7 +82,8 @@ def test_the_summary_puts_measured_beside_theory_and_the_checker_counts(tiny_lab
         assert metric in table.index
     assert table.loc["lost", "measured"] == 0
     text = formatted(table)
-    assert text.loc["lost", "measured"] == "0" and text.loc["lost", "at measured service"] == ""
+    assert text.loc["lost", "measured"] == "0" and list(table.columns) == ["measured", "theory"]
+    assert table.loc["queue cost per attempt (wall ms)", "measured"] == 0  # the twin has none
     assert verdict(tiny_lab.result).startswith("valid: True, lost: 0")
 
 

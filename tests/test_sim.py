@@ -319,3 +319,13 @@ def test_backoff_jitter_is_reproducible_from_the_seed(make_queue) -> None:  # ty
         draws.append([policy.delay_s(1, rng=w.rng) for w in workers])
     assert draws[0] == draws[1]
     assert isinstance(draws[0][0], float) and random.Random("7:0").uniform(0, 1.0) == draws[0][0]
+
+
+def test_a_run_that_ends_at_the_instant_it_starts_has_no_littles_law_window() -> None:
+    """Zero service, every job at t = 0, on the twin: the busy window has no length, so
+    Little's law is left unmeasured (NaN) instead of dividing by zero."""
+    from jobsim.sim import AllAtOnce, Fixed
+
+    w = Workload(jobs=50, arrival=AllAtOnce(), service=Fixed(seconds=0.0), seed=1)
+    summary = run(w, setup=Setup(workers=4, backend="virtual")).summary
+    assert summary.completed == 50 and math.isnan(summary.littles_law.lambda_w)

@@ -1,7 +1,9 @@
 """The lab: a panel to tune a worker pool by hand and watch the queue answer (E3 and friends).
 
-Live, in JupyterLab, Notebook or VS Code: sliders for workers, arrival rate, service time,
-failure probability, retries, backoff policy, lease length, worker crashes and job count;
+Live, in JupyterLab, Notebook or VS Code: a backend switch (the virtual-time twin by default,
+so a run answers at once; or the real queue on embedded fakeredis), sliders for workers,
+arrival rate, service time, failure probability, retries, backoff policy, lease length,
+worker crashes and job count;
 the theory's prediction updates as the sliders move, but nothing runs until **Run** is
 pressed; a progress bar follows the run; the charts (throughput, waits against Erlang C,
 attempts against the retry law) are replaced in place; a table puts measured beside theory
@@ -38,6 +40,7 @@ from jobsim.sim.predict import Prediction, predictions
 from jobsim.sim.result import RunResult
 from jobsim.sim.runner import run
 from jobsim.sim.setup import Setup
+from jobsim.sim.virtual import unsupported
 from jobsim.sim.workload import Exponential, Poisson, Workload
 
 if TYPE_CHECKING:
@@ -46,6 +49,10 @@ if TYPE_CHECKING:
 Backoff = Literal["immediate", "fixed", "exponential", "full", "equal", "decorrelated"]
 BACKOFFS: tuple[Backoff, ...] = ("immediate", "fixed", "exponential", "full", "equal",
                                  "decorrelated")  # fmt: skip
+LabBackend = Literal["virtual", "embedded"]
+BACKENDS: tuple[LabBackend, ...] = ("virtual", "embedded")
+"""``virtual``: the discrete-event twin (exact per seed, instant); ``embedded``: the real
+queue on an in-process fakeredis, run on the wall clock ``time_scale`` faster."""
 LIVE_MARKERS = ("JPY_SESSION_NAME", "VSCODE_PID", "COLAB_RELEASE_TAG")
 """Environment variables a kernel started by a live frontend has: Jupyter Server (Lab,
 Notebook 7, nbclassic) sets ``JPY_SESSION_NAME``; VS Code and Colab set the others."""
@@ -56,6 +63,7 @@ class LabSettings:
     """What the lab's controls set. Times are model seconds, run ``time_scale`` faster.
 
     Args:
+        backend: ``virtual`` (the twin, default) or ``embedded`` (the real queue).
         workers: worker threads.
         rate_per_s: Poisson arrival rate, jobs per model second.
         mean_service_s: mean of the exponential service time.
@@ -70,6 +78,7 @@ class LabSettings:
         seed: seeds the workload and the crash times.
     """
 
+    backend: LabBackend = "virtual"
     workers: int = 4
     rate_per_s: float = 2.5
     mean_service_s: float = 1.0
@@ -78,7 +87,7 @@ class LabSettings:
     backoff: Backoff = "full"
     lease_s: float = 10.0
     crashes: int = 0
-    jobs: int = 300
+    jobs: int = 2000
     time_scale: float = 0.02
     seed: int = 1
 
@@ -106,8 +115,8 @@ class LabSettings:
         return RetryPolicy(kind=self.backoff, base_s=base, cap_s=16 * base)
 
     def setup(self) -> Setup:
-        """Workers, retry policy and lease, in wall seconds, on the embedded backend."""
-        return Setup(workers=self.workers, retry=self.retry(),
+        """Backend, workers, retry policy and lease (in wall seconds)."""
+        return Setup(workers=self.workers, backend=self.backend, retry=self.retry(),
                      lease_s=self.lease_s * self.time_scale)  # fmt: skip
 
     def utilisation(self) -> float:
@@ -120,8 +129,12 @@ class LabSettings:
         return predictions(self.workload(), self.setup(), self.faults())
 
     def wall_s(self) -> float:
-        """Roughly how long the arrivals take in wall seconds."""
+        """Roughly how long the arrivals take in wall seconds on the real queue."""
         return self.jobs / self.rate_per_s * self.time_scale
+
+    def unsupported(self) -> list[str]:
+        """What these settings ask of the virtual backend that it does not model (yet)."""
+        return unsupported(self.faults(), self.setup()) if self.backend == "virtual" else []
 
 
 def preview(settings: LabSettings) -> str:
@@ -138,35 +151,46 @@ def preview(settings: LabSettings) -> str:
     if predicted.attempts_per_job is not None and predicted.dead_letter_rate is not None:
         text += f"; attempts/job {predicted.attempts_per_job:.3f}"
         text += f"; dead letters {predicted.dead_letter_rate:.2%}"
-    return text + f"; about {settings.wall_s():.1f} wall s of arrivals"
+    missing = settings.unsupported()
+    if missing:
+        return text + (f"; the virtual backend does not model {', '.join(missing)} yet: "
+                       "switch the backend to embedded")  # fmt: skip
+    if settings.backend == "virtual":
+        return text + "; virtual backend: the run is exact and instant"
+    return text + f"; about {settings.wall_s():.1f} wall s of arrivals on the real queue"
 
 
 def summary_table(result: RunResult) -> pd.DataFrame:
-    """Measured beside theory for one run: utilisation, waits, retries, and the checker.
+    """Measured beside theory for one run: utilisation, waits, retries, the queue's own cost
+    per attempt, and the checker.
 
-    The ``theory`` column uses the settings' rates; ``at measured service`` uses the
-    realised arrival rate and the measured service plus the queue's cost per attempt.
+    The ``theory`` column is the formula at the settings' nominal rates (blank where none
+    applies); the real queue's cost per attempt is a measurement (0 on the virtual backend),
+    never folded into the theory.
     """
     s = result.summary
-    nominal, measured = s.theory, s.theory_at_measured_service
+    nominal = s.theory
     nan = math.nan
+    scale = result.workload.time_scale
 
     def shown(value: float | None, absent: float = nan) -> float:
         return absent if value is None else value
 
+    overhead = s.overhead_per_attempt_s
+    cost = overhead * scale * 1000 if math.isfinite(overhead) else nan
     rows = [
-        ("utilisation rho", s.measured_utilisation, shown(nominal.utilisation),
-         shown(measured.utilisation)),
-        ("mean wait (model s)", s.wait_s.mean, shown(nominal.wait_s), shown(measured.wait_s)),
-        ("p95 wait (model s)", s.wait_s.p95, nan, nan),
-        ("attempts per job", s.attempts_per_job, shown(nominal.attempts_per_job, 1.0), nan),
-        ("dead-letter rate", s.dead_letter_rate, shown(nominal.dead_letter_rate, 0.0), nan),
-        ("dead-lettered", s.failed, nan, nan),
-        ("lost", s.lost, 0, nan),
-        ("duplicated (fenced)", s.duplicates, nan, nan),
-        ("redelivered", s.redelivered, nan, nan),
+        ("utilisation rho", s.measured_utilisation, shown(nominal.utilisation)),
+        ("mean wait (model s)", s.wait_s.mean, shown(nominal.wait_s)),
+        ("p95 wait (model s)", s.wait_s.p95, nan),
+        ("attempts per job", s.attempts_per_job, shown(nominal.attempts_per_job, 1.0)),
+        ("dead-letter rate", s.dead_letter_rate, shown(nominal.dead_letter_rate, 0.0)),
+        ("dead-lettered", s.failed, nan),
+        ("lost", s.lost, 0),
+        ("duplicated (fenced)", s.duplicates, nan),
+        ("redelivered", s.redelivered, nan),
+        ("queue cost per attempt (wall ms)", cost, nan),
     ]  # fmt: skip
-    frame = pd.DataFrame(rows, columns=["metric", "measured", "theory", "at measured service"])
+    frame = pd.DataFrame(rows, columns=["metric", "measured", "theory"])
     return frame.set_index("metric")
 
 
@@ -307,6 +331,8 @@ class _Panel:
                         continuous_update=False, **limits)  # fmt: skip
 
         self.controls: dict[str, Any] = {
+            "backend": w.Dropdown(options=BACKENDS, value=s.backend, description="backend",
+                                  style=style, layout=layout),
             "workers": slider(w.IntSlider, "workers", s.workers, min=1, max=16),
             "rate_per_s": slider(w.FloatSlider, "arrivals (jobs/s)", s.rate_per_s,
                                  min=0.5, max=15.0, step=0.1),
@@ -320,7 +346,7 @@ class _Panel:
             "lease_s": slider(w.FloatLogSlider, "lease (s)", s.lease_s, base=10, min=0,
                               max=2, step=0.1),
             "crashes": slider(w.IntSlider, "worker crashes", s.crashes, min=0, max=5),
-            "jobs": slider(w.IntSlider, "jobs", s.jobs, min=50, max=1000, step=50),
+            "jobs": slider(w.IntSlider, "jobs", s.jobs, min=50, max=20_000, step=50),
         }  # fmt: skip
         self.theory = w.HTML()
         self.button = w.Button(description="Run", button_style="primary", icon="play")
@@ -335,8 +361,9 @@ class _Panel:
         grid = w.GridBox(list(self.controls.values()),
                          layout=w.Layout(grid_template_columns="repeat(3, 430px)"))  # fmt: skip
         note = w.HTML(
-            f"<small>Times are model seconds, run {1 / s.time_scale:g} times faster. The theory "
-            "updates as you move the sliders; the queue runs only when you press Run.</small>"
+            f"<small>Times are model seconds (on the embedded backend run {1 / s.time_scale:g} "
+            "times faster; keep the job count low there). The theory updates as you move the "
+            "sliders; the queue runs only when you press Run.</small>"
         )
         self.box = w.VBox([
             grid, self.theory, w.HBox([self.button, self.progress, self.status]),

@@ -82,6 +82,8 @@ class LittlesLaw:
             return cls()
         start, end = float(finished["submitted"].min()), float(finished["finished"].max())
         counts = np.array([n for t, n in samples if start <= t <= end], dtype=float)
+        if end <= start:  # every job arrived and finished at one instant: no window
+            return cls()
         lambda_w = len(finished) / (end - start) * float(finished["sojourn_s"].mean())
         if counts.size < 20:
             return cls(lambda_w=lambda_w)
