@@ -730,3 +730,26 @@ def test_a_random_run_of_every_transition_keeps_the_books(make_queue, seed: int)
     totals = queue.stats().totals
     ends = ("completed", "cancelled", "retried", "failed", "interrupted", "crashed")
     assert len(ids) > 30 and sum(totals.get(k, 0) for k in ends) > 10  # the run did something
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: DEQUEUE promotes at most housekeeping_limit (100) due retries a call, "
+    "earliest due first, then leases: a due priority-9 retry loses to priority-0 ones",
+)
+def test_a_due_high_priority_retry_is_not_passed_over(make_queue) -> None:
+    queue = make_queue()
+    low = queue.submit_many([JobRequest("noop", max_retries=1)] * 100)
+    urgent = queue.submit("noop", priority=9, max_retries=1)
+    leased = queue.leases.exchange("w", 101).jobs
+    assert len(leased) == 101
+    queue.leases.fail(
+        [
+            Nack(j.id, j.token, "boom", backoff_us=150_000 if j.id == urgent else 100_000)
+            for j in leased
+        ]
+    )
+    now = server_time_s(queue.client)
+    assert queue.stats().retrying == 101 and len(low) == 100
+    wait_until(lambda: server_time_s(queue.client) > now + 0.2)  # no DEQUEUE meanwhile
+    assert [j.id for j in queue.leases.exchange("w", 1).jobs] == [urgent]
