@@ -9,6 +9,7 @@ from jobsim.connection import connect
 from jobsim.errors import JobsimError, PermanentError
 from jobsim.limits import RateLimit
 from jobsim.models import PRIORITY_MAX, PRIORITY_MIN, Job, JobStatus, QueueStats
+from jobsim.periodic import Periodic
 from jobsim.pool import WorkerPool
 from jobsim.queue import JobQueue
 from jobsim.requests import JobRequest
@@ -26,6 +27,7 @@ __all__ = [
     "JobStatus",
     "JobsimError",
     "Lease",
+    "Periodic",
     "PermanentError",
     "QueueConfig",
     "QueueStats",

@@ -1,5 +1,6 @@
 """The ``jobsim`` command line: ``demo``, ``run``, ``sweep``, ``worker``, ``serve``, ``bench``,
-``stats``.
+``stats``, and the admin commands ``submit``, ``cancel``, ``requeue``, ``purge``, ``pause``,
+``resume`` (:mod:`jobsim.cli_admin`).
 
 Run ``jobsim COMMAND --help`` for each command's options.
 """
@@ -12,7 +13,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from jobsim import __version__
+from jobsim.cli_admin import add_admin_commands, add_log_args
 from jobsim.cli_commands import run_bench, run_dashboard, run_serve, run_stats, run_worker
+from jobsim.config import Lease
 from jobsim.errors import JobsimError
 from jobsim.retry import KINDS
 
@@ -25,6 +28,10 @@ class ServerDefaults:
     keep_alive_s = 5.0
     limit_concurrency = 1000
     max_header_bytes = 16 * 1024
+
+
+QUEUE_LEASE_S = Lease().duration_s
+"""``--lease-s`` of the queue commands (``worker``, ``serve``, ``bench``): the queue's default."""
 
 
 def main(argv: Sequence[str] | None = None, *, peers: Sequence[Any] = ()) -> int:
@@ -133,15 +140,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_queue_args(worker, many=True, weights=True)
     worker.add_argument(
-        "--concurrency",
         "--workers",
+        "--concurrency",
         dest="workers",
+        action=_DeprecatedAlias,
         type=_at_least(1),
         default=4,
         metavar="N",
-        help="workers (default 4)",
+        help="workers (default 4; --concurrency is a deprecated alias)",
     )
     _add_worker_args(worker)
+    add_log_args(worker)
     worker.set_defaults(run=run_worker)
 
     bench = sub.add_parser(
@@ -155,7 +164,11 @@ def _parser() -> argparse.ArgumentParser:
         "`python -m benchmarks.run --peers` from its root).",
     )
     bench.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
-    bench.add_argument("--peers", action="store_true", help="also measure installed peer queues")
+    bench.add_argument(
+        "--peers",
+        action="store_true",
+        help="also measure installed peer queues, and HTTP submit beside a bare FastAPI POST",
+    )
     bench.add_argument(
         "--cluster",
         action="store_true",
@@ -164,6 +177,7 @@ def _parser() -> argparse.ArgumentParser:
         "what a failover loses (writes cluster.json and cluster.md)",
     )
     bench.add_argument("--out", default="bench-out", help="output folder (default bench-out)")
+    _add_bench_config_args(bench)
     bench.set_defaults(run=run_bench)
 
     stats = sub.add_parser(
@@ -173,6 +187,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_queue_args(stats, many=True)
     stats.set_defaults(run=run_stats)
+    add_admin_commands(sub)
 
     serve = sub.add_parser(
         "serve",
@@ -191,10 +206,12 @@ def _parser() -> argparse.ArgumentParser:
         "--workers",
         "--concurrency",
         dest="workers",
+        action=_DeprecatedAlias,
         type=_at_least(0),
         default=4,
         metavar="N",
-        help="workers to run (default 4; 0: none, e.g. when `jobsim worker` runs them)",
+        help="workers to run (default 4; 0: none, e.g. when `jobsim worker` runs them; "
+        "--concurrency is a deprecated alias)",
     )
     _add_worker_args(serve)
     serve.add_argument(
@@ -263,6 +280,71 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_bench_config_args(bench: argparse.ArgumentParser) -> None:
+    """``bench``'s configuration (each flag overrides ``--config``) and its CI gate."""
+    config = bench.add_argument_group(
+        "your configuration", "measure your own settings; a flag overrides --config"
+    )
+    config.add_argument(
+        "--config",
+        metavar="FILE",
+        default=None,
+        help="a TOML or JSON file of BenchPlan fields (see docs/benchmarks.md)",
+    )
+    config.add_argument("--workers", metavar="N,N", default=None, help="worker counts, e.g. 1,4")
+    config.add_argument(
+        "--mode", choices=["thread", "process", "both"], default=None, help="worker kind (both)"
+    )
+    config.add_argument(
+        "--lease-s",
+        type=_positive,
+        default=None,
+        help=f"lease length (default {QUEUE_LEASE_S:g}, as the other queue commands)",
+    )
+    config.add_argument("--retry", choices=KINDS, default=None, help="backoff kind (fixed)")
+    config.add_argument("--retry-base-s", type=float, default=None, help="first backoff (0)")
+    config.add_argument(
+        "--payload-bytes", type=_at_least(0), default=None, help="payload size (0: none)"
+    )
+    config.add_argument(
+        "--mix",
+        metavar="TASK=W,...",
+        default=None,
+        help="task mix of an extra drain: weights of noop, fail_once, sleep_1ms",
+    )
+    config.add_argument("--jobs", type=_at_least(1), default=None, help="jobs per drain")
+    config.add_argument(
+        "--repeat", type=_at_least(1), default=None, help="runs of each figure (min/median/max)"
+    )
+    gate = bench.add_argument_group(
+        "gate", "compare with an earlier run; figures normalised to the Redis round-trip rate"
+    )
+    gate.add_argument("--json", metavar="FILE", default=None, help="also write the results here")
+    gate.add_argument("--baseline", metavar="FILE", default=None, help="a --json of an earlier run")
+    gate.add_argument(
+        "--max-regression",
+        metavar="PCT",
+        type=float,
+        default=10.0,
+        help="exit 1 if a normalised figure is worse than the baseline by more (default 10)",
+    )
+
+
+class _DeprecatedAlias(argparse.Action):
+    """Stores the value; warns on stderr when given as ``--concurrency`` (say ``--workers``)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        if option_string == "--concurrency":
+            print("jobsim: --concurrency is deprecated; use --workers", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
 def _positive(text: str) -> float:
     try:
         value = float(text)
@@ -327,7 +409,15 @@ def _add_worker_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--processes", action="store_true", help="one process per worker instead of threads"
     )
-    parser.add_argument("--lease-s", type=float, default=30.0, help="lease length (default 30)")
+    parser.add_argument(
+        "--lease-s",
+        type=_positive,
+        default=QUEUE_LEASE_S,
+        help=f"lease length (default {QUEUE_LEASE_S:g}, the queue's own default for every queue "
+        "command: workers heartbeat every third of it, so a long lease only delays the "
+        "recovery of a job whose worker died; the simulator commands use a shorter wall-clock "
+        "lease so their crash faults recover within the run)",
+    )
     parser.add_argument("--job-timeout-s", type=float, default=None, help="per-job timeout")
     parser.add_argument(
         "--grace-s", type=float, default=5.0, help="time in-flight jobs get on shutdown (default 5)"

@@ -9,6 +9,7 @@ import importlib
 import signal
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 from jobsim.config import Lease, QueueConfig, Retention
 from jobsim.connection import ENV_URL, connect, mask_url
@@ -53,9 +54,11 @@ def queue_config(args: argparse.Namespace) -> QueueConfig:
 
 
 def run_worker(args: argparse.Namespace) -> int:
+    from jobsim.logs import configure_logging
     from jobsim.pool import Mode, WorkerPool
 
     url = shared_url(args, "worker")
+    configure_logging(args.log_format, args.log_level)
     import_tasks(args.imports)
     client, config = connect(url), queue_config(args)
     queues = [JobQueue(client, name, config) for name in args.queues or ["default"]]
@@ -169,10 +172,21 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from dataclasses import replace
+    """Measure, report, and with ``--baseline`` exit 1 on a regression beyond the limit."""
+    import json
     from pathlib import Path
 
-    from jobsim.bench import BenchPlan, markdown, run_bench, write_report
+    from jobsim.bench import (
+        BenchPlan,
+        compare,
+        load_plan,
+        markdown,
+        parse_mix,
+        regressions,
+        table,
+        write_report,
+    )
+    from jobsim.bench import run_bench as measure
 
     if args.cluster:
         from jobsim import bench_cluster
@@ -180,21 +194,82 @@ def run_bench(args: argparse.Namespace) -> int:
         cluster_plan = (
             bench_cluster.ClusterPlan.quick() if args.quick else bench_cluster.ClusterPlan()
         )
-        found = bench_cluster.run_cluster_bench(
-            cluster_plan, progress=lambda step: print(f"... {step}", flush=True)
-        )
+        found = bench_cluster.run_cluster_bench(cluster_plan, progress=_progress())
         written = bench_cluster.write_report(found, Path(args.out))
         print(bench_cluster.markdown(found))
         print("wrote " + ", ".join(str(p) for p in written))
         return 0
-    plan = BenchPlan.quick() if args.quick else BenchPlan()
-    plan = replace(plan, peers=args.peers)
-    results = run_bench(
-        plan,
-        peers=args.peer_adapters,
-        progress=lambda step: print(f"... {step}", flush=True),
+
+    baseline = _read_baseline(args.baseline) if args.baseline else None
+    plan = load_plan(
+        Path(args.config) if args.config else None,
+        BenchPlan.quick() if args.quick else BenchPlan(),
+        peers=args.peers or None,
+        lease_s=args.lease_s,
+        retry=args.retry,
+        retry_base_s=args.retry_base_s,
+        payload_bytes=args.payload_bytes,
+        task_mix=parse_mix(args.mix) if args.mix else None,
+        jobs=args.jobs,
+        repeats=args.repeat,
+        **_workers(args),
     )
+    results = measure(plan, peers=args.peer_adapters, progress=_progress())
     paths = write_report(results, Path(args.out))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        paths.append(Path(args.json))
     print(markdown(results))
     print("wrote " + ", ".join(str(p) for p in paths))
+    if baseline is None:
+        return 0
+    changes = compare(baseline, results)
+    print(f"\nagainst {args.baseline} (normalised to the round-trip rate of each run):\n")
+    print(table(changes, args.max_regression))
+    worse = regressions(changes, args.max_regression)
+    if worse:
+        names = ", ".join(c.name for c in worse)
+        print(f"jobsim bench: {len(worse)} regression(s) over {args.max_regression:g}%: {names}")
+        return 1
     return 0
+
+
+def _read_baseline(path: str) -> dict[str, Any]:
+    import json
+
+    try:
+        data: dict[str, Any] = json.loads(open(path).read())  # noqa: SIM115
+        data["jobsim"]["figures"]["ping_per_s"]["median"]
+    except OSError as exc:
+        raise JobsimError(f"--baseline {path}: {exc}") from None
+    except (ValueError, KeyError, TypeError):
+        raise JobsimError(
+            f"--baseline {path}: not the --json of a jobsim bench run with figures"
+        ) from None
+    return data
+
+
+def _workers(args: argparse.Namespace) -> dict[str, Any]:
+    counts: tuple[int, ...] | None = None
+    if args.workers:
+        try:
+            counts = tuple(int(w) for w in args.workers.split(",") if w.strip())
+        except ValueError:
+            raise JobsimError(f"--workers takes counts like 1,4, got {args.workers!r}") from None
+    out: dict[str, Any] = {}
+    if counts is not None:
+        out["thread_workers"] = out["process_workers"] = counts
+    if args.mode == "thread":
+        out["process_workers"] = ()
+    elif args.mode == "process":
+        out["thread_workers"] = ()
+    return out
+
+
+def _progress() -> Any:
+    """One plain line per step (no ``\\r`` frames, so a redirected log stays readable)."""
+
+    def line(step: str) -> None:
+        print(f"... {step}", flush=True)
+
+    return line

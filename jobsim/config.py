@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from jobsim.errors import InvalidInputError
 from jobsim.limits import RateLimit, TaskLimits, checked_caps, checked_rates, limit_table
+from jobsim.periodic import Periodic
 from jobsim.retry import RetryPolicy
 
 STRICT_BAND_US = 10**14
@@ -121,6 +122,8 @@ class QueueConfig:
         retention: how many completed records to keep.
         max_payload_bytes: largest payload accepted, in UTF-8 bytes of its JSON encoding.
         default_max_retries: retries allowed when ``submit`` does not say.
+        periodic: periodic jobs (:class:`jobsim.Periodic`); every worker pool of the queue
+            runs a scheduler that submits each tick exactly once (:mod:`jobsim.periodic`).
         attempt_log: record each attempt's start, end, worker, outcome and error. Turn it
             off only to measure what timing capture costs.
         replicas: the durability knob. With ``N > 0`` every submit and every transition
@@ -151,8 +154,18 @@ class QueueConfig:
     replica_timeout_ms: int = 1000
     rate_limits: Mapping[str, RateLimit] | None = field(default=None, hash=False)
     concurrency_limits: Mapping[str, int] | None = field(default=None, hash=False)
+    periodic: tuple[Periodic, ...] = ()
 
     def __post_init__(self) -> None:
+        schedules = tuple(self.periodic)
+        if not all(isinstance(p, Periodic) for p in schedules):
+            raise InvalidInputError(
+                "periodic takes jobsim.Periodic schedules", field="periodic", value=schedules
+            )
+        names = [p.name for p in schedules]
+        if len(set(names)) != len(names):
+            raise InvalidInputError("periodic names must be unique", field="periodic", value=names)
+        object.__setattr__(self, "periodic", schedules)  # a list given is kept as a tuple
         for name in ("replicas", "replica_timeout_ms"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:

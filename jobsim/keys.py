@@ -155,6 +155,17 @@ class Keys:
         return self._key(name)
 
     @property
+    def periodic(self) -> str:
+        """Hash of periodic schedule name -> its last submitted tick (epoch seconds)."""
+        return self._key("periodic")
+
+    def idempotency(self, digest: str) -> str:
+        """String keeping the first answer to an HTTP request sent with an
+        ``Idempotency-Key`` (``digest`` is the key's SHA-256), so a retried request gets
+        it back. It expires (``jobsim.api.submitting.IDEMPOTENCY_TTL_S``)."""
+        return self._key(f"idem:{digest}")
+
+    @property
     def job_prefix(self) -> str:
         """Prefix of job hashes; a job's key is this prefix followed by its id."""
         return self._key("job:")

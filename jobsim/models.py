@@ -72,6 +72,10 @@ class Attempt(BaseModel):
     ended_at: float | None = None
     outcome: Outcome = Outcome.RUNNING
     error: str | None = None
+    traceback: str | None = Field(
+        default=None,
+        description="the stack trace of a task that raised: its last 8,192 characters",
+    )
 
 
 class Job(BaseModel):
@@ -125,6 +129,7 @@ class Job(BaseModel):
                 ended_at=_seconds(fields.get(f"e{n}")),
                 outcome=Outcome(fields.get(f"o{n}", Outcome.RUNNING.value)),
                 error=fields.get(f"x{n}"),
+                traceback=fields.get(f"t{n}"),
             )
             for n in range(1, attempts + 1)
         ]

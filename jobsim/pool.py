@@ -23,6 +23,7 @@ import redis
 from jobsim.errors import InvalidInputError
 from jobsim.procs import ProcessGroup
 from jobsim.queue import JobQueue
+from jobsim.scheduler import SchedulerThread
 from jobsim.tasks import registry as default_registry
 from jobsim.threads import ThreadGroup
 from jobsim.worker import PoolSettings
@@ -156,6 +157,10 @@ class WorkerPool:
         ]
         self._started = False
         self._stopped = False
+        # a periodic scheduler per queue that has schedules (every pool runs one; they race)
+        self._schedulers = [
+            SchedulerThread(q, self._group_id(i)) for i, q in enumerate(queues) if q.config.periodic
+        ]
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -206,6 +211,8 @@ class WorkerPool:
         self._started = True
         for group in self._groups:
             group.start()
+        for scheduler in self._schedulers:  # the PERIODIC script makes each tick happen once
+            scheduler.start()
 
     def stop(self, grace_s: float | None = None) -> None:
         """Stop gracefully: no new jobs; in-flight jobs get ``grace_s`` to finish, then their
@@ -214,6 +221,8 @@ class WorkerPool:
         if not self._started or self._stopped:
             return
         self._stopped = True
+        for scheduler in self._schedulers:
+            scheduler.stop()
         grace = self.settings.grace_s if grace_s is None else grace_s
         # every queue's workers stop at once: the grace period is not paid once per queue
         stoppers = [threading.Thread(target=g.stop, args=(grace,)) for g in self._groups]

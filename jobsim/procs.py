@@ -28,6 +28,7 @@ from typing import Any
 from jobsim.books import Holdings, take_back
 from jobsim.config import QueueConfig
 from jobsim.connection import client_url, connect
+from jobsim.logs import configure_from_env
 from jobsim.queue import JobQueue
 from jobsim.scripts import Dequeued
 from jobsim.slot import CONTEXT, Slot
@@ -59,6 +60,7 @@ def child_main(spec: ChildSpec, slot: Slot) -> None:
     """Entry point of a worker process: one worker thread until SIGTERM, or until its
     parent is gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    configure_from_env()  # log as the parent was told to ($JOBSIM_LOG_FORMAT, inherited)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     for module in spec.modules:

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import reprlib
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,7 +98,7 @@ def validated(
     spec.validate(request.payload)
     job_id = request.job_id
     if job_id is None:
-        job_id = uuid.uuid4().hex
+        job_id = os.urandom(16).hex()  # 128 random bits, as uuid4().hex, at a fifth the cost
     elif not isinstance(job_id, str) or not JOB_ID.fullmatch(job_id):
         raise InvalidInputError(
             "job_id must be 1-128 characters of letters, digits, _ . : -",
@@ -145,6 +145,9 @@ def due_args(delay_s: Any, run_at: Any) -> tuple[str, str]:
     )
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+
+
 def encode_payload(payload: Any, max_bytes: int) -> str:
     """The payload as compact JSON, its text as UTF-8 (not ``\\uXXXX`` escapes).
 
@@ -154,9 +157,11 @@ def encode_payload(payload: Any, max_bytes: int) -> str:
             surrogate such as ``"\\ud800"``, which no UTF-8 reader could decode).
         PayloadTooLargeError: encoded size over ``max_bytes``, counted in UTF-8 bytes.
     """
+    if payload is None:  # the common no-payload submit skips the encoder
+        return "null"
     try:
-        encoded = json.dumps(payload, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
-        size = len(encoded.encode("utf-8"))
+        encoded = _ENCODER.encode(payload)
+        size = len(encoded) if encoded.isascii() else len(encoded.encode("utf-8"))
     except UnicodeEncodeError as exc:  # before ValueError, which it subclasses
         bad = ascii(exc.object[exc.start : exc.end])
         raise InvalidPayloadError(

@@ -22,13 +22,15 @@ import threading
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import redis
 
 from jobsim.books import Holdings, Running
 from jobsim.errors import InvalidInputError, PermanentError, UnknownTaskError
+from jobsim.failures import Failure
+from jobsim.logs import JobLog
 from jobsim.queue import JobQueue
 from jobsim.scripts import Ack, Dequeued, Nack
 from jobsim.tasks import AbandonJob, JobContext, TaskSpec
@@ -37,7 +39,6 @@ log = logging.getLogger("jobsim.worker")
 
 IDLE_BLOCK_MAX_S = 2.0  # longest single block on the wake list (below client socket timeouts)
 MAX_PREFETCH = 64  # most jobs one worker leases ahead
-_ERROR_CHARS = 2000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -327,10 +328,14 @@ class ThreadWorker(threading.Thread):
             spec = host.queue.registry.get(job.task)
         except UnknownTaskError as exc:
             # Another worker may know the task: a retryable failure, not a permanent one.
-            self._record(job, ("retry", f"{exc} (on worker {self.worker_id})"), started, started)
+            failure = Failure(f"{exc} (on worker {self.worker_id})")
+            self._job_log(job).warning("job failed: %s", failure.error)
+            self._record(job, ("retry", failure), started, started)
             return
         if job.id in self._cancelling:  # cancelled before it started: it never runs
-            self._record(job, ("cancelled", "JobCancelledError: cancelled"), started, started)
+            self._record(
+                job, ("cancelled", Failure("JobCancelledError: cancelled")), started, started
+            )
             return
         timeout = host.settings.timeout_for(spec)
         running = Running(job, started + timeout if timeout else None, timeout)
@@ -343,19 +348,27 @@ class ThreadWorker(threading.Thread):
         ctx = JobContext(
             job.id, job.attempt, self.worker_id, self.in_process_worker, running.cancel_event
         )
+        job_log = self._job_log(job)
+        job_log.debug("job started")
         try:
             result = spec.run(json.loads(job.payload), ctx)
             outcome: tuple[str, Any] = ("ok", _encode_result(result))
         except AbandonJob:
             outcome = ("abandon", None)
-        except PermanentError as exc:
-            outcome = ("permanent", _describe(exc))
+            job_log.warning("job abandoned: no result; its lease will expire")
         except BaseException as exc:  # SystemExit from a task fails the job, not the worker
-            outcome = ("retry", _describe(exc))
+            kind = "permanent" if isinstance(exc, PermanentError) else "retry"
+            outcome = (kind, Failure.of(exc))
+            job_log.warning("job failed (%s): %s", kind, outcome[1].error, exc_info=exc)
         ended = time.monotonic()
         run_s = ended - started
+        if outcome[0] == "ok":
+            job_log.debug("job completed in %.3f s", run_s)
         self._service_s = run_s if self._service_s is None else 0.8 * self._service_s + 0.2 * run_s
         self._record(job, outcome, started, ended)
+
+    def _job_log(self, job: Dequeued) -> JobLog:
+        return JobLog(log, job.id, job.task, job.attempt, self.worker_id)
 
     def _record(
         self, job: Dequeued, outcome: tuple[str, Any], started: float, ended: float
@@ -376,7 +389,7 @@ class ThreadWorker(threading.Thread):
             if kind == "abandon":
                 return  # as if the thread died: no result, no heartbeat; the lease expires
             if kind == "ok" and isinstance(detail, _ResultError):
-                kind, detail = "permanent", str(detail)
+                kind, detail = "permanent", Failure(str(detail))
             times = (self._server_us(started), self._server_us(ended))
             if not (self._done or self._failed):
                 self._unsettled_since = ended
@@ -385,9 +398,9 @@ class ThreadWorker(threading.Thread):
             else:
                 backoff = self.host.backoff_s(job, self.rng) if kind == "retry" else 0.0
                 retry = kind == "retry"
-                self._failed.append(
-                    Nack(job.id, job.token, detail, retry, round(backoff * 1e6), "", *times)
-                )
+                backoff_us = round(backoff * 1e6)
+                nack = Nack(job.id, job.token, detail.error, retry, backoff_us, "", *times)
+                self._failed.append(replace(nack, traceback=detail.traceback))
 
     def _server_us(self, mono: float) -> str:
         now_us, anchor = self._anchor
@@ -409,10 +422,3 @@ def _encode_result(result: Any) -> str:
     except (TypeError, ValueError, RecursionError) as exc:
         return _ResultError(f"TypeError: task result is not JSON: {exc}")
     return encoded
-
-
-def _describe(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"[:_ERROR_CHARS]
-    # A lone surrogate in the message would make the round trip itself fail (redis-py
-    # cannot send it) and leave the job processing until its lease expired.
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -37,7 +37,15 @@ def test_each_task_branch_requires_its_task_and_forbids_other_fields() -> None:
     assert "task" not in seed.get("required", []) and seed["additionalProperties"] is False
     for branch in branches:
         assert "task" in branch["required"] and branch["additionalProperties"] is False
-        assert set(branch["properties"]) == {"task", "payload", "priority", "max_retries"}
+        assert set(branch["properties"]) == {
+            "task",
+            "payload",
+            "priority",
+            "max_retries",
+            "job_id",
+            "delay_s",
+            "run_at",
+        }
 
 
 def test_payloads_are_checked_as_strictly_as_the_schema_reads() -> None:

@@ -74,7 +74,7 @@ def test_the_peer_table_gives_jobsim_over_peer_ratios_and_dashes_for_missing_run
     assert ours == "| **jobsim** (threads) | 2,000/s | 6,000/s | 3,000/s | 10,000/s |"
     rq = next(r for r in rows if r.startswith("| rq |"))
     assert rq == (
-        "| rq | 1,000/s (jobsim 2.0x) | — | 1,500/s (jobsim 2.0x) | 5,000/s (jobsim 2.0x) |"
+        "| rq | 1,000/s (jobsim 2.00x) | — | 1,500/s (jobsim 2.00x) | 5,000/s (jobsim 2.00x) |"
     )
     assert "- rq: one process per worker" in rows
 

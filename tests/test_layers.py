@@ -10,7 +10,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "jobsim"
 CORE = {
     "errors", "keys", "limits", "config", "retry", "models", "scripts", "leases", "tasks",
-    "requests", "builtin_tasks",
+    "requests", "builtin_tasks", "logs", "failures", "periodic", "scheduler",
     "connection", "clusters", "localcluster",
     "localredis", "control", "queue", "books", "worker", "threads", "slot", "procs",
     "pool",

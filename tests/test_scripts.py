@@ -286,3 +286,19 @@ def test_settlement_values_follow_their_scripts_declared_items() -> None:
     assert tuple(f.name for f in fields(GiveBack)) == RELEASE.items
     assert "ACK_ITEMS" in DEQUEUE.source and "NACK_ITEMS" in DEQUEUE.source
     assert {f.name for f in fields(Dequeued)} == set(LEASED) - {"delay_us"} | {"previous_delay_s"}
+
+
+def test_each_script_carries_only_the_prelude_helpers_it_needs() -> None:
+    """SUBMIT gets enqueue and what enqueue calls (next_seq, fmt), not the settling helpers;
+    DEQUEUE, which settles, gets every settling helper."""
+    from jobsim.scripts import DEQUEUE, PRELUDE, SUBMIT
+    from jobsim.scripts.lua import prelude_for
+
+    submit = prelude_for(SUBMIT.body)
+    for needed in ("function enqueue", "function next_seq", "function fmt", "local NOW"):
+        assert needed in submit
+    for unneeded in ("function complete_one", "function refuse", "function retain"):
+        assert unneeded not in submit
+    dequeue = prelude_for(DEQUEUE.body)
+    for name in ("complete_one", "fail_one", "give_back", "retain", "refuse", "lease_of"):
+        assert f"local function {name}(" in dequeue and f"local function {name}(" in PRELUDE

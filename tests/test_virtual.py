@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from jobsim import theory
+from jobsim.errors import InvalidInputError
 from jobsim.localredis import LocalRedis
 from jobsim.retry import RetryPolicy
 from jobsim.sim import (
@@ -51,14 +52,25 @@ def _band(values: list[float]) -> tuple[float, float]:
 
 DETERMINISTIC = (
     "from jobsim.sim import *; from jobsim.retry import RetryPolicy; "
-    "import hashlib, pandas as pd; "
-    "r = run(Workload(jobs=3000, arrival=Poisson(rate_per_s=3.5), priorities={0: 1, 5: 1}, "
-    "fail_probability=0.2, seed=11), FaultPlan(poison={4: 'fail'}, exception_probability=0.05), "
-    "Setup(workers=4, backend='virtual', retry=RetryPolicy(kind='decorrelated', base_s=0.01), "
-    "aging_s=0.02)); h = hashlib.sha256(); "
-    "[h.update(pd.util.hash_pandas_object(f, index=True).to_numpy().tobytes()) "
-    "for f in (r.jobs, r.attempts)]; print(h.hexdigest())"
+    "from jobsim.sim.faults import Pause; import hashlib, pandas as pd\n"
+    "def digest(r):\n"
+    "    h = hashlib.sha256()\n"
+    "    for f in (r.jobs, r.attempts):\n"
+    "        h.update(pd.util.hash_pandas_object(f, index=True).to_numpy().tobytes())\n"
+    "    return h.hexdigest()\n"
+    "w = Workload(jobs=3000, arrival=Poisson(rate_per_s=3.5), priorities={0: 1, 5: 1}, "
+    "fail_probability=0.2, seed=11)\n"
+    "s = Setup(workers=4, backend='virtual', retry=RetryPolicy(kind='decorrelated', "
+    "base_s=0.01), aging_s=0.02)\n"
+    "print(digest(run(w, FaultPlan(poison={4: 'fail'}, exception_probability=0.05), s)))\n"
+    "f = FaultPlan(poison={4: 'crash'}, worker_crashes=20, "
+    "redis_pauses=(Pause(at_s=50, duration_s=2),), seed=3)\n"
+    "print(digest(run(w, f, Setup(workers=4, backend='virtual', lease_s=0.3, "
+    "job_timeout_s=0.1))))\n"
+    "print(digest(run(Workload(jobs=20000, seed=5), setup=Setup(workers=10, "
+    "backend='virtual'))))\n"
 )
+"""Three runs, one on each engine (main loop, leased, FIFO), each printed as a digest."""
 
 
 def test_same_seed_gives_bit_identical_frames_in_process_and_across_processes() -> None:
@@ -69,6 +81,7 @@ def test_same_seed_gives_bit_identical_frames_in_process_and_across_processes() 
         for _ in range(2)
     }
     assert len(digests) == 1
+    assert len(next(iter(digests)).split()) == 3
     workload = Workload(jobs=2000, arrival=Poisson(rate_per_s=3.5), fail_probability=0.2, seed=3)
     setup = Setup(workers=4, backend=VIRTUAL, retry=RetryPolicy(kind="full", base_s=0.01))
     first, second = run(workload, setup=setup), run(workload, setup=setup)
@@ -97,6 +110,11 @@ def test_every_fault_kind_is_modelled() -> None:
     result = run(Workload(jobs=10), faults, Setup(backend=VIRTUAL, job_timeout_s=1.0))
     assert result.verdict.valid
     assert sorted(kind for _, kind, _ in result.events) == ["crash", "drop", "pause"]
+    with pytest.raises(InvalidInputError, match="worker_crashes, poison 'crash', job_timeout_s"):
+        run(Workload(jobs=10), faults, Setup(backend=VIRTUAL, mode="process", job_timeout_s=1))
+    process = run(Workload(jobs=10), FaultPlan(redis_drops=(1.0,)),
+                  Setup(backend=VIRTUAL, mode="process"))  # fmt: skip
+    assert process.verdict.valid  # faults that do not depend on the pool kind run
 
 
 # --- theory ------------------------------------------------------------------------------------
@@ -169,9 +187,11 @@ def test_attempts_and_dead_letters_follow_the_retry_law(policy: RetryPolicy) -> 
 
 
 def test_littles_law_on_the_sample_path() -> None:
-    """L from the engine's own count of jobs in the system, sampled on a fine grid (not the
-    frame's timestamps), against lambda x W from the frame."""
-    w = Workload(jobs=50_000, arrival=Poisson(rate_per_s=8.0), seed=9)
+    """L from the engine's own count of jobs in the system (the event loop's running count,
+    sampled on a fine grid: not the frame's timestamps), against lambda x W from the frame.
+    Two priorities and retries, so the event loop runs, not the FIFO recursion."""
+    w = Workload(jobs=50_000, arrival=Poisson(rate_per_s=7.0), priorities={0: 1, 9: 1},
+                 fail_probability=0.1, seed=9)  # fmt: skip
     law = run(w, setup=Setup(workers=10, backend=VIRTUAL)).summary.littles_law
     assert abs(law.l_sampled - law.lambda_w) <= law.l_half_width
     assert abs(law.l_sampled - law.lambda_w) <= 0.01 * law.lambda_w

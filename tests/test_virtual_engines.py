@@ -4,8 +4,20 @@ from __future__ import annotations
 
 import pytest
 
-from jobsim.sim import AllAtOnce, Exponential, FaultPlan, Fixed, Poisson, Replay, Setup, Workload
-from jobsim.sim.virtual import engine, fifo
+from jobsim.retry import RetryPolicy
+from jobsim.sim import (
+    AllAtOnce,
+    Exponential,
+    FaultPlan,
+    Fixed,
+    Poisson,
+    Replay,
+    Setup,
+    Workload,
+    run,
+)
+from jobsim.sim.virtual import engine, fifo, leased
+from jobsim.sim.virtual.trace import MAX_SAMPLES
 
 
 @pytest.mark.parametrize(
@@ -50,3 +62,18 @@ def test_the_recursion_steps_aside_for_priorities_failures_and_faults() -> None:
         (w, FaultPlan(poison={3: "fail_once"})),
     ]:
         assert not fifo.applies(other, other.draws(), faults)
+
+
+def test_a_run_far_longer_than_its_arrivals_keeps_a_bounded_sample_grid() -> None:
+    """A 10 s wall backoff at time scale 0.01 is 1,000 model s after arrivals that end near
+    60 s: the grid thins itself (every other sample dropped, the step doubled), the same
+    way in both loops, and Little's law still holds on it."""
+    w = Workload(jobs=500, arrival=Poisson(rate_per_s=8.0), fail_probability=0.2, seed=3)
+    setup = Setup(workers=10, backend="virtual", retry=RetryPolicy(kind="fixed", base_s=10.0))
+    draws = w.draws()
+    loop = engine.simulate(w, draws, FaultPlan(), setup)
+    assert loop.samples == leased.simulate_leased(w, draws, FaultPlan(), setup).samples
+    assert MAX_SAMPLES // 2 <= len(loop.samples) < MAX_SAMPLES
+    assert loop.samples[-1][0] > 1000.0
+    law = run(w, setup=setup).summary.littles_law
+    assert abs(law.l_sampled - law.lambda_w) <= 0.05 * law.lambda_w

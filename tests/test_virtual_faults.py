@@ -4,6 +4,7 @@ engine pinned to the main loop where both apply."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -15,17 +16,26 @@ from jobsim.sim.faults import Pause, Restart, Spike
 from jobsim.sim.virtual import engine, leased
 
 VIRTUAL = "virtual"
-# Three bursts of three jobs, 0.25 model s apart, 8 s between bursts; 1 s of work each, so
-# every burst is queued before its first job ends and drained before the next begins.
-BURSTS = tuple(8.0 * b + 0.25 * k for b in range(3) for k in range(3))
-WORKLOAD = Workload(jobs=len(BURSTS), arrival=Replay(times_s=BURSTS), service=Fixed(seconds=1.0),
+
+
+def _bursts(*times: float) -> Workload:
+    """Jobs at ``times`` (model s), 1 s of work each, two attempts, priorities 9, 0, 5, 9, 0
+    (seed 0): the first job has the top priority, so it is served first even when a loaded
+    machine submits it in one batch with the next."""
+    return Workload(jobs=len(times), arrival=Replay(times_s=times), service=Fixed(seconds=1.0),
                     priorities={0: 1, 5: 1, 9: 1}, max_retries=1, time_scale=0.3,
-                    seed=2)  # fmt: skip
+                    seed=0)  # fmt: skip
+
+
+# Four jobs in the first 0.3 model s: all queued 0.7 model s (210 ms wall) before the first
+# ends, the first served first however they are batched, so wall timing cannot reorder them.
+BURST = _bursts(0.0, 0.1, 0.2, 0.3)
 
 
 def _observed(result: RunResult) -> dict[str, Any]:
     """What must agree exactly: the service order with each attempt's outcome, attempts per
-    job, dead letters, and the checker's duplicates, redeliveries and losses."""
+    job, dead letters, fenced results per job, and the checker's duplicates, redeliveries
+    and losses."""
     a = result.attempts.sort_values("started", kind="stable")
     v = result.verdict
     return {
@@ -41,63 +51,73 @@ SCENARIOS = {
     # poison crash: the task abandons the job; its lease (3 model s) expires, it is queued
     # again behind what is queued, and dead-lettered when its two attempts are used
     "poison crash": (FaultPlan(poison={1: "crash"}), {"lease_s": 0.9}),
-    # a spike makes the first job of burst 2 run 3 s; the 2 s timeout fails it (retried),
-    # the thread runs on and its late result is fenced: one duplicate, counted
+    # a spike (on jobs starting before 0.9 s: only the first, however late the real
+    # queue starts it) makes the first job run 3 s; the 2 s timeout fails it (retried behind the
+    # queue), the thread runs on and its late result is fenced: one duplicate, counted
     "job timeout": (
-        FaultPlan(spikes=(Spike(start_s=7.9, end_s=8.1, extra_s=2.0),)),
+        FaultPlan(spikes=(Spike(start_s=-0.1, end_s=0.9, extra_s=2.0),)),
         {"job_timeout_s": 0.6, "lease_s": 5.0},
     ),
-    # the crash at 10.97 s hits the job running 10-11 s: its result is thrown away (a
-    # duplicate), its lease expires 3 s after the last heartbeat and it runs again
-    "worker crash": (FaultPlan(worker_crashes=1, seed=3), {"lease_s": 0.9}),
+    # the crash at 0.68 s hits the job running 0-1 s: its result is thrown away (a
+    # duplicate). Heartbeats every 0.6 s (a 1.8 s lease) last extend it at 0.6 s, so it
+    # expires at 2.4 s while the worker runs 2-3 s, and that job's end gives it back: it
+    # runs third. (The real heartbeat grid's phase, a few ms to ~0.3 s, moves the expiry
+    # inside 2-3 s only.)
+    "worker crash": (FaultPlan(worker_crashes=1, seed=4), {"lease_s": 0.54}),
 }
 
 
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_fault_conformance_with_the_real_queue(name: str, redis_server: LocalRedis) -> None:
     faults, settings = SCENARIOS[name]
-    virtual = _observed(run(WORKLOAD, faults, Setup(workers=1, backend=VIRTUAL, **settings)))
+    virtual = _observed(run(BURST, faults, Setup(workers=1, backend=VIRTUAL, **settings)))
     assert virtual["checker"][0] + virtual["checker"][1] >= 1  # the fault did something
     for backend in ("embedded", redis_server.url):
-        real = _observed(run(WORKLOAD, faults, Setup(workers=1, backend=backend, **settings)))
+        real = _observed(run(BURST, faults, Setup(workers=1, backend=backend, **settings)))
         assert real == virtual, backend
 
 
 def test_poison_crash_is_delivered_until_the_cap_then_dead_lettered() -> None:
     faults, settings = SCENARIOS["poison crash"]
-    result = run(WORKLOAD, faults, Setup(workers=1, backend=VIRTUAL, **settings))
+    result = run(BURST, faults, Setup(workers=1, backend=VIRTUAL, **settings))
     a = result.attempts[result.attempts.job_id == "j000001"]
     assert list(a.outcome) == ["expired", "expired"]
-    lease_m = 0.9 / WORKLOAD.time_scale
-    assert list((a.ended - a.started) / WORKLOAD.time_scale) == pytest.approx([lease_m] * 2)
+    lease_m = 0.9 / BURST.time_scale
+    assert list((a.ended - a.started) / BURST.time_scale) == pytest.approx([lease_m] * 2)
     assert _observed(result)["dead"] == ["j000001"]
     assert result.verdict.redelivered == 1 and result.verdict.duplicates == 0
 
 
 def test_a_pause_holds_every_transition_until_it_ends(redis_server: LocalRedis) -> None:
-    """Paused from 8.6 to 9.6 model s (after burst 2 is queued): the job running 8-9 s is
-    acked at 9.6 and the next starts then. Exact on the twin; on a redis-server the order and
-    counts agree and the next start is no earlier than the pause's end (the embedded backend
-    has no connections to pause, so it skips the fault)."""
-    faults = FaultPlan(redis_pauses=(Pause(at_s=8.6, duration_s=1.0),))
-    virtual = run(WORKLOAD, faults, Setup(workers=1, backend=VIRTUAL))
-    starts = virtual.attempts.sort_values("started").started / WORKLOAD.time_scale
-    assert list(starts.round(9))[3:6] == [8.0, 9.6, 10.6]
-    assert virtual.jobs.finished.max() / WORKLOAD.time_scale == pytest.approx(19.0)
-    real = run(WORKLOAD, faults, Setup(workers=1, backend=redis_server.url))
+    """Paused from 0.8 to 1.8 model s (after all four are queued): the job running 0-1 s is
+    acked at 1.8 and the next starts then. Exact on the twin; on a redis-server the order and
+    counts agree and the next start is no earlier than the pause's end (wall jitter makes
+    it a little later; the embedded backend has no connections to pause and skips it)."""
+    faults = FaultPlan(redis_pauses=(Pause(at_s=0.8, duration_s=1.0),))
+    virtual = run(BURST, faults, Setup(workers=1, backend=VIRTUAL))
+    starts = sorted(virtual.attempts.started / BURST.time_scale)
+    assert [round(t, 9) for t in starts] == [0.0, 1.8, 2.8, 3.8]
+    assert virtual.attempts.ended.min() / BURST.time_scale == pytest.approx(1.0)  # worker's
+    assert virtual.jobs.finished.min() / BURST.time_scale == pytest.approx(1.8)  # Redis's
+    real = run(BURST, faults, Setup(workers=1, backend=redis_server.url))
     assert _observed(real) == _observed(virtual)
-    real_starts = sorted(real.attempts.started / WORKLOAD.time_scale)
-    assert real_starts[4] >= 9.6 - 0.05
+    assert sorted(real.attempts.started / BURST.time_scale)[1] >= 1.8 - 0.05
 
 
-def test_a_restart_without_persistence_loses_what_was_submitted_before_it() -> None:
-    for persistence, lost in [("none", 6), ("everysec", 0), ("always", 0)]:
-        faults = FaultPlan(redis_restart=Restart(at_s=10.2, persistence=persistence))  # type: ignore[arg-type]
-        result = run(WORKLOAD, faults, Setup(workers=1, backend=VIRTUAL))
-        assert result.verdict.lost == lost, persistence
-        assert len(result.jobs) == WORKLOAD.jobs - lost
-        assert result.verdict.completed + result.verdict.lost == WORKLOAD.jobs
-        assert [kind for _, kind, _ in result.events] == ["restart"]
+@pytest.mark.parametrize("persistence", ["none", "always"])
+def test_restart_conformance_with_a_server_the_run_starts(persistence: str) -> None:
+    """A restart at 2.2 s, while the third job runs: without persistence the three jobs
+    submitted before it are lost (no record, so no frame rows) and the two after it are
+    served; with AOF nothing is lost. Same on the twin and on a redis-server the run starts
+    and kills (``backend="local"``)."""
+    w = _bursts(0.0, 0.1, 0.2, 4.0, 4.1)
+    faults = FaultPlan(redis_restart=Restart(at_s=2.2, persistence=persistence))  # type: ignore[arg-type]
+    virtual = run(w, faults, Setup(workers=1, backend=VIRTUAL))
+    assert virtual.verdict.lost == (3 if persistence == "none" else 0)
+    assert len(virtual.jobs) == w.jobs - virtual.verdict.lost
+    assert virtual.verdict.completed + virtual.verdict.lost == w.jobs
+    assert [kind for _, kind, _ in virtual.events] == ["restart"]
+    assert _observed(run(w, faults, Setup(workers=1, backend="local"))) == _observed(virtual)
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -127,3 +147,17 @@ def test_many_crashes_lose_nothing_and_count_every_duplicate() -> None:
     assert (r.jobs.attempts <= w.max_retries + 1).all()
     assert set(r.attempts.outcome) >= {"completed", "expired", "timeout"}
     assert r.summary.duplicates == v.duplicates
+
+
+def test_a_due_retry_waits_for_a_dequeue(redis_server: LocalRedis) -> None:
+    """A fails at 1 s with a 0.3 s backoff while B runs 1-2 s; C arrives at 1.5 s. No
+    worker is idle at 1.3 s to promote A, so the DEQUEUE at B's end does, behind C: the
+    order is A, B, C, A on the twin and on both real backends."""
+    w = Workload(jobs=3, arrival=Replay(times_s=(0.0, 0.1, 1.5)), service=Fixed(seconds=1.0),
+                 max_retries=1, time_scale=0.3, seed=2)  # fmt: skip
+    faults = FaultPlan(poison={0: "fail_once"})
+    setup = Setup(workers=1, backend=VIRTUAL, retry=RetryPolicy(kind="fixed", base_s=0.09))
+    virtual = _observed(run(w, faults, setup))
+    assert [job for job, _, _ in virtual["order"]] == ["j000000", "j000001", "j000002", "j000000"]
+    for backend in ("embedded", redis_server.url):
+        assert _observed(run(w, faults, replace(setup, backend=backend))) == virtual, backend

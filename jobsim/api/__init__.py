@@ -13,6 +13,9 @@ Example:
 Modules, each one concept; each imports only those below it:
 
 - :mod:`jobsim.api.app`: ``create_app``, the lifespan that runs the workers, and the routes;
+- :mod:`jobsim.api.submitting`: ``POST /submit`` and ``POST /submit/batch``, with a job id of
+  the client's own and the ``Idempotency-Key`` header;
+- :mod:`jobsim.api.control`: ``POST /pause`` and ``POST /resume``;
 - :mod:`jobsim.api.dashboard`: the live dashboard at ``/`` and the teaching scenarios' routes;
 - :mod:`jobsim.api.events`: ``GET /events``, the dashboard's server-sent-events feed;
 - :mod:`jobsim.api.scenarios`: the teaching scenarios (named sets of built-in-task jobs);

@@ -14,14 +14,14 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import redis
-from fastapi import APIRouter, Body, Depends, FastAPI, Path, Query, Request, Response, Security
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response, Security
 from fastapi.security import APIKeyHeader, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from jobsim import __version__
-from jobsim.api import dashboard, events
-from jobsim.api.contract import check_payload_strictly, submit_schema
+from jobsim.api import control, dashboard, events, submitting
+from jobsim.api.contract import submit_schema
 from jobsim.api.docs import install_docs
 from jobsim.api.errors import (
     RETRY_AFTER_S,
@@ -31,11 +31,11 @@ from jobsim.api.errors import (
     install_error_handlers,
 )
 from jobsim.api.guard import API_KEY_HEADER, Guard, known_query_only
+from jobsim.api.http_metrics import RequestMetrics
 from jobsim.api.metrics import QueueCollector, throughput
 from jobsim.api.schemas import (
     SEED_TASK,
     SEED_TASK_SECONDS,
-    SUBMIT_EXAMPLES,
     DeadLetterList,
     HealthResponse,
     JobDetail,
@@ -44,7 +44,6 @@ from jobsim.api.schemas import (
     Purged,
     RequeuedAll,
     StatsResponse,
-    SubmitRequest,
     SubmitResponse,
 )
 from jobsim.errors import InvalidInputError
@@ -110,9 +109,18 @@ def create_app(
     state.registry.register(state.metrics)
     limit = max_body_bytes or 4 * queue.config.max_payload_bytes + 4096
     app.add_middleware(Guard, api_key=key or None, max_body_bytes=limit)
+    app.add_middleware(RequestMetrics, registry=state.registry)  # outermost: times the guard too
     dashboard_routes = [*dashboard.router.routes, *dashboard.page_router.routes]
+    own_routes = [*submitting.router.routes, *control.router.routes]
     install_error_handlers(
-        app, [*_router.routes, *_open_router.routes, *dashboard_routes, *events.router.routes]
+        app,
+        [
+            *own_routes,
+            *_router.routes,
+            *_open_router.routes,
+            *dashboard_routes,
+            *events.router.routes,
+        ],
     )
     common: Responses = {
         422: error_doc(422, "bad input; `field` names it"),
@@ -125,6 +133,8 @@ def create_app(
             Security(APIKeyHeader(name=API_KEY_HEADER, auto_error=False)),
             Security(HTTPBearer(auto_error=False, description="the key, as Prometheus sends it")),
         ]
+    for own in (submitting.router, control.router):
+        app.include_router(own, dependencies=secured, responses=common)
     app.include_router(_router, dependencies=secured, responses=common)
     app.include_router(_open_router)
     for routes in (dashboard.router, events.router):  # the dashboard's data: behind the key
@@ -200,28 +210,6 @@ _NOT_FOUND: Responses = {404: error_doc(404, "no job with this id")}
 
 _router = APIRouter(dependencies=[Depends(known_query_only)])
 _open_router = APIRouter(dependencies=[Depends(known_query_only)])
-
-
-@_router.post(
-    "/submit",
-    response_model=SubmitResponse,
-    tags=["jobs"],
-    responses={413: error_doc(413, "payload over the size limit")},
-)
-def submit(
-    body: Annotated[SubmitRequest, Body(openapi_examples=SUBMIT_EXAMPLES)], queue: QueueDep
-) -> SubmitResponse:
-    """Submit one job; nothing is written if any field is rejected."""
-    task, payload = body.task_and_payload()
-    check_payload_strictly(queue.registry, task, payload)
-    job_id = queue.submit(task, payload, priority=body.priority, max_retries=body.max_retries)
-    return SubmitResponse(task_id=job_id)
-
-
-@_router.get("/status/{task_id}", response_model=JobView, tags=["jobs"], responses=_NOT_FOUND)
-def status(task_id: TaskId, queue: QueueDep) -> JobView:
-    """A job's status, attempts, retries left, timestamps, last error and result."""
-    return JobView.of(queue.status(task_id))
 
 
 @_router.get("/jobs", response_model=JobList, tags=["jobs"])

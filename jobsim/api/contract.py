@@ -16,6 +16,13 @@ from jobsim.api.schemas import SEED_TASK, SEED_TASK_SECONDS, SubmitRequest, inte
 from jobsim.errors import InvalidPayloadError
 from jobsim.tasks import TaskRegistry
 
+_BOTH_WHENS: dict[str, Any] = {
+    "description": "delay_s or run_at, not both",
+    "required": ["delay_s", "run_at"],
+    "properties": {"delay_s": {"type": "number"}, "run_at": {"type": "number"}},
+}
+"""What no branch allows: a delay and a due time together."""
+
 
 def submit_schema(registry: TaskRegistry) -> tuple[dict[str, Any], dict[str, Any]]:
     """The published schema of :class:`SubmitRequest`: one branch per registered task, with
@@ -30,7 +37,9 @@ def submit_schema(registry: TaskRegistry) -> tuple[dict[str, Any], dict[str, Any
     """
     ref = "#/components/schemas/{model}"
     base = SubmitRequest.model_json_schema(ref_template=ref)
-    common = {k: base["properties"][k] for k in ("priority", "max_retries")}
+    common = {
+        k: base["properties"][k] for k in ("priority", "max_retries", "job_id", "delay_s", "run_at")
+    }
     defs: dict[str, Any] = {}
     seed_payload: dict[str, Any] = {"type": "object", "additionalProperties": True}
     branches = []
@@ -54,6 +63,7 @@ def submit_schema(registry: TaskRegistry) -> tuple[dict[str, Any], dict[str, Any
                 "properties": {"task": {"const": spec.name}, "payload": payload, **common},
                 "required": required,
                 "additionalProperties": False,
+                "not": _BOTH_WHENS,
             }
         )
     seed = {
@@ -65,6 +75,7 @@ def submit_schema(registry: TaskRegistry) -> tuple[dict[str, Any], dict[str, Any
             **common,
         },
         "additionalProperties": False,
+        "not": _BOTH_WHENS,
     }
     schema = {
         "title": "SubmitRequest",

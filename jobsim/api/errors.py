@@ -17,6 +17,9 @@ payload nested too deeply              422     ``payload``     ``InvalidPayloadE
 missing or wrong API key               401     ``X-API-Key``   ``unauthorized``
 ``JobNotFoundError``                   404     ``task_id``     the class name
 ``InvalidStateError``                  409     ``task_id``     the class name
+``ConflictError``: a ``job_id`` taken   409     ``job_id`` /    ``ConflictError``
+by another job, an ``Idempotency-Key``          ``Idempotency-
+reused with another body                        Key``
 ``ConnectError``, Redis unreachable    503     ``None``        ``unavailable``
 unknown path / method                  404/405 ``None``        ``http_error`` (+ ``Allow``)
 =====================================  ======  ==============  ===========================
@@ -45,6 +48,7 @@ from jobsim.errors import (
     InvalidInputError,
     InvalidStateError,
     JobNotFoundError,
+    JobsimError,
     PayloadTooLargeError,
 )
 from jobsim.models import JobStatus
@@ -52,7 +56,18 @@ from jobsim.models import JobStatus
 Responses = dict[int | str, dict[str, Any]]
 """The ``responses=`` a route documents, by status."""
 
+
+class ConflictError(JobsimError):
+    """The request clashes with what is stored: its ``job_id`` belongs to another job, or its
+    ``Idempotency-Key`` was used with another body (409, naming ``field``)."""
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 STATUS_OF: tuple[tuple[type[Exception], int], ...] = (
+    (ConflictError, 409),
     (PayloadTooLargeError, 413),
     (InvalidInputError, 422),
     (JobNotFoundError, 404),

@@ -6,7 +6,10 @@ anywhere) report the same queue-wide numbers:
 
 - counters (``jobsim_jobs_{submitted,completed,failed,retried}_total``) are the queue's running
   totals in Redis (:meth:`jobsim.queue.JobQueue.stats`), read at scrape time;
-- gauges (``jobsim_queue_depth{status=...}``, ``jobsim_workers_alive``) are read at scrape time;
+- gauges are read at scrape time: ``jobsim_queue_depth{status=...}`` the jobs waiting or
+  running (scheduled, queued, processing, retrying), ``jobsim_jobs_retained{status=...}`` the
+  finished records kept (completed, failed, cancelled: retention drops them, so they are not
+  totals), ``jobsim_workers_alive``;
 - histograms of wait (submit to first start) and run time (each attempt's start to end) are
   fed from the records of jobs that finished since the previous scrape: the collector keeps
   a cursor into the ``completed`` and dead-letter sets, whose scores are the Redis ``TIME``
@@ -26,7 +29,7 @@ from prometheus_client.registry import Collector
 
 from jobsim.api.schemas import Throughput
 from jobsim.connection import server_time_s
-from jobsim.models import Job, JobStatus
+from jobsim.models import ACTIVE, Job, JobStatus
 from jobsim.queue import JobQueue
 
 COUNTERS = ("submitted", "completed", "failed", "retried")
@@ -118,11 +121,21 @@ class QueueCollector(Collector):
             counter.add_metric([queue.name], stats.totals.get(name, 0))
             yield counter
         depth = GaugeMetricFamily(
-            "jobsim_queue_depth", "Jobs per status now.", labels=["queue", "status"]
+            "jobsim_queue_depth",
+            "Jobs waiting or running now, per status.",
+            labels=["queue", "status"],
+        )
+        retained = GaugeMetricFamily(
+            "jobsim_jobs_retained",
+            "Finished job records kept now, per status (retention drops old completed ones; "
+            "failed is the dead-letter queue). Use jobsim_jobs_*_total for rates.",
+            labels=["queue", "status"],
         )
         for status, count in stats.by_status().items():
-            depth.add_metric([queue.name, status], count)
+            family = depth if JobStatus(status) in ACTIVE else retained
+            family.add_metric([queue.name, status], count)
         yield depth
+        yield retained
         workers = GaugeMetricFamily(
             "jobsim_workers_alive", "Workers of the queue that heartbeat.", labels=["queue"]
         )

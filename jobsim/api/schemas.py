@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from jobsim.models import PRIORITY_MAX, PRIORITY_MIN, Job, JobStatus, Outcome, WorkerInfo
-from jobsim.requests import MAX_RETRIES_LIMIT
+from jobsim.requests import JOB_ID, MAX_DELAY_S, MAX_RETRIES_LIMIT, MAX_RUN_AT_S
 
 SEED_TASK = "sleep"
 """The task a body without ``task`` runs: the seed design's simulated work."""
@@ -95,6 +95,26 @@ class SubmitRequest(BaseModel):
         default=None,
         description="Retries after the first attempt (default: the queue's, 3).",
     )
+    job_id: str | None = Field(
+        default=None,
+        pattern=JOB_ID.pattern,
+        description="An id of your own (default: a random one). The same id with the same "
+        "task and payload again is the same job, so a retried submit is safe.",
+    )
+    delay_s: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_DELAY_S,
+        allow_inf_nan=False,
+        description="Run no sooner than this many seconds from now (`scheduled` until due).",
+    )
+    run_at: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_RUN_AT_S,
+        allow_inf_nan=False,
+        description="Run no sooner than this time (epoch seconds, Redis time); not with `delay_s`.",
+    )
 
     @field_validator("payload")
     @classmethod
@@ -159,6 +179,9 @@ class AttemptView(BaseModel):
     ended_at: float | None
     outcome: Outcome
     error: str | None
+    traceback: str | None = Field(
+        default=None, description="the stack trace of a task that raised (its last 8 kB)"
+    )
 
 
 class JobView(BaseModel):

@@ -11,9 +11,11 @@ status submitted finished error result worker delay redeliveries fenced requeues
 (a delayed job's due time), ``cancel`` (when a cancel reached it running), ``waited`` (set
 by ``JobQueue.wait``: its terminal transition then pushes to its notification list) and,
 per attempt ``n``, ``s<n>`` start, ``e<n>`` end (µs), ``w<n>`` worker, ``o<n>`` outcome,
-``x<n>`` error (the attempt log; ``log = 0`` leaves it out, to measure what timing capture
-costs). Start and end are Redis ``TIME`` at the lease plus the worker's own monotonic
-elapsed time, so a batched ack does not shift them; a missing value means "now".
+``x<n>`` error, ``t<n>`` traceback (only for a task that raised; its last
+:data:`TRACEBACK_CHARS` characters, the innermost frames) (the attempt log; ``log = 0``
+leaves it out, to measure what timing capture costs). Start and end are Redis ``TIME`` at
+the lease plus the worker's own monotonic elapsed time, so a batched ack does not shift
+them; a missing value means "now".
 
 Sorted-set scores are microseconds of Redis time (``scheduled``: due time; ``cancelled``:
 when), except ``queued``, whose score is
@@ -61,8 +63,10 @@ longer exists (purged, or swept by retention) cannot be told apart and counts as
 DEQUEUE, REQUEUE_DEAD and PURGE_DEAD are not idempotent by nature, so each call carries a
 request id; its reply is kept (for as long as a lease, or a minute) under a reply key, and a
 call repeating a kept request id gets that reply back without running again (``replayed``
-+1). SUBMIT is idempotent by job id; RELEASE_WORKER gives back only what a gone worker still
-holds, so repeating it finds nothing more; SET_LIMITS replaces the whole table.
++1). SUBMIT is idempotent by job id; PERIODIC is a compare-and-set on the schedule's last
+tick (a repeat, or a racing scheduler, finds it moved and writes nothing); RELEASE_WORKER
+gives back only what a gone worker still holds, so repeating it finds nothing more;
+SET_LIMITS replaces the whole table.
 
 Rate and concurrency limits (:mod:`jobsim.scripts.limiter`) park a job whose task is over
 its limits in ``parked:<task>``; its status stays ``queued``. A concurrency slot is taken
@@ -84,6 +88,7 @@ from jobsim.scripts.leasing import (
     UNLEASE,
 )
 from jobsim.scripts.lua import PRELUDE, Script
+from jobsim.scripts.periodic import PERIODIC
 from jobsim.scripts.producer import (
     CANCEL,
     PAUSE,
@@ -99,6 +104,7 @@ from jobsim.scripts.values import (
     GIVE_BACK_OUTCOMES,
     LEASED,
     NACK_ITEMS,
+    TRACEBACK_CHARS,
     Ack,
     Beat,
     Dequeued,
@@ -110,8 +116,9 @@ from jobsim.scripts.values import (
 
 __all__ = [
     "ACK_ITEMS", "CANCEL", "COMPLETE", "DEQUEUE", "FAIL", "GIVE_BACK_ITEMS",
-    "GIVE_BACK_OUTCOMES", "HEARTBEAT", "LEASED", "NACK_ITEMS", "PAUSE", "PRELUDE", "PURGE_DEAD",
-    "RELEASE", "RELEASE_WORKER", "REQUEUE_DEAD", "SCRIPTS", "SET_LIMITS", "SOURCES", "SUBMIT",
-    "UNLEASE", "WATCH_JOB", "Ack", "Beat", "Dequeued", "Exchange", "GiveBack", "Nack", "Script",
+    "GIVE_BACK_OUTCOMES", "HEARTBEAT", "LEASED", "NACK_ITEMS", "PAUSE", "PERIODIC", "PRELUDE",
+    "PURGE_DEAD", "RELEASE", "RELEASE_WORKER", "REQUEUE_DEAD", "SCRIPTS", "SET_LIMITS",
+    "SOURCES", "SUBMIT", "TRACEBACK_CHARS", "UNLEASE", "WATCH_JOB", "Ack", "Beat", "Dequeued",
+    "Exchange", "GiveBack", "Nack", "Script",
     "Scripts", "parse_leased",
 ]  # fmt: skip

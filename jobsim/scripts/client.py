@@ -25,6 +25,7 @@ from jobsim.scripts.leasing import (
     UNLEASE,
 )
 from jobsim.scripts.lua import Script
+from jobsim.scripts.periodic import PERIODIC
 from jobsim.scripts.producer import (
     CANCEL,
     PAUSE,
@@ -38,7 +39,7 @@ from jobsim.scripts.values import Ack, Beat, Dequeued, Exchange, GiveBack, Nack,
 
 SCRIPTS: tuple[Script, ...] = (
     SUBMIT, DEQUEUE, COMPLETE, FAIL, HEARTBEAT, UNLEASE, RELEASE, RELEASE_WORKER,
-    REQUEUE_DEAD, PURGE_DEAD, PAUSE, SET_LIMITS, CANCEL, WATCH_JOB,
+    REQUEUE_DEAD, PURGE_DEAD, PAUSE, SET_LIMITS, CANCEL, WATCH_JOB, PERIODIC,
 )  # fmt: skip
 """Every script of the queue."""
 
@@ -73,6 +74,8 @@ class Scripts:
         self._client = client
         self._keys = keys
         self._sha = {s.name: hashlib.sha1(s.source.encode()).hexdigest() for s in SCRIPTS}
+        # KEYS of the scripts without a per-call key, built once (a submit's hot path)
+        self._fixed_keys = {s.name: s.key_names(keys) for s in SCRIPTS if "reply" not in s.keys}
         self._wait = (replicas, replica_timeout_ms)
         self.under_replicated = 0
         """Transitions fewer replicas acknowledged than asked for (this process)."""
@@ -80,7 +83,7 @@ class Scripts:
     def _call(
         self, script: Script, args: Sequence[Any], reply: str = "", strict: bool = False
     ) -> Any:
-        keys = script.key_names(self._keys, reply)
+        keys = self._fixed_keys.get(script.name) or script.key_names(self._keys, reply)
         if self._wait[0]:
             return self._replicated(script, keys, args, strict)
         try:
@@ -229,3 +232,11 @@ class Scripts:
         """Replace the limits table with ``(task, per_s, burst, max_running)`` rows; returns
         how many tasks are limited. Safe to re-send."""
         return int(self._call(SET_LIMITS, [x for row in table for x in row], strict=True))
+
+    def periodic(
+        self, band_us: int, name: str, expected: str, new_last: int, skipped: int, flat: Any
+    ) -> int:
+        """Advance schedule ``name`` from tick ``expected`` ('' = never seen) to ``new_last``
+        and insert the jobs (SUBMIT's items, repeated); -1 if another scheduler advanced it
+        first."""
+        return int(self._call(PERIODIC, [band_us, name, expected, new_last, skipped, *flat]))

@@ -66,6 +66,12 @@ class Nack:
     outcome: str = ""  # '' = retry or failed, as the attempts left decide
     started_us: str = ""
     ended_us: str = ""
+    traceback: str = ""  # the failing stack trace ('' = none), at most TRACEBACK_CHARS
+
+
+TRACEBACK_CHARS = 8192
+"""Longest stack trace kept per attempt: its last 8,192 characters (the innermost frames,
+where the error was raised), so a deep recursion cannot bloat the job record."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,7 @@ class GiveBack:
 ACK_ITEMS = ("id", "token", "result", "started_us", "ended_us")
 NACK_ITEMS = (
     "id", "token", "error", "retryable", "backoff_us", "outcome", "started_us", "ended_us",
+    "traceback",
 )  # fmt: skip
 GIVE_BACK_ITEMS = ("id", "token", "outcome", "error")
 LEASED = (

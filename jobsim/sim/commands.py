@@ -98,7 +98,14 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     s = parser.add_argument_group("setup")
     s.add_argument("--workers", type=int, default=4, help="workers (4)")
     s.add_argument("--processes", action="store_true", help="worker processes, not threads")
-    s.add_argument("--lease-s", type=float, default=5.0, help="lease, wall seconds (5)")
+    s.add_argument(
+        "--lease-s",
+        type=float,
+        default=Setup().lease_s,
+        help=f"lease, wall seconds (default {Setup().lease_s:g}, every simulator run's default: "
+        "shorter than the queue commands' 30 so that a crashed worker's job comes back "
+        "within the run; the demo, ~30 s in all, uses 1)",
+    )
     where = s.add_mutually_exclusive_group()
     where.add_argument("--redis", metavar="URL", default=None, help="a real server")
     where.add_argument(
@@ -391,6 +398,8 @@ def demo_command(args: argparse.Namespace) -> int:
     workload = Workload(
         **{**DEMO.__dict__, "jobs": args.jobs, "seed": args.seed, "time_scale": args.time_scale}
     )
+    # 1 s, not the simulator default: the demo kills a worker and crashes a job, and each
+    # comes back after one lease; at 5 s the ~30 s demo would spend a third of it waiting
     setup = Setup(workers=args.workers, backend=args.redis or "embedded", lease_s=1.0)
     print(
         f"jobsim demo: {workload.jobs} jobs, Poisson arrivals at "

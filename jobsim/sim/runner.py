@@ -8,7 +8,6 @@ units, the checker's verdict and the theory that applies.
 
 from __future__ import annotations
 
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from jobsim.sim.checker import check
 from jobsim.sim.faults import FaultPlan
 from jobsim.sim.injector import Injector
 from jobsim.sim.job import TASK, job_id, job_payload
+from jobsim.sim.progress import ProgressBar
 from jobsim.sim.result import RunResult
 from jobsim.sim.sampler import Sampler
 from jobsim.sim.setup import Setup
@@ -151,7 +151,8 @@ def _submit(
 
 def _drain(queue: JobQueue, total: int, timeout_s: float, progress: Progress) -> None:
     deadline = time.monotonic() + timeout_s
-    report = progress if callable(progress) else (_bar if progress else None)
+    bar = ProgressBar() if progress is True else None
+    report = progress if callable(progress) else bar
     while True:
         stats = _patiently(queue.stats)
         done = stats.completed + stats.failed
@@ -162,15 +163,8 @@ def _drain(queue: JobQueue, total: int, timeout_s: float, progress: Progress) ->
         if time.monotonic() > deadline:
             break  # the checker reports what is left
         time.sleep(0.05)
-    if progress is True:
-        sys.stderr.write("\n")
-
-
-def _bar(done: int, total: int) -> None:
-    width = 30
-    filled = width * done // max(total, 1)
-    sys.stderr.write(f"\r[{'#' * filled:<{width}}] {done}/{total} jobs finished")
-    sys.stderr.flush()
+    if bar is not None:
+        bar.close()
 
 
 T = TypeVar("T")

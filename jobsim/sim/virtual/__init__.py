@@ -43,12 +43,15 @@ from jobsim.sim.virtual.frames import POOL_ID, frames
 from jobsim.sim.virtual.trace import SAMPLES, Trace
 from jobsim.sim.workload import Workload
 
-__all__ = ["POOL_ID", "SAMPLES", "run_virtual", "unsupported"]
-
-
-def unsupported(faults: FaultPlan, setup: Setup) -> list[str]:
-    """What in ``faults`` and ``setup`` the virtual engine does not model (yet)."""
-    return []  # every fault kind is modelled; kept so a future one can be refused by name
+__all__ = [
+    "POOL_ID",
+    "SAMPLES",
+    "needs_leases",
+    "process_faults",
+    "run_virtual",
+    "simulate",
+    "unsupported",
+]
 
 
 def run_virtual(
@@ -60,18 +63,22 @@ def run_virtual(
 ) -> RunResult:
     """Run ``workload`` on the virtual engine: the same :class:`RunResult` as the real queue.
 
+    Every fault kind and setting is modelled with the thread pool's semantics
+    (docs/virtual.md says how, and what differs from the real queue).
+
     Raises:
-        InvalidInputError: for a fault or setting the engine does not model (named).
+        InvalidInputError: fewer than one worker, or ``mode="process"`` with a fault whose
+            outcome depends on the pool kind (named).
     """
     faults = faults or FaultPlan()
     setup = setup or Setup(backend="virtual")
-    missing = unsupported(faults, setup)
-    if missing:
+    if unsupported(faults, setup):
         raise InvalidInputError(
-            f"the virtual backend does not model {', '.join(missing)} yet; "
-            "run it on a real backend (embedded, local or a redis:// URL)",
-            field="backend",
-            value="virtual",
+            f"the virtual backend models {', '.join(unsupported(faults, setup))} as a "
+            "thread pool sees them; a process pool's supervisor gives the leases back at "
+            "once and restarts the process: use mode='thread', or a real backend",
+            field="mode",
+            value="process",
         )
     if setup.workers < 1:
         raise InvalidInputError("workers must be >= 1", field="workers", value=setup.workers)
@@ -111,6 +118,25 @@ def simulate(workload: Workload, draws: engine.Draws, faults: FaultPlan, setup: 
     if needs_leases(faults, setup):
         return leased.simulate_leased(workload, draws, faults, setup)
     return engine.simulate(workload, draws, faults, setup)
+
+
+def unsupported(faults: FaultPlan, setup: Setup) -> list[str]:
+    """What in ``faults`` and ``setup`` the virtual engine does not model (named), which
+    :func:`run_virtual` refuses: only crash-like faults in a process pool (see
+    :func:`process_faults`); every fault kind is modelled for a thread pool."""
+    return process_faults(faults, setup) if setup.mode == "process" else []
+
+
+def process_faults(faults: FaultPlan, setup: Setup) -> list[str]:
+    """The faults in a plan whose outcome differs between a thread and a process pool."""
+    named = []
+    if faults.worker_crashes:
+        named.append("worker_crashes")
+    if any(mode == "crash" for mode in faults.poison.values()):
+        named.append("poison 'crash'")
+    if setup.job_timeout_s is not None:
+        named.append("job_timeout_s")
+    return named
 
 
 def needs_leases(faults: FaultPlan, setup: Setup) -> bool:

@@ -4,7 +4,9 @@ no timed faults. One loop on purpose: a call per event costs about twice the spe
 
 A free worker takes the best ready job; among several idle workers the one idle longest
 takes it (Redis wakes the clients blocked on the queue's wake list in the order they
-blocked; ties go to the lowest index).
+blocked; ties go to the lowest index). A due retry is promoted by a ``DEQUEUE``, as in the
+queue: at once if a worker is idle (it is blocked with the due time as its timeout), else
+at the next attempt's end, so a job submitted in between goes ahead of it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from jobsim.config import QueueConfig
 from jobsim.sim.faults import FaultPlan
 from jobsim.sim.job import attempt_failure, fail_probability, job_id
 from jobsim.sim.setup import Setup
-from jobsim.sim.virtual.trace import Trace, sample_period
+from jobsim.sim.virtual.trace import MAX_SAMPLES, Trace, sample_period
 from jobsim.sim.workload import Workload
 
 INF = math.inf
@@ -62,6 +64,7 @@ def simulate(  # noqa: C901  (one loop on purpose, see the module docstring)
     free = [(0.0, w) for w in range(setup.workers)]  # (idle since, worker): a heap
     busy: list[tuple[float, int, int, int]] = []  # (end, worker, job, 0 done/1 retry/2 dead)
     due: list[tuple[float, int, int]] = []  # (retry due, order, job)
+    waiting: list[int] = []  # due retries no DEQUEUE has promoted yet (every worker busy)
     seq = -INF  # the queue's strictly increasing clock, µs
     order = 0
     in_system = 0
@@ -108,6 +111,9 @@ def simulate(  # noqa: C901  (one loop on purpose, see the module docstring)
             while next_sample < t:
                 samples.append((next_sample, in_system))
                 next_sample += period
+                if len(samples) >= MAX_SAMPLES:
+                    samples = samples[::2]
+                    period *= 2
             now = t
         if tb == t:  # an attempt ends: its worker is free
             _, w, j, outcome = heappop(busy)
@@ -127,8 +133,17 @@ def simulate(  # noqa: C901  (one loop on purpose, see the module docstring)
                 finished[j] = t
                 in_system -= 1
                 dead.add(j)
+            if waiting:  # this worker's DEQUEUE promotes the retries that came due meanwhile
+                for j in waiting:
+                    x = t * us_per_model_s
+                    seq = x if x > seq + 1 else seq + 1
+                    heappush(ready, (seq - penalty[j], j))
+                waiting.clear()
         elif tr == t:  # a retry is due: queued again, behind what is already queued
             j = heappop(due)[2]
+            if not free:  # no idle worker to wake: the next DEQUEUE (a job's end) promotes it
+                waiting.append(j)
+                continue
             x = t * us_per_model_s
             seq = x if x > seq + 1 else seq + 1
             heappush(ready, (seq - penalty[j], j))

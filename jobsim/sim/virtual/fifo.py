@@ -17,7 +17,7 @@ import numpy as np
 from jobsim.sim.faults import FaultPlan
 from jobsim.sim.setup import Setup
 from jobsim.sim.virtual.engine import Draws, attempt_rule
-from jobsim.sim.virtual.trace import Trace, sample_period
+from jobsim.sim.virtual.trace import MAX_SAMPLES, Trace, sample_period
 from jobsim.sim.workload import Workload
 
 
@@ -68,9 +68,12 @@ def _samples(arrivals: np.ndarray, ends: list[float], period: float) -> list[tup
     last = max(ends)
     grid = []
     g = 0.0
-    while g < last:  # repeated addition, as the loop steps its grid
+    while g < last:  # repeated addition and thinning, as the loop steps its grid
         grid.append(g)
         g += period
+        if len(grid) >= MAX_SAMPLES:
+            grid = grid[::2]
+            period *= 2
     points = np.asarray(grid)
     finished = np.sort(np.asarray(ends))
     count = np.searchsorted(arrivals, points, "right") - np.searchsorted(finished, points, "right")

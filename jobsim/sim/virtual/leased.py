@@ -12,8 +12,10 @@ The semantics are the thread pool's (``mode="thread"``, the default):
 - A worker crash (:meth:`FaultPlan.crash_times`, the victim drawn as the injector draws
   it from the busy workers): the running job runs to its end, its result is thrown away
   (a duplicate, counted), its heartbeat stops then, and the worker goes on serving.
-- An expired lease is given back at its deadline: the attempt counts (``expired``), the
-  job is queued again behind what is queued, or dead-lettered once its attempts are used.
+- An expired lease is given back by a ``DEQUEUE`` (as a due retry is promoted): at its
+  deadline if a worker is idle, else at the next attempt's end. The attempt counts
+  (``expired``), the job is queued again behind what is queued, or dead-lettered once its
+  attempts are used.
 - ``job_timeout_s``: at the deadline the supervisor fails the attempt (``timeout``, a
   retryable failure with a backoff from its own generator), the thread runs on to the
   job's end and its late result is fenced (a duplicate).
@@ -35,7 +37,7 @@ from jobsim.config import Lease, QueueConfig
 from jobsim.sim.faults import FaultPlan
 from jobsim.sim.setup import Setup
 from jobsim.sim.virtual.engine import INF, Draws, attempt_rule
-from jobsim.sim.virtual.trace import Trace, sample_period
+from jobsim.sim.virtual.trace import MAX_SAMPLES, Trace, sample_period
 from jobsim.sim.workload import Workload
 
 # event kinds, in the order events at one instant are taken (as the main loop takes them)
@@ -93,6 +95,8 @@ def simulate_leased(  # noqa: C901  (one event loop, its cases side by side)
     free = [(0.0, w) for w in range(c)]
     running: list[int | None] = [None] * c
     doomed = [False] * c  # a crash will throw this worker's running result away
+    due_waiting: list[int] = []  # due retries no DEQUEUE has promoted yet (all busy)
+    expired_waiting: list[tuple[int, int]] = []  # expired leases no DEQUEUE has seen yet
     crash_waiting = 0  # crashes that found no busy worker: the next dispatch takes them
     events: list[tuple[float, int, int, int, tuple[int, ...]]] = []
     order = 0
@@ -202,16 +206,32 @@ def simulate_leased(  # noqa: C901  (one event loop, its cases side by side)
             finish(j, t, dead=False)
         else:
             settle(j, end, "retry" if k < max_attempts else "failed", why)
-            retry_or_dead(j, t, k)
+            retry_or_dead(j, t, k, due_now=due_waiting)
+        housekeeping(t)
 
-    def retry_or_dead(j: int, t: float, k: int) -> None:
-        """A failed attempt k: retried after the job's backoff, or dead-lettered."""
+    def housekeeping(t: float) -> None:
+        """What a DEQUEUE does before it leases: promote the due retries, then give back
+        the expired leases."""
+        for j in due_waiting:
+            if j not in trace.lost:
+                enqueue(j, t)
+        due_waiting.clear()
+        for j, k in expired_waiting:
+            if held[j] == k:
+                give_back(j, t, "expired", EXPIRED_ERROR.format(n=k))
+        expired_waiting.clear()
+
+    def retry_or_dead(j: int, t: float, k: int, due_now: list[int] | None = None) -> None:
+        """A failed attempt k: retried after the job's backoff, or dead-lettered. A retry
+        due at once joins ``due_now`` (the caller's DEQUEUE promotes it), or comes due now."""
         if k >= max_attempts:
             finish(j, t, dead=True)
             return
         held[j] = 0
-        if no_backoff:
-            enqueue(j, t)
+        if no_backoff and due_now is not None:
+            due_now.append(j)
+        elif no_backoff:
+            push(t, DUE, order + 1, j)
         else:
             push(t + previous_s[j] / scale, DUE, order + 1, j)  # type: ignore[operator]
 
@@ -238,6 +258,9 @@ def simulate_leased(  # noqa: C901  (one event loop, its cases side by side)
             while next_sample < t:
                 trace.samples.append((next_sample, in_system))
                 next_sample += period
+                if len(trace.samples) >= MAX_SAMPLES:
+                    trace.samples = trace.samples[::2]
+                    period *= 2
             now = t
         _, kind, key, _, data = heapq.heappop(events)
         if t < paused_until and kind in (END, DUE, ARRIVE, EXPIRE, TIMEOUT):
@@ -251,11 +274,15 @@ def simulate_leased(  # noqa: C901  (one event loop, its cases side by side)
             in_system += 1
             enqueue(key, t)
         elif kind == DUE:
-            if data[0] not in trace.lost:
+            if not free:  # no idle worker to wake: the next DEQUEUE (a job's end) promotes it
+                due_waiting.append(data[0])
+            elif data[0] not in trace.lost:
                 enqueue(data[0], t)
         elif kind == EXPIRE:
             j, k = data
-            if held[j] == k:
+            if not free:
+                expired_waiting.append((j, k))
+            elif held[j] == k:
                 give_back(j, t, "expired", EXPIRED_ERROR.format(n=k))
         elif kind == TIMEOUT:
             j, k = data

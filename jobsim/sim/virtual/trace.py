@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 SAMPLES = 20_000
 """About how many (time, jobs in system) samples an engine takes of its own count."""
 
+MAX_SAMPLES = 5 * SAMPLES
+"""At this many samples an engine drops every other one and doubles its step (a run far
+longer than its arrivals: long leases or backoffs at a small time scale)."""
+
 
 @dataclass
 class Trace:
