@@ -86,11 +86,6 @@ def test_a_bad_delay_or_run_at_is_refused_and_nothing_is_written(client, kwargs)
     assert _snapshot(client) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: requests.due_args calls math.isfinite on an int past float range, which "
-    "raises OverflowError (not a JobsimError)",
-)
 @pytest.mark.parametrize("kwargs", [{"delay_s": 10**400}, {"run_at": 10**400}])
 def test_a_huge_integer_delay_is_refused_as_bad_input(client, kwargs) -> None:
     queue = JobQueue(client, "huge")
@@ -100,21 +95,11 @@ def test_a_huge_integer_delay_is_refused_as_bad_input(client, kwargs) -> None:
     assert _snapshot(client) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: RateLimit.__post_init__ calls math.isfinite on an int past float range, "
-    "which raises OverflowError (not a JobsimError)",
-)
 def test_a_huge_integer_rate_is_refused_as_bad_input() -> None:
     with pytest.raises(InvalidInputError):
         RateLimit(per_s=10**400)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: JobQueue writes limits for a task its registry does not know (a typo "
-    "limits nothing, silently); limits.checked_rates/checked_caps never see the registry",
-)
 @pytest.mark.parametrize(
     "config",
     [
@@ -577,11 +562,6 @@ def test_wait_with_a_bad_timeout_is_refused_and_writes_nothing(client, timeout_s
     assert _snapshot(client) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: retention (lua.py retain) sweeps only the completed set; cancelled records "
-    "and the cancelled zset grow forever and no call removes them (purge_dead is for failed)",
-)
 def test_retention_bounds_cancelled_records_too(make_queue) -> None:
     queue = make_queue(QueueConfig(retention=Retention(max_completed=2, max_age_s=None)))
     ids = queue.submit_many([JobRequest("noop", delay_s=3600)] * 5)
