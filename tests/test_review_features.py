@@ -241,7 +241,7 @@ def test_a_parked_high_priority_job_goes_first_when_its_slot_frees(make_queue) -
     assert [j.id for j in queue.leases.exchange("w", 1).jobs] == [other[0]]  # urgent parks
     assert queue.stats().throttled == 1
     queue.leases.complete([Ack(blocker, held.token)])
-    assert [j.id for j in queue.leases.exchange("w", 1).jobs] == [urgent]
+    assert _first_leased(queue) == [urgent]
 
 
 @pytest.mark.xfail(
@@ -358,6 +358,16 @@ def test_removing_a_limit_frees_its_parked_jobs_at_the_next_dequeue(client) -> N
     assert lifted.stats().throttled == 0 and lifted.stats().processing == 4
 
 
+def _first_leased(queue: JobQueue) -> list[str]:
+    """The ids of the first exchange that leases anything, as a worker would call again at once
+    while more is due than one call promotes (DEQUEUE then leases nothing and says due now)."""
+    for _ in range(10):
+        reply = queue.leases.exchange("w", 1)
+        if reply.jobs:
+            return [j.id for j in reply.jobs]
+    return []
+
+
 def test_a_pool_started_while_paused_runs_nothing_until_resumed_and_loses_nothing(
     make_queue,
 ) -> None:
@@ -375,11 +385,6 @@ def test_a_pool_started_while_paused_runs_nothing_until_resumed_and_loses_nothin
     assert queue.running("sleep") == 0 and queue.client.hlen(queue.keys.slots) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: DEQUEUE promotes at most housekeeping_limit (100) due scheduled jobs a call, "
-    "earliest due first, then leases: a due priority-9 job loses to priority-0 jobs",
-)
 def test_a_due_high_priority_scheduled_job_is_not_passed_over(make_queue) -> None:
     queue = make_queue()
     now = queue.leases.exchange("probe", 0).now_us / 1e6
@@ -388,7 +393,7 @@ def test_a_due_high_priority_scheduled_job_is_not_passed_over(make_queue) -> Non
     urgent = queue.submit("noop", priority=9, run_at=due)
     assert queue.stats().scheduled == 101
     wait_until(lambda: server_time_s(queue.client) > due)  # no DEQUEUE meanwhile
-    assert [j.id for j in queue.leases.exchange("w", 1).jobs] == [urgent]
+    assert _first_leased(queue) == [urgent]
 
 
 def test_requeue_dead_of_a_scheduled_or_parked_job_is_refused_and_writes_nothing(
@@ -712,11 +717,6 @@ def test_a_random_run_of_every_transition_keeps_the_books(make_queue, seed: int)
     assert len(ids) > 30 and sum(totals.get(k, 0) for k in ends) > 10  # the run did something
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: DEQUEUE promotes at most housekeeping_limit (100) due retries a call, "
-    "earliest due first, then leases: a due priority-9 retry loses to priority-0 ones",
-)
 def test_a_due_high_priority_retry_is_not_passed_over(make_queue) -> None:
     queue = make_queue()
     low = queue.submit_many([JobRequest("noop", max_retries=1)] * 100)
@@ -732,4 +732,4 @@ def test_a_due_high_priority_retry_is_not_passed_over(make_queue) -> None:
     now = server_time_s(queue.client)
     assert queue.stats().retrying == 101 and len(low) == 100
     wait_until(lambda: server_time_s(queue.client) > now + 0.2)  # no DEQUEUE meanwhile
-    assert [j.id for j in queue.leases.exchange("w", 1).jobs] == [urgent]
+    assert _first_leased(queue) == [urgent]
