@@ -155,7 +155,8 @@ class Control:
         worker already leased ahead (at most its ``prefetch_s`` of work) still run.
 
         Returns:
-            Whether it was already paused (pausing twice is harmless).
+            Whether it was already paused before this call (pausing twice is harmless; a
+            call re-sent after a lost reply still gets its first answer).
         """
         return self.scripts.pause(True)
 

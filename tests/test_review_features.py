@@ -304,11 +304,6 @@ def test_set_limits_whose_reply_is_lost_leaves_the_same_table(lossy) -> None:
     assert queue.limits() == {"sleep": jobsim.limits.TaskLimits(rate=RateLimit(per_s=2, burst=3))}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: PAUSE keeps no reply, so redis-py's re-send after a lost reply reads its own "
-    "write: pause() says the queue was already paused when this call paused it",
-)
 def test_pause_whose_reply_is_lost_still_says_it_paused(lossy) -> None:
     proxy, name = lossy
     queue = JobQueue(connect(proxy.url), name)

@@ -60,13 +60,13 @@ way. ``fenced`` (per job and per queue) counts results refused because the worke
 longer held the lease: each is a certain duplicate execution. A call naming a job that no
 longer exists (purged, or swept by retention) cannot be told apart and counts as
 ``stale``, whatever the call.
-DEQUEUE, REQUEUE_DEAD and PURGE_DEAD are not idempotent by nature, so each call carries a
-request id; its reply is kept (for as long as a lease, or a minute) under a reply key, and a
-call repeating a kept request id gets that reply back without running again (``replayed``
-+1). SUBMIT is idempotent by job id; PERIODIC is a compare-and-set on the schedule's last
-tick (a repeat, or a racing scheduler, finds it moved and writes nothing); RELEASE_WORKER
-gives back only what a gone worker still holds, so repeating it finds nothing more;
-SET_LIMITS replaces the whole table.
+DEQUEUE, REQUEUE_DEAD, PURGE_DEAD and PAUSE (whose answer says whether the call changed
+anything) are not idempotent by nature, so each call carries a request id; its reply is kept
+(for as long as a lease, or a minute) under a reply key, and a call repeating a kept request
+id gets that reply back without running again (``replayed`` +1). SUBMIT is idempotent by job
+id; PERIODIC is a compare-and-set on the schedule's last tick (a repeat, or a racing
+scheduler, finds it moved and writes nothing); RELEASE_WORKER gives back only what a gone
+worker still holds, so repeating it finds nothing more; SET_LIMITS replaces the whole table.
 
 Rate and concurrency limits (:mod:`jobsim.scripts.limiter`) park a job whose task is over
 its limits in ``parked:<task>``; its status stays ``queued``. A concurrency slot is taken

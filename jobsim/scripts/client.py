@@ -217,7 +217,9 @@ class Scripts:
 
     def pause(self, paused: bool) -> bool:
         """Pause (``True``) or resume the queue; returns whether it was paused. Idempotent."""
-        return bool(self._call(PAUSE, [int(paused)], strict=True))
+        request_id = uuid.uuid4().hex
+        reply = self._keys.reply(request_id)
+        return bool(self._call(PAUSE, [request_id, int(paused)], reply, strict=True))
 
     def cancel(self, job_id: str) -> str:
         """Cancel a job: ``'cancelled'`` (now) or ``'requested'`` (it is running). Safe to

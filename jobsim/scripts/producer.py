@@ -121,13 +121,16 @@ return #old / 2
 
 PAUSE = Script(
     "PAUSE",
-    keys=("paused", "wake", "counters"),
-    argv=("paused",),
+    keys=("paused", "wake", "counters", "reply"),
+    argv=("request_id", "paused"),
     items=(),
     body="""
 -- paused = 1 pauses the queue (DEQUEUE then leases nothing; leases held stay held), 0
 -- resumes it and wakes an idle worker (each worker that leases wakes the next). Idempotent:
--- a repeat changes nothing. Returns whether the queue was paused before.
+-- a repeat changes nothing. Returns whether the queue was paused before; a re-sent call
+-- (same request id, reply kept a minute) gets the first answer, not its own write.
+local again = kept_reply()
+if again then return again end
 local was = redis.call('EXISTS', Q.paused)
 if A.paused == '1' and was == 0 then
   redis.call('SET', Q.paused, fmt(NOW))
@@ -137,7 +140,7 @@ elseif A.paused == '0' and was == 1 then
   count('resumed')
   wake()
 end
-return was
+return keep_reply(was, 60000)
 """,
 )
 
