@@ -3,6 +3,8 @@
 The public API is the names in ``__all__``; everything else may change.
 """
 
+import logging
+
 import jobsim.builtin_tasks  # noqa: F401  (registers noop, sleep, flaky, fail, crash)
 from jobsim.config import Lease, QueueConfig, Retention
 from jobsim.connection import connect
@@ -17,6 +19,10 @@ from jobsim.retry import RetryPolicy
 from jobsim.tasks import task
 
 __version__ = "0.1.0"
+
+# A library logs only where its user asks it to (`jobsim worker --log-format`, or a handler of
+# their own): without one, Python's last-resort handler would print every failed attempt.
+logging.getLogger("jobsim").addHandler(logging.NullHandler())
 
 __all__ = [
     "PRIORITY_MAX",
