@@ -54,6 +54,7 @@ class Lease:
 @dataclass(frozen=True, kw_only=True)
 class Retention:
     """How many finished (completed) job records to keep; dead letters are kept until purged.
+    Cancelled records follow the same two limits, counted apart from completed ones.
 
     The default keeps the last 10,000 completed records and none older than a day, so a
     queue that runs forever holds bounded memory (about 0.5 kB per record with the attempt

@@ -24,6 +24,7 @@ last queue configured, whatever it was started with. A queue whose settings name
 from __future__ import annotations
 
 import math
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -56,8 +57,15 @@ class RateLimit:
 
     def __post_init__(self) -> None:
         rate = self.per_s
-        if isinstance(rate, bool) or not isinstance(rate, int | float) or not math.isfinite(rate):
-            raise InvalidInputError("per_s must be a finite number", field="per_s", value=rate)
+        if (
+            isinstance(rate, bool)
+            or not isinstance(rate, int | float)
+            or not -1e300 < rate < 1e300  # before isfinite, which overflows on a huge int
+            or not math.isfinite(rate)
+        ):
+            raise InvalidInputError(
+                "per_s must be a finite number", field="per_s", value=reprlib.repr(rate)
+            )
         if not rate > 0:
             raise InvalidInputError("per_s must be > 0", field="per_s", value=rate)
         burst = self.burst

@@ -93,6 +93,8 @@ class JobQueue:
         self.control = Control(client, self.keys, self._scripts)
         """Cancel, wait and pause (also offered as this queue's own methods)."""
         if (table := self.config.limits) is not None:
+            for task in table:  # as submit does: a limit on a task nobody registered is a typo
+                self.registry.get(task)
             self._scripts.set_limits([(task, *t.encoded()) for task, t in table.items()])
 
     def __repr__(self) -> str:

@@ -135,9 +135,12 @@ def due_args(delay_s: Any, run_at: Any) -> tuple[str, str]:
                 field=name,
                 value=preview(value),
             )
-        if not (math.isfinite(value) and 0 <= value <= top):
+        # compare before isfinite: math.isfinite(10**400) raises OverflowError
+        if not (0 <= value <= top and math.isfinite(value)):
             raise InvalidInputError(
-                f"{name} must be a finite number in 0..{top:.0f} seconds", field=name, value=value
+                f"{name} must be a finite number in 0..{top:.0f} seconds",
+                field=name,
+                value=preview(value),
             )
     return (
         "" if delay_s is None else str(round(delay_s * 1e6)),

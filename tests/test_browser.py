@@ -166,6 +166,103 @@ def test_a_dead_letter_is_requeued_by_clicking_its_button(chrome, service, reque
     assert len(chrome.find_elements("css selector", "#job-timeline .attempt")) == 2
 
 
+def _snapshots_pass(chrome: Any, seconds: float) -> None:
+    """Wait until the page has drawn a snapshot taken ``seconds`` after the one it shows now."""
+    t0 = chrome.execute_script("return state.last.time")
+    _wait(chrome, lambda c: c.execute_script("return state.last.time") >= t0 + seconds)
+
+
+def _list(chrome: Any, status: str) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    Select(_by_id(chrome, "list-status")).select_by_value(status)
+    _by_id(chrome, "list-form").submit()
+
+
+def test_pause_holds_a_submitted_job_and_resume_lets_it_complete(
+    chrome, service, requests_seen
+) -> None:
+    """Paused from the page, the queue shows its badge and a job submitted then stays queued
+    over a full snapshot interval; Resume lets it complete. Its Cancel button, left in the
+    (not refreshed) list, then gets the service's 409, and the page shows that error."""
+    headers = {"X-API-Key": KEY}
+    _open_dashboard(chrome, f"{service}/?key={KEY}")
+    try:
+        _by_id(chrome, "pause").click()
+        _wait(chrome, lambda c: _by_id(c, "paused").is_displayed())
+        _wait(chrome, lambda c: c.execute_script("return state.last.paused") is True)  # the feed
+        payload = _by_id(chrome, "submit-payload")
+        payload.clear()
+        payload.send_keys('{"seconds": 0.05}')
+        _by_id(chrome, "submit-button").click()
+        _wait(chrome, lambda c: _by_id(c, "job-status").text == "queued")
+        task_id = _by_id(chrome, "job-id").text
+        _snapshots_pass(chrome, 1.0)
+        assert _by_id(chrome, "job-status").text == "queued"
+        assert httpx.get(f"{service}/jobs/{task_id}", headers=headers).json()["status"] == "queued"
+        assert _by_id(chrome, "paused").is_displayed()
+        _list(chrome, "queued")
+        button = f"#list button.cancel[data-id='{task_id}']"
+        _wait(chrome, lambda c: c.find_elements("css selector", button))
+        screenshot(chrome, "dashboard-paused")
+        _by_id(chrome, "resume").click()
+        _wait(chrome, lambda c: _by_id(c, "job-status").text == "completed")
+        assert not _by_id(chrome, "paused").is_displayed()
+        assert not _by_id(chrome, "job-cancel").is_displayed()  # a finished job has none
+        chrome.find_element("css selector", button).click()
+        _wait(chrome, lambda c: _by_id(c, "error").is_displayed())
+        error = _by_id(chrome, "error").text
+        assert f"jobs/{task_id}/cancel: 409" in error
+        _snapshots_pass(chrome, 1.0)  # the job view's refresh does not wipe the error
+        assert _by_id(chrome, "error").text == error
+        assert httpx.get(f"{service}/jobs/{task_id}", headers=headers).json()["status"] == (
+            "completed"
+        )
+    finally:
+        httpx.post(f"{service}/resume", headers=headers)
+
+
+def test_a_scheduled_job_is_cancelled_from_the_list(chrome, service, requests_seen) -> None:
+    """A job due in 60 s is listed as scheduled with a Cancel button; clicking it cancels the
+    job, and the job view shows `cancelled`."""
+    headers = {"X-API-Key": KEY}
+    body = {"task": "noop", "payload": None, "delay_s": 60}
+    task_id = httpx.post(f"{service}/submit", json=body, headers=headers).json()["task_id"]
+    _open_dashboard(chrome, f"{service}/?key={KEY}")
+    _list(chrome, "scheduled")
+    button = f"#list button.cancel[data-id='{task_id}']"
+    _wait(chrome, lambda c: c.find_elements("css selector", button))
+    chrome.find_element("css selector", button).click()
+    _wait(chrome, lambda c: _by_id(c, "job-status").text == "cancelled")
+    assert _by_id(chrome, "job-id").text == task_id
+    assert not _by_id(chrome, "job-cancel").is_displayed()
+    assert not _by_id(chrome, "error").is_displayed()
+    job = httpx.get(f"{service}/jobs/{task_id}", headers=headers).json()
+    assert (job["status"], job["attempts"]) == ("cancelled", 0)
+
+
+def test_a_failed_attempts_traceback_is_shown_collapsed(chrome, service, requests_seen) -> None:
+    """A failed attempt's stack trace sits collapsed under its error; opened, it shows the
+    trace and stays open across the job view's redraw on the next snapshot."""
+    headers = {"X-API-Key": KEY}
+    body = {"task": "fail", "payload": {"times": 1}, "max_retries": 0}
+    task_id = httpx.post(f"{service}/submit", json=body, headers=headers).json()["task_id"]
+    job = httpx.get(f"{service}/status/{task_id}?wait_s=10", headers=headers, timeout=15).json()
+    assert job["status"] == "failed"
+    _open_dashboard(chrome, f"{service}/?key={KEY}")
+    _by_id(chrome, "inspect-id").send_keys(task_id)
+    _by_id(chrome, "inspect-form").submit()
+    _wait(chrome, lambda c: _by_id(c, "job-status").text == "failed")
+    trace = "#job-attempts details.traceback pre"
+    assert not chrome.find_element("css selector", trace).is_displayed()
+    chrome.find_element("css selector", "#job-attempts details.traceback summary").click()
+    _wait(chrome, lambda c: c.find_element("css selector", trace).is_displayed())
+    assert "Traceback (most recent call last)" in chrome.find_element("css selector", trace).text
+    _snapshots_pass(chrome, 1.0)
+    assert chrome.find_element("css selector", trace).is_displayed()
+    screenshot(chrome, "dashboard-traceback")
+
+
 def test_a_scenario_button_submits_the_scenario(chrome, service, requests_seen) -> None:
     """The poison-job scenario's button submits its 21 jobs to the served queue and the page
     says so (how scenarios play out is tests/test_api_dashboard.py)."""

@@ -5,9 +5,10 @@ The page is server-rendered HTML (``templates/dashboard.html``) with one small s
 (``static/dashboard.js``) and the vendored uPlot for the two time charts; no build step. It
 holds no data, so it is open; the script asks for the API key (or takes ``?key=`` once,
 keeps it in ``sessionStorage`` and drops it from the address bar) and sends it as
-``Authorization: Bearer`` on every call: the existing JSON routes for dead letters, jobs and
-submit, and :mod:`jobsim.api.events` for the live feed. Whatever statuses the queue reports
-are drawn, so statuses added to the queue later appear without a change here.
+``Authorization: Bearer`` on every call: the existing JSON routes for dead letters, jobs,
+submit, cancel, pause and resume (:mod:`jobsim.api.control`), and :mod:`jobsim.api.events`
+for the live feed. Whatever statuses the queue reports are drawn, so statuses added to the
+queue later appear without a change here.
 """
 
 from __future__ import annotations

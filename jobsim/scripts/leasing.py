@@ -67,6 +67,12 @@ for _, id in ipairs(expired) do
   end
 end
 if redis.call('EXISTS', Q.paused) == 1 then count_ = 0 end  -- paused: settle, sweep, no lease
+-- more due retries or scheduled jobs than one call promotes: lease nothing yet (next due is
+-- then 0, so the worker calls again at once), so a due urgent job is never passed over
+for _, key in ipairs({Q.retrying, Q.scheduled}) do
+  local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  if first[2] and tonumber(first[2]) <= NOW then count_ = 0 end
+end
 unpark(limit)  -- limits: parked jobs that may lease now go back to the queue
 local jobs = {}
 local popped = pop_admitted(count_)  -- limits: ZPOPMIN, parking jobs over their limits

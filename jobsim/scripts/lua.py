@@ -184,23 +184,26 @@ local function promote_scheduled(limit)
     end
   end
 end
--- delete completed records past the retention limits, at most 1,000 a call
+-- delete completed (and, where the script has the key, cancelled) records past the
+-- retention limits, at most 1,000 a call
 local function retain(keep_count, keep_age)
   local budget = 1000
-  if keep_count > 0 then
-    local excess = redis.call('ZCARD', Q.completed) - keep_count
-    if excess > 0 then
-      local old = redis.call('ZPOPMIN', Q.completed, math.min(excess, budget))
-      for i = 1, #old, 2 do redis.call('DEL', Q.job_prefix .. old[i]) end
-      budget = budget - #old / 2
+  for _, set in ipairs({Q.completed, Q.cancelled}) do
+    if keep_count > 0 and budget > 0 then
+      local excess = redis.call('ZCARD', set) - keep_count
+      if excess > 0 then
+        local old = redis.call('ZPOPMIN', set, math.min(excess, budget))
+        for i = 1, #old, 2 do redis.call('DEL', Q.job_prefix .. old[i]) end
+        budget = budget - #old / 2
+      end
     end
-  end
-  if keep_age > 0 and budget > 0 then
-    local old = redis.call('ZRANGEBYSCORE', Q.completed, '-inf', fmt(NOW - keep_age),
-      'LIMIT', 0, budget)
-    for _, id in ipairs(old) do
-      redis.call('ZREM', Q.completed, id)
-      redis.call('DEL', Q.job_prefix .. id)
+    if keep_age > 0 and budget > 0 then
+      local old = redis.call('ZRANGEBYSCORE', set, '-inf', fmt(NOW - keep_age), 'LIMIT', 0, budget)
+      for _, id in ipairs(old) do
+        redis.call('ZREM', set, id)
+        redis.call('DEL', Q.job_prefix .. id)
+      end
+      budget = budget - #old
     end
   end
 end

@@ -1,12 +1,14 @@
 // The jobsim dashboard's client: reads the live feed (/events, server-sent events read with
 // fetch so the API key can go in an Authorization header), draws it, and calls the service's
-// JSON routes for dead letters, jobs, submit and the teaching scenarios. No build step.
+// JSON routes for dead letters, jobs (inspect, cancel), submit, pause/resume and the teaching
+// scenarios. No build step.
 "use strict";
 
 const KEY_STORE = "jobsim.apiKey";
 const MAX_POINTS = 300;
 const $ = (id) => document.getElementById(id);
-const state = { last: null, inspected: null, charts: {}, series: { t: [], done: [], failed: [], retried: [], mean: [], max: [] } };
+const CANCELLABLE = new Set(["scheduled", "queued", "retrying", "processing"]);
+const state = { last: null, inspected: null, openTracebacks: new Set(), charts: {}, series: { t: [], done: [], failed: [], retried: [], mean: [], max: [] } };
 
 // --- the API key: ?key= once (then dropped from the address bar), or asked for -------------
 (function takeKeyFromUrl() {
@@ -44,7 +46,9 @@ function showError(text) {
   $("error").hidden = !text;
 }
 
-async function api(path, options) {
+// A failed call shows its error until the next call the user makes succeeds; `background`
+// calls (the job view's refresh on every snapshot) never clear it, so a 409 stays readable.
+async function api(path, options, background) {
   const opts = Object.assign({}, options || {});
   opts.headers = headers(opts.body ? { "Content-Type": "application/json" } : {});
   for (;;) {
@@ -60,7 +64,7 @@ async function api(path, options) {
       showError(`${opts.method || "GET"} ${path}: ${response.status} ${detail}`);
       throw new Error(detail);
     }
-    showError("");
+    if (!background) showError("");
     return body;
   }
 }
@@ -210,11 +214,15 @@ function jobLink(id) {
   return el("a", { href: "#job", class: "job-link", onclick: (ev) => { ev.preventDefault(); inspect(id); } }, id.slice(0, 12) + " ");
 }
 
+function cancelButton(id) {
+  return el("button", { type: "button", class: "cancel danger", "data-id": id, onclick: () => cancel(id) }, "Cancel");
+}
+
 function drawRunning(s) {
   $("running-count").textContent = `(${s.counts.processing ?? s.running.length})`;
   fill($("running"), s.running.map((j) => el("tr", {},
     el("td", {}, jobLink(j.task_id)), el("td", {}, j.task), el("td", {}, `${j.attempts}`),
-    el("td", {}, el("code", {}, j.worker || "–")))), "none running");
+    el("td", {}, el("code", {}, j.worker || "–")), el("td", {}, cancelButton(j.task_id)))), "none running");
 }
 
 function drawDead(s) {
@@ -254,7 +262,7 @@ async function inspect(id, quiet) {
   state.inspected = id;
   let job;
   try {
-    job = await api(`jobs/${encodeURIComponent(id)}`);
+    job = await api(`jobs/${encodeURIComponent(id)}`, {}, quiet);
   } catch (err) {
     if (!quiet) state.inspected = null;
     return;
@@ -264,6 +272,8 @@ async function inspect(id, quiet) {
   $("job-status").textContent = job.status;
   $("job-status").className = "status status-" + job.status;
   $("job-summary").textContent = `${job.task}, priority ${job.priority}, attempt ${job.attempts}, ${job.retries_left} left`;
+  $("job-cancel").hidden = !CANCELLABLE.has(job.status);
+  $("job-cancel").dataset.id = job.task_id;
   const start = job.submitted_at;
   const end = Math.max(start + 0.001, ...job.attempt_log.map((a) => a.ended_at || (state.last ? state.last.time : a.started_at || start)));
   const bar = (a) => {
@@ -276,11 +286,46 @@ async function inspect(id, quiet) {
   fill($("job-attempts"), job.attempt_log.map((a) => el("tr", {},
     el("td", {}, String(a.number)), el("td", {}, el("code", {}, a.worker || "–")), el("td", {}, clock(a.started_at)),
     el("td", {}, a.started_at && a.ended_at ? fmt(a.ended_at - a.started_at, 3) + " s" : "–"),
-    el("td", { class: "outcome-text-" + a.outcome }, a.outcome), el("td", { class: "error-text" }, el("pre", {}, a.error || "")))),
+    el("td", { class: "outcome-text-" + a.outcome }, a.outcome), el("td", { class: "error-text" }, el("pre", {}, a.error || ""), traceback(job.task_id, a)))),
   "not started yet");
 }
 
+// A failed attempt's stack trace, collapsed; kept open across the redraw on every snapshot.
+function traceback(id, a) {
+  if (!a.traceback) return null;
+  const key = `${id}:${a.number}`;
+  const box = el("details", { class: "traceback", open: state.openTracebacks.has(key) },
+    el("summary", {}, "traceback"), el("pre", {}, a.traceback));
+  box.addEventListener("toggle", () => {
+    if (box.open) state.openTracebacks.add(key);
+    else state.openTracebacks.delete(key);
+  });
+  return box;
+}
+
 // --- actions -------------------------------------------------------------------------------
+// A refused action (say 409, cancelling a job that has just finished) is shown by `api`.
+async function cancel(id) {
+  try {
+    const body = await api(`jobs/${encodeURIComponent(id)}/cancel`, { method: "POST" });
+    log(`cancelled job ${id} (${body.status})`);
+  } catch (err) {
+    return;
+  }
+  inspect(id);
+}
+
+$("job-cancel").addEventListener("click", () => cancel($("job-cancel").dataset.id));
+
+for (const [button, path] of [["pause", "pause"], ["resume", "resume"]]) {
+  $(button).addEventListener("click", async () => {
+    const body = await api(path, { method: "POST" }).catch(() => null);
+    if (!body) return;
+    $("paused").hidden = !body.paused;
+    log(body.paused ? (body.was_paused ? "already paused" : "paused the queue") : (body.was_paused ? "resumed the queue" : "was not paused"));
+  });
+}
+
 async function requeue(id) {
   await api(`dead-letters/${encodeURIComponent(id)}/requeue`, { method: "POST" });
   log(`requeued dead letter ${id}`);
@@ -322,7 +367,8 @@ $("list-form").addEventListener("submit", async (ev) => {
   const status = $("list-status").value;
   const body = await api(`jobs?status=${encodeURIComponent(status)}&limit=50`);
   fill($("list"), body.jobs.map((j) => el("tr", {}, el("td", {}, jobLink(j.task_id)), el("td", {}, j.task),
-    el("td", {}, j.status), el("td", {}, String(j.attempts)), el("td", { class: "error-text" }, j.last_error || ""))),
+    el("td", {}, j.status), el("td", {}, String(j.attempts)), el("td", { class: "error-text" }, j.last_error || ""),
+    el("td", {}, CANCELLABLE.has(j.status) ? cancelButton(j.task_id) : ""))),
   `no ${status} jobs`);
 });
 
