@@ -1,5 +1,7 @@
-"""A model of a retry budget (E7). Not a jobsim feature: jobsim's queue has no retry budget;
-this pure-Python model (no Redis, no workers, instant service) shows what one would do.
+"""A model of a retry budget (E7): the formula's expectation, in pure Python (no Redis, no
+workers, instant service). On the real queue the budget is a per-task
+:class:`jobsim.RateLimit` on the retry task; :mod:`jobsim.sim.budget_queue` runs the same
+:class:`Storm` there, where a retry without a token waits instead of being refused.
 
 A budget is a token bucket shared by every client: each first attempt deposits ``ratio``
 tokens (up to ``max_tokens``), each retry must take one whole token, and a failure that
