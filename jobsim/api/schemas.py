@@ -212,7 +212,9 @@ class JobView(BaseModel):
     )
 
     task_id: str
-    status: JobStatus = Field(description="queued | processing | retrying | completed | failed")
+    status: JobStatus = Field(
+        description="scheduled | queued | processing | retrying | completed | failed | cancelled"
+    )
     task: str
     payload: Any
     priority: int
