@@ -44,17 +44,8 @@ for _ = 1, tonumber(A.n_failed) do
 end
 if DONE > 0 then count('completed', DONE) end
 retain(tonumber(A.keep_count), tonumber(A.keep_age_us))
-local due = redis.call('ZRANGEBYSCORE', Q.retrying, '-inf', fmt(NOW), 'LIMIT', 0, limit)
-for _, id in ipairs(due) do
-  redis.call('ZREM', Q.retrying, id)
-  local jk = Q.job_prefix .. id
-  local priority = redis.call('HGET', jk, 'priority')
-  if priority then  -- a record deleted by hand is dropped, not half re-created
-    redis.call('HSET', jk, 'status', 'queued')
-    enqueue(id, priority)
-  end
-end
-promote_scheduled(limit)
+promote_due(Q.retrying, limit)
+promote_due(Q.scheduled, limit)
 local expired = redis.call('ZRANGEBYSCORE', Q.processing, '-inf', fmt(NOW), 'LIMIT', 0, limit)
 for _, id in ipairs(expired) do
   local jk = Q.job_prefix .. id

@@ -171,11 +171,11 @@ local function give_back(id, jk, n, token, outcome, err, kind)
   redis.call('HINCRBY', jk, 'redeliveries', 1)
   enqueue(id, f[2])
 end
--- queue the scheduled jobs now due (at most `limit`), each at its priority
-local function promote_scheduled(limit)
-  local due = redis.call('ZRANGEBYSCORE', Q.scheduled, '-inf', fmt(NOW), 'LIMIT', 0, limit)
+-- queue the retries or scheduled jobs of `set` now due (at most `limit`), each at its priority
+local function promote_due(set, limit)
+  local due = redis.call('ZRANGEBYSCORE', set, '-inf', fmt(NOW), 'LIMIT', 0, limit)
   for _, id in ipairs(due) do
-    redis.call('ZREM', Q.scheduled, id)
+    redis.call('ZREM', set, id)
     local jk = Q.job_prefix .. id
     local priority = redis.call('HGET', jk, 'priority')
     if priority then  -- a record deleted by hand is dropped, not half re-created
