@@ -214,8 +214,8 @@ class JobQueue:
     def job_ids(self, status: JobStatus | str, *, limit: int = 100, offset: int = 0) -> list[str]:
         """Ids of jobs in ``status``, in the order that status keeps them.
 
-        ``queued`` lists the ready jobs in service order (not those a rate or concurrency
-        limit holds back: ``stats().throttled`` counts them); ``processing`` by lease
+        ``queued`` lists them in service order, those a rate or concurrency limit holds back
+        included (``stats().throttled`` counts these); ``processing`` by lease
         deadline; ``scheduled`` and ``retrying`` by due time; ``completed``, ``failed`` and
         ``cancelled`` by finish time, oldest first.
 
@@ -244,6 +244,8 @@ class JobQueue:
             return []
         stop = min(offset + limit - 1, _MAX_INDEX)  # Redis indexes are 64-bit
         with mapped_errors(self._shown):
+            if JobStatus(status) is JobStatus.QUEUED:  # with the jobs a limit holds back
+                return self._scripts.list_queued(offset, stop)
             return cast(list[str], self.client.zrange(key, offset, stop))
 
     def jobs(self, status: JobStatus | str, *, limit: int = 100, offset: int = 0) -> list[Job]:

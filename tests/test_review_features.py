@@ -244,16 +244,30 @@ def test_a_parked_high_priority_job_goes_first_when_its_slot_frees(make_queue) -
     assert _first_leased(queue) == [urgent]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a parked job (status queued) is in no job_ids listing: queue.job_ids reads "
-    "only the queued zset, not parked:<task>, while stats().queued counts it",
-)
 def test_every_job_is_listed_exactly_once_with_parked_jobs(make_queue) -> None:
     queue = make_queue(QueueConfig(rate_limits={"noop": SLOW}))
     ids = queue.submit_many([JobRequest("noop")] * 3)
     queue.leases.exchange("w", 3)  # one leases, two park
     _assert_each_job_listed_once(queue, ids)
+
+
+def test_the_queued_listing_merges_parked_jobs_in_service_order(make_queue) -> None:
+    """Parked jobs list among the ready ones by priority (service order), and pages of the
+    merged listing join up to the whole."""
+    queue = make_queue(QueueConfig(rate_limits={"noop": SLOW}))
+    queue.submit("noop", job_id="taken", priority=9)
+    queue.leases.exchange("w", 1)  # takes the only token
+    queue.submit("noop", job_id="parked9", priority=9)
+    queue.submit("noop", job_id="parked5", priority=5)
+    assert queue.leases.exchange("w", 1).jobs == []  # both park
+    queue.submit("sleep", {"seconds": 0}, job_id="ready7", priority=7)
+    queue.submit("sleep", {"seconds": 0}, job_id="ready0", priority=0)
+    order = ["parked9", "ready7", "parked5", "ready0"]
+    assert queue.job_ids("queued") == order
+    assert queue.job_ids("queued", limit=2) == order[:2]
+    assert queue.job_ids("queued", offset=2) == order[2:]
+    assert queue.job_ids("queued", offset=1, limit=2) == order[1:3]
+    assert queue.stats().queued == 4 and queue.stats().throttled == 2
 
 
 # --- lost replies: each re-sent script changes nothing more ----------------------------------

@@ -28,6 +28,7 @@ from jobsim.scripts.lua import Script
 from jobsim.scripts.periodic import PERIODIC
 from jobsim.scripts.producer import (
     CANCEL,
+    LIST_QUEUED,
     PAUSE,
     PURGE_DEAD,
     REQUEUE_DEAD,
@@ -39,7 +40,7 @@ from jobsim.scripts.values import Ack, Beat, Dequeued, Exchange, GiveBack, Nack,
 
 SCRIPTS: tuple[Script, ...] = (
     SUBMIT, DEQUEUE, COMPLETE, FAIL, HEARTBEAT, UNLEASE, RELEASE, RELEASE_WORKER,
-    REQUEUE_DEAD, PURGE_DEAD, PAUSE, SET_LIMITS, CANCEL, WATCH_JOB, PERIODIC,
+    REQUEUE_DEAD, PURGE_DEAD, PAUSE, SET_LIMITS, CANCEL, WATCH_JOB, PERIODIC, LIST_QUEUED,
 )  # fmt: skip
 """Every script of the queue."""
 
@@ -225,6 +226,10 @@ class Scripts:
         """Cancel a job: ``'cancelled'`` (now) or ``'requested'`` (it is running). Safe to
         re-send. Raises ``redis.ResponseError`` ``MISSING`` or ``FINISHED <status>``."""
         return str(self._call(CANCEL, [job_id]))
+
+    def list_queued(self, offset: int, stop: int) -> list[str]:
+        """Queued ids at positions ``offset..stop`` in service order, parked ones included."""
+        return list(self._call(LIST_QUEUED, [offset, stop]))
 
     def watch_job(self, job_id: str) -> str:
         """Mark a job as waited on; returns its status, ``''`` if there is no such job."""

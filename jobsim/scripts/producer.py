@@ -217,3 +217,33 @@ if #tasks > 0 then wake() end
 return n
 """,
 )
+
+
+LIST_QUEUED = Script(
+    "LIST_QUEUED",
+    keys=("queued", "throttled", "parked_prefix"),
+    argv=("offset", "stop"),
+    items=(),
+    body="""
+-- The queued jobs in service order: the ready ones and those a limit holds back (parked per
+-- task, keeping their queue score), merged by score, then id (as ZRANGE orders ties).
+-- Returns the ids at 0-based positions offset..stop. Writes nothing.
+local stop = tonumber(A.stop)
+local rows = {}
+local function add(key)
+  local r = redis.call('ZRANGE', key, 0, A.stop, 'WITHSCORES')
+  for i = 1, #r, 2 do rows[#rows + 1] = {tonumber(r[i + 1]), r[i]} end
+end
+add(Q.queued)
+for _, task in ipairs(redis.call('ZRANGE', Q.throttled, 0, -1)) do
+  add(Q.parked_prefix .. task)
+end
+table.sort(rows, function(a, b)
+  if a[1] ~= b[1] then return a[1] < b[1] end
+  return a[2] < b[2]
+end)
+local ids = {}
+for i = tonumber(A.offset) + 1, math.min(#rows, stop + 1) do ids[#ids + 1] = rows[i][2] end
+return ids
+""",
+)
