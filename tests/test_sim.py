@@ -125,7 +125,7 @@ def test_littles_law_links_the_queue_counts_to_the_timestamps(url) -> None:  # t
     the jobs' timestamps, within the sample's 99% batch-means interval: a mismatch would be
     a timing-capture bug."""
     workload = Workload(jobs=400, arrival=Poisson(rate_per_s=3.0), service=Exponential(mean_s=1.0),
-                        time_scale=0.005, seed=2)  # fmt: skip
+                        time_scale=0.01, seed=2)  # fmt: skip
     little = run(workload, setup=Setup(workers=4, backend=url)).summary.littles_law
     assert abs(little.l_sampled - little.lambda_w) <= little.l_half_width
 

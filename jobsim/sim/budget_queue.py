@@ -14,6 +14,7 @@ attempts), so during the outage the dependency sees at most ``(1 + ratio)x`` its
 after it the backlog of retries drains at ``ratio * rate_per_s`` instead of being dropped.
 
 Example:
+    >>> from jobsim.sim.budget import RetryBudget, Storm, load
     >>> storm = Storm(rate_per_s=20, duration_s=1, outage=(0.2, 0.6), max_retries=2,
     ...               budget=RetryBudget(ratio=0.5, max_tokens=2), seed=1)
     >>> attempts = simulate_on_queue(storm)                        # doctest: +SKIP
