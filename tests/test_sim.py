@@ -203,7 +203,12 @@ def test_worker_processes_sigkilled_mid_job_lose_nothing(redis_server) -> None:
     assert result.summary.valid, result.verdict
     crashes = [d for _, kind, d in result.events if kind == "crash"]
     assert len(crashes) == 2 and all(d.startswith("killed worker") for d in crashes)
-    assert (result.attempts.outcome == "crashed").sum() >= 2
+    # How many attempts a kill charges is timing (the job it aimed at may have ended, or the
+    # child may hold a second job it had taken but not started): not asserted. What is: every
+    # job a kill interrupted was delivered again and completed.
+    hit = set(result.attempts.job_id[result.attempts.outcome == "crashed"])
+    done = result.jobs.set_index("job_id").outcome
+    assert all(done[j] == "completed" for j in hit), done[list(hit)]
 
 
 @pytest.mark.parametrize(
