@@ -14,7 +14,7 @@ from jobsim.api import create_app
 from jobsim.api.errors import STATUS_OF, NotADeadLetterError, status_of
 from jobsim.localredis import free_port
 from jobsim.models import JobStatus
-from tests.support.http import snapshot, submit
+from tests.support.http import snapshot, submit, unreachable_redis
 
 TREE = [
     (errors.PayloadTooLargeError("big", field="payload"), 413),
@@ -162,7 +162,7 @@ def test_every_id_route_answers_404_for_an_id_that_cannot_exist(
 
 def test_unreachable_redis_is_503_never_500() -> None:
     """With Redis gone, `/health` says `down` and every other endpoint answers 503."""
-    dead = redis.Redis(port=free_port(), socket_connect_timeout=0.2, decode_responses=True)
+    dead = unreachable_redis(free_port())
     http = TestClient(create_app(JobQueue(dead, "gone"), workers=0))  # no lifespan: no Redis
     health = http.get("/health")
     assert health.status_code == 503 and health.json()["status"] == "down"

@@ -5,13 +5,12 @@ and each documented error code has its own example in the OpenAPI document."""
 from __future__ import annotations
 
 import pytest
-import redis
 from fastapi.testclient import TestClient
 
 from jobsim import JobQueue
 from jobsim.api import API_KEY_ENV, create_app
 from jobsim.localredis import free_port
-from tests.support.http import snapshot
+from tests.support.http import snapshot, unreachable_redis
 
 
 def test_metrics_accepts_the_key_as_a_bearer_token_as_prometheus_sends_it(
@@ -47,7 +46,7 @@ def test_a_503_carries_retry_after_and_never_the_redis_address() -> None:
     """With Redis gone, every 503 (routes and `/health`) says when to retry, and its body does
     not tell a caller the internal host:port of Redis."""
     port = free_port()
-    dead = redis.Redis(port=port, socket_connect_timeout=0.2, decode_responses=True)
+    dead = unreachable_redis(port)
     http = TestClient(create_app(JobQueue(dead, "gone"), workers=0))  # no lifespan: no Redis
     for method, path in [("GET", "/stats"), ("GET", "/status/x"), ("GET", "/health")]:
         response = http.request(method, path)

@@ -8,6 +8,8 @@ from typing import Any
 
 import redis
 from fastapi.testclient import TestClient
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from jobsim import QueueConfig, RetryPolicy
 
@@ -23,6 +25,15 @@ def until(predicate: Callable[[], Any], timeout_s: float = 30.0) -> Any:
             raise AssertionError("condition not reached in time")
         time.sleep(0.01)
     return value
+
+
+def unreachable_redis(port: int) -> redis.Redis:
+    """A client of a port nothing listens on that fails at once: redis-py's default client
+    retries a refused connection three times with a backoff of up to 10 s (that is not what is
+    tested, and it made each 503 test take ~17 s)."""
+    return redis.Redis(
+        port=port, socket_connect_timeout=0.2, decode_responses=True, retry=Retry(NoBackoff(), 0)
+    )
 
 
 def snapshot(client: redis.Redis) -> dict[str, object]:
