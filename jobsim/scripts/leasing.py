@@ -64,7 +64,12 @@ for _, key in ipairs({Q.retrying, Q.scheduled}) do
   local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
   if first[2] and tonumber(first[2]) <= NOW then count_ = 0 end
 end
-unpark(limit)  -- limits: parked jobs that may lease now go back to the queue
+-- limits: parked jobs that may lease now go back to the queue; more of them than one call
+-- moves: lease nothing yet (as above), so a parked urgent job is never passed over
+if unpark(limit) then
+  count_ = 0
+  MORE_TO_SORT = true
+end
 local jobs = {}
 local popped = pop_admitted(count_)  -- limits: ZPOPMIN, parking jobs over their limits
 local now, deadline = fmt(NOW), fmt(NOW + lease)

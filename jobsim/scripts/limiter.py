@@ -144,14 +144,17 @@ local function pop_admitted(count)
   if parked >= PARK_LIMIT then MORE_TO_SORT = redis.call('EXISTS', Q.queued) == 1 end
   return out
 end
--- move due tasks' parked jobs back to the queue, as many as may lease now, `limit` in all
+-- move due tasks' parked jobs back to the queue, as many as may lease now, `limit` in all;
+-- true when `limit` ran out while a task had more parked jobs that may lease now
 local function unpark(limit)
   local due = redis.call('ZRANGEBYSCORE', Q.throttled, '-inf', fmt(NOW), 'LIMIT', 0, limit)
+  local more = false
   for _, task in ipairs(due) do
     local pk = Q.parked_prefix .. task
     local l = limit_of(task)
-    local n = limit
-    if l then n = math.min(room(task, l), limit) end
+    local may = l and room(task, l) or math.huge
+    local n = math.min(may, limit)
+    if may > n and redis.call('ZCARD', pk) > n then more = true end
     local back = n > 0 and redis.call('ZPOPMIN', pk, n) or {}
     local k = 0
     for i = 1, #back, 2 do
@@ -166,6 +169,7 @@ local function unpark(limit)
       redis.call('ZADD', Q.throttled, fmt(l and due_after(task, l, k) or NOW), task)
     end
   end
+  return more
 end
 local function limits_due(next_due)  -- DEQUEUE's µs until next due, with the next token
   local wait = -1
