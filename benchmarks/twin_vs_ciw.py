@@ -33,7 +33,7 @@ def twin(jobs: int, c: int, rho: float, seed: int) -> float:
     w = Workload(jobs=jobs, arrival=Poisson(rate_per_s=rho * c), service=Exponential(mean_s=1.0),
                  seed=seed)  # fmt: skip
     frame = run(w, setup=Setup(workers=c, backend="virtual")).jobs
-    return float(frame["wait_s"].iloc[int(WARMUP * jobs) :].mean()) / w.time_scale
+    return float(frame["wait_s"].iloc[int(WARMUP * jobs) :].mean())
 
 
 def ciw_wait(jobs: int, c: int, rho: float, seed: int) -> float:

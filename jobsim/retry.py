@@ -13,8 +13,9 @@ With ``n`` the number of failures so far (1 after the first), ``base``, ``cap``:
 
 from __future__ import annotations
 
+import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from jobsim.errors import InvalidInputError
@@ -58,6 +59,22 @@ class RetryPolicy:
     def immediate(cls) -> RetryPolicy:
         """Retry at once (no backoff): the queue then behaves as a Jackson network."""
         return cls(kind="fixed", base_s=0.0, cap_s=0.0)
+
+    def scaled(self, factor: float) -> RetryPolicy:
+        """The same policy with every duration multiplied by ``factor`` (e.g. model to wall
+        seconds: the delays it draws scale with it, jitter included).
+
+        Example:
+            >>> RetryPolicy(kind="full", base_s=2.0, cap_s=10.0).scaled(0.01)
+            RetryPolicy(kind='full', base_s=0.02, cap_s=0.1)
+
+        Raises:
+            InvalidInputError: ``factor`` is not a finite number > 0.
+        """
+        if not (math.isfinite(factor) and factor > 0):
+            raise InvalidInputError("factor must be a finite number > 0", field="factor",
+                                    value=factor)  # fmt: skip
+        return replace(self, base_s=self.base_s * factor, cap_s=self.cap_s * factor)
 
     def exponential_s(self, failures: int) -> float:
         """The capped exponential delay after ``failures`` failures, before any jitter."""

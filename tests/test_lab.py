@@ -34,14 +34,14 @@ def tiny_lab() -> Lab:
     return lab
 
 
-def test_settings_map_onto_workload_faults_and_setup_in_wall_seconds() -> None:
+def test_settings_map_onto_workload_faults_and_setup_in_model_seconds() -> None:
     settings = replace(TINY, workers=3, lease_s=10.0, crashes=2, backoff="full")
     workload, setup = settings.workload(), settings.setup()
     assert (workload.jobs, workload.arrival.rate_per_s, workload.seed) == (60, 2.0, 4)
     assert workload.service.mean_s == 1.0 and workload.max_retries == 3
-    assert setup.workers == 3 and setup.lease_s == pytest.approx(0.02)
+    assert setup.workers == 3 and setup.lease_s == 10.0
     assert settings.faults().worker_crashes == 2
-    assert setup.retry == RetryPolicy(kind="full", base_s=0.0005, cap_s=0.008)
+    assert setup.retry == RetryPolicy(kind="full", base_s=0.25, cap_s=4.0)
     assert replace(TINY, backoff="immediate").retry() == RetryPolicy.immediate()
 
 

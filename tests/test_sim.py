@@ -135,6 +135,7 @@ def test_littles_law_links_the_queue_counts_to_the_timestamps(url) -> None:  # t
 # 200 jobs over about 100 model seconds (0.2 s of wall time) at rho = 2/3 on 3 workers
 QUICK = Workload(jobs=200, arrival=Poisson(rate_per_s=2.0), service=Exponential(mean_s=1.0),
                  time_scale=0.002, max_retries=4, seed=5)  # fmt: skip
+LEASE_1_WALL_S = 1.0 / QUICK.time_scale  # Setup's durations are model seconds: 500
 
 
 @pytest.mark.parametrize(
@@ -152,7 +153,8 @@ def test_each_job_fault_ends_with_a_valid_verdict(url, faults) -> None:  # type:
     # The spike check needs its window (40 model s) long against a worker's worst stall on
     # a busy machine (tens of ms): 5x QUICK's time scale makes the window 0.4 s of wall time.
     workload = replace(QUICK, time_scale=0.01) if faults.spikes else QUICK
-    result = run(workload, faults, Setup(workers=3, backend=url, lease_s=0.5))
+    lease_s = 0.5 / workload.time_scale  # model seconds: half a wall second either way
+    result = run(workload, faults, Setup(workers=3, backend=url, lease_s=lease_s))
     assert result.summary.valid, result.verdict
     assert result.summary.completed + result.summary.failed == QUICK.jobs
     attempts = result.attempts
@@ -165,11 +167,11 @@ def test_each_job_fault_ends_with_a_valid_verdict(url, faults) -> None:  # type:
     if faults.slow_worker_factor > 1:
         # A sleep never returns early, however busy the machine: every attempt on the slow
         # worker (the pool's first) ran at least factor x its planned service, exactly.
-        planned = {f"j{job.index:06d}": job.service_s * workload.time_scale for job in QUICK.plan()}
+        planned = {f"j{job.index:06d}": job.service_s for job in QUICK.plan()}
         done = attempts[attempts["outcome"] == "completed"]
         slow = done[done["worker"].str.endswith("-0")]
         assert len(slow) > 0 and len(slow) < len(done)
-        floor = slow["job_id"].map(planned) * faults.slow_worker_factor - 1e-5
+        floor = slow["job_id"].map(planned) * faults.slow_worker_factor - 1e-5 / workload.time_scale
         assert (slow["service_s"] >= floor).all()
     if faults.worker_crashes:
         crashes = [e for e in result.events if e[1] == "crash"]
@@ -184,21 +186,22 @@ def _assert_attempts_inside_the_spike_ran_longer(result, spike) -> None:  # type
     sides share one origin; what is left is how much later than its recorded start a task
     reads the clock (the recorded start lags by part of the worker's round trip). So the
     window is shrunk, at its end, by the longest per-attempt queue cost the run measured,
-    and by one model time unit at each end for the clock offset's own rounding.
+    and by one model time unit at each end for the clock offset's own rounding. (The frames
+    are in model seconds, as the spike is.)
     """
-    scale, attempts = result.workload.time_scale, result.attempts
+    attempts = result.attempts
     trips = timing.busy_gaps_s(attempts, result.jobs)
-    slack_end = max(scale, float(trips.max()) if trips.size else 0.0)
-    window_s = (spike.end_s - spike.start_s) * scale
+    slack_end = max(1.0, float(trips.max()) if trips.size else 0.0)
+    window_s = spike.end_s - spike.start_s
     assert slack_end < window_s / 2, "the queue's cost per attempt swamps the spike window"
-    inside = attempts[(attempts.started > spike.start_s * scale + scale)
-                      & (attempts.started < spike.end_s * scale - slack_end)]  # fmt: skip
+    inside = attempts[(attempts.started > spike.start_s + 1.0)
+                      & (attempts.started < spike.end_s - slack_end)]  # fmt: skip
     assert len(inside) > 0
-    assert (inside.service_s / scale >= spike.extra_s).all(), inside
+    assert (inside.service_s >= spike.extra_s).all(), inside
 
 
 def test_worker_processes_sigkilled_mid_job_lose_nothing(redis_server) -> None:
-    setup = Setup(workers=2, mode="process", backend=redis_server.url, lease_s=1.0)
+    setup = Setup(workers=2, mode="process", backend=redis_server.url, lease_s=LEASE_1_WALL_S)
     result = run(QUICK, FaultPlan(worker_crashes=2, seed=2), setup)
     assert result.summary.valid, result.verdict
     crashes = [d for _, kind, d in result.events if kind == "crash"]
@@ -218,21 +221,22 @@ def test_worker_processes_sigkilled_mid_job_lose_nothing(redis_server) -> None:
     ids=["connection-drops", "pause"],
 )  # fmt: skip
 def test_redis_connection_faults_lose_nothing(redis_server, faults) -> None:  # type: ignore[no-untyped-def]
-    result = run(QUICK, faults, Setup(workers=3, backend=redis_server.url, lease_s=1.0))
+    result = run(QUICK, faults, Setup(workers=3, backend=redis_server.url, lease_s=LEASE_1_WALL_S))
     assert result.summary.valid, result.verdict
     assert all("skipped" not in detail and "failed" not in detail for _, _, detail in result.events)
 
 
 def test_redis_restart_with_aof_always_loses_nothing(redis_server) -> None:
     result = run(QUICK, FaultPlan(redis_restart=Restart(at_s=50.0, persistence="always")),
-                 Setup(workers=3, backend="local", lease_s=1.0))  # fmt: skip
+                 Setup(workers=3, backend="local", lease_s=LEASE_1_WALL_S))  # fmt: skip
     assert result.events and result.events[0][2] == "restarted (always)"
     assert result.summary.valid, result.verdict
 
 
 def test_redis_restart_without_persistence_is_reported_as_lost_jobs(redis_server) -> None:
     result = run(QUICK, FaultPlan(redis_restart=Restart(at_s=50.0, persistence="none")),
-                 Setup(workers=3, backend="local", lease_s=1.0, drain_timeout_s=20))  # fmt: skip
+                 Setup(workers=3, backend="local", lease_s=LEASE_1_WALL_S,
+                       drain_timeout_s=20))  # fmt: skip
     assert result.summary.lost > 0 and not result.summary.valid
 
 

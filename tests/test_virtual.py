@@ -61,12 +61,12 @@ DETERMINISTIC = (
     "w = Workload(jobs=3000, arrival=Poisson(rate_per_s=3.5), priorities={0: 1, 5: 1}, "
     "fail_probability=0.2, seed=11)\n"
     "s = Setup(workers=4, backend='virtual', retry=RetryPolicy(kind='decorrelated', "
-    "base_s=0.01), aging_s=0.02)\n"
+    "base_s=1.0), aging_s=2.0)\n"
     "print(digest(run(w, FaultPlan(poison={4: 'fail'}, exception_probability=0.05), s)))\n"
     "f = FaultPlan(poison={4: 'crash'}, worker_crashes=20, "
     "redis_pauses=(Pause(at_s=50, duration_s=2),), seed=3)\n"
-    "print(digest(run(w, f, Setup(workers=4, backend='virtual', lease_s=0.3, "
-    "job_timeout_s=0.1))))\n"
+    "print(digest(run(w, f, Setup(workers=4, backend='virtual', lease_s=30.0, "
+    "job_timeout_s=10.0))))\n"
     "print(digest(run(Workload(jobs=20000, seed=5), setup=Setup(workers=10, "
     "backend='virtual'))))\n"
 )
@@ -83,12 +83,42 @@ def test_same_seed_gives_bit_identical_frames_in_process_and_across_processes() 
     assert len(digests) == 1
     assert len(next(iter(digests)).split()) == 3
     workload = Workload(jobs=2000, arrival=Poisson(rate_per_s=3.5), fail_probability=0.2, seed=3)
-    setup = Setup(workers=4, backend=VIRTUAL, retry=RetryPolicy(kind="full", base_s=0.01))
+    setup = Setup(workers=4, backend=VIRTUAL, retry=RetryPolicy(kind="full", base_s=1.0))
     first, second = run(workload, setup=setup), run(workload, setup=setup)
     pd.testing.assert_frame_equal(first.jobs, second.jobs, check_exact=True)
     pd.testing.assert_frame_equal(first.attempts, second.attempts, check_exact=True)
     assert _digest(first) == _digest(second)
     assert _digest(run(Workload(jobs=2000, seed=4), setup=setup)) != _digest(first)
+
+
+def test_the_time_scale_changes_nothing_on_the_virtual_backend() -> None:
+    """Every input is model seconds and the engines never read ``time_scale``: a run with
+    backoff, aging, leases, a job timeout, worker crashes, a poison crash and a Redis
+    pause gives bit-identical frames, events and summary at 0.01 and 1.0 wall s per model
+    s (all but ``wall_s``, the time the run took, and ``time_scale`` itself)."""
+    faults = FaultPlan(poison={4: "crash", 9: "fail"}, worker_crashes=15,
+                       redis_pauses=(Pause(at_s=40.0, duration_s=3.0),), seed=2)  # fmt: skip
+    setup = Setup(workers=4, backend=VIRTUAL, aging_s=2.0, lease_s=6.0, job_timeout_s=8.0,
+                  retry=RetryPolicy(kind="decorrelated", base_s=0.5, cap_s=20.0))  # fmt: skip
+    runs = [
+        run(Workload(jobs=2000, arrival=Poisson(rate_per_s=3.0), priorities={0: 1, 5: 1, 9: 1},
+                     fail_probability=0.15, time_scale=scale, seed=8), faults, setup)
+        for scale in (0.01, 1.0)
+    ]  # fmt: skip
+    small, large = runs
+    outcomes = set(small.attempts.outcome)
+    assert {"retry", "expired", "timeout", "completed"} <= outcomes, outcomes  # all exercised
+    assert small.verdict.duplicates > 0 and small.verdict.redelivered > 0
+    pd.testing.assert_frame_equal(small.jobs, large.jobs, check_exact=True)
+    pd.testing.assert_frame_equal(small.attempts, large.attempts, check_exact=True)
+    assert small.events == large.events and small.verdict == large.verdict
+
+    def kept(result: RunResult) -> str:
+        summary = result.summary.as_dict()
+        del summary["wall_s"], summary["time_scale"]
+        return repr(summary)  # repr: NaN == NaN, and floats to the last bit
+
+    assert kept(small) == kept(large)
 
 
 def test_frames_have_the_real_runners_columns_and_types() -> None:
@@ -107,11 +137,11 @@ def test_every_fault_kind_is_modelled() -> None:
     pins each kind to the real queue)."""
     faults = FaultPlan(poison={1: "crash"}, worker_crashes=1, redis_drops=(1.0,),
                        redis_pauses=(Pause(at_s=1, duration_s=1),))  # fmt: skip
-    result = run(Workload(jobs=10), faults, Setup(backend=VIRTUAL, job_timeout_s=1.0))
+    result = run(Workload(jobs=10), faults, Setup(backend=VIRTUAL, job_timeout_s=100.0))
     assert result.verdict.valid
     assert sorted(kind for _, kind, _ in result.events) == ["crash", "drop", "pause"]
     with pytest.raises(InvalidInputError, match="worker_crashes, poison 'crash', job_timeout_s"):
-        run(Workload(jobs=10), faults, Setup(backend=VIRTUAL, mode="process", job_timeout_s=1))
+        run(Workload(jobs=10), faults, Setup(backend=VIRTUAL, mode="process", job_timeout_s=100))
     process = run(Workload(jobs=10), FaultPlan(redis_drops=(1.0,)),
                   Setup(backend=VIRTUAL, mode="process"))  # fmt: skip
     assert process.verdict.valid  # faults that do not depend on the pool kind run
@@ -161,14 +191,14 @@ def test_priority_classes_wait_as_the_non_preemptive_formula_says() -> None:
                      seed=seed)  # fmt: skip
         jobs = steady_state(run(w, setup=Setup(workers=10, backend=VIRTUAL)).jobs)
         for p, waits in by_class.items():
-            waits.append(float(jobs.loc[jobs.priority == p, "wait_s"].mean()) / w.time_scale)
+            waits.append(float(jobs.loc[jobs.priority == p, "wait_s"].mean()))
     for (p, waits), wq in zip(by_class.items(), expected, strict=True):
         mean, half = _band(waits)
         assert abs(mean - wq) <= half, (p, mean, half, wq)
         assert half <= 0.15 * wq
 
 
-@pytest.mark.parametrize("policy", [RetryPolicy.immediate(), RetryPolicy(kind="full", base_s=0.01)])
+@pytest.mark.parametrize("policy", [RetryPolicy.immediate(), RetryPolicy(kind="full", base_s=1.0)])
 def test_attempts_and_dead_letters_follow_the_retry_law(policy: RetryPolicy) -> None:
     p, r, n = 0.3, 3, 20_000
     w = Workload(jobs=n, arrival=Poisson(rate_per_s=2.0), fail_probability=p, max_retries=r,
@@ -200,7 +230,7 @@ def test_littles_law_on_the_sample_path() -> None:
 def test_slow_worker_runs_its_jobs_slower() -> None:
     w = Workload(jobs=200, arrival=AllAtOnce(), service=Fixed(seconds=1.0), seed=1)
     a = run(w, FaultPlan(slow_worker_factor=3.0), Setup(workers=2, backend=VIRTUAL)).attempts
-    times = (a.service_s / w.time_scale).round(9).groupby(a.worker).unique()
+    times = a.service_s.round(9).groupby(a.worker).unique()
     assert list(times["virtual-0"]) == [3.0] and list(times["virtual-1"]) == [1.0]
 
 

@@ -65,11 +65,13 @@ def test_the_recursion_steps_aside_for_priorities_failures_and_faults() -> None:
 
 
 def test_a_run_far_longer_than_its_arrivals_keeps_a_bounded_sample_grid() -> None:
-    """A 10 s wall backoff at time scale 0.01 is 1,000 model s after arrivals that end near
+    """A 1,000 model s backoff comes long after arrivals that end near
     60 s: the grid thins itself (every other sample dropped, the step doubled), the same
     way in both loops, and Little's law still holds on it."""
     w = Workload(jobs=500, arrival=Poisson(rate_per_s=8.0), fail_probability=0.2, seed=3)
-    setup = Setup(workers=10, backend="virtual", retry=RetryPolicy(kind="fixed", base_s=10.0))
+    setup = Setup(
+        workers=10, backend="virtual", retry=RetryPolicy(kind="fixed", base_s=1000.0, cap_s=1000.0)
+    )
     draws = w.draws()
     loop = engine.simulate(w, draws, FaultPlan(), setup)
     assert loop.samples == leased.simulate_leased(w, draws, FaultPlan(), setup).samples

@@ -174,9 +174,8 @@ def in_system_over_time(results: Mapping[str, RunResult], *, ax: Axes | None = N
     """Jobs in the system (submitted, not finished) over model time, one line per run."""
     ax = axes(ax)
     for label, result in results.items():
-        scale = result.workload.time_scale
         jobs = result.jobs
-        times = np.concatenate([jobs["submitted"], jobs["finished"].dropna()]) / scale
+        times = np.concatenate([jobs["submitted"], jobs["finished"].dropna()])
         steps = np.concatenate([np.ones(len(jobs)), -np.ones(int(jobs["finished"].notna().sum()))])
         order = np.argsort(times, kind="stable")
         ax.step(times[order], np.cumsum(steps[order]), where="post", label=label)
@@ -237,23 +236,23 @@ def load_over_time(
 
 def recovery_vs_lease(frame: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
     """How long a job dead with its worker waited, against the lease length (columns
-    ``lease_s`` and ``recovery_wall_s``, death to next start, and optionally
-    ``given_back_wall_s``, death to give-back, from
+    ``lease_s`` and ``recovery_s``, death to next start, and optionally
+    ``given_back_s``, death to give-back, model seconds, from
     :func:`~jobsim.sim.experiments.recovery_times`), beside the band [2/3 L, L] that
     heartbeats every L/3 leave for the give-back."""
     ax = axes(ax)
-    if "given_back_wall_s" in frame:
-        ax.plot(frame["lease_s"], frame["given_back_wall_s"], "o", alpha=0.7,
+    if "given_back_s" in frame:
+        ax.plot(frame["lease_s"], frame["given_back_s"], "o", alpha=0.7,
                 label="given back to the queue")  # fmt: skip
-    ax.plot(frame["lease_s"], frame["recovery_wall_s"], "x", alpha=0.7,
+    ax.plot(frame["lease_s"], frame["recovery_s"], "x", alpha=0.7,
             label="next attempt started")  # fmt: skip
     top = float(frame["lease_s"].max()) * 1.1
     leases = np.linspace(0, top, 50)
     ax.fill_between(leases, 2 * leases / 3, leases, alpha=0.2, label="theory: 2L/3 … L")
     ax.set(
         title="Recovery after a worker dies vs lease length",
-        xlabel="lease length L (wall s)",
-        ylabel="time since the worker died (wall s)",
+        xlabel="lease length L (model s)",
+        ylabel="time since the worker died (model s)",
     )
     ax.legend()
     return ax
@@ -295,9 +294,8 @@ def wait_by_arrival(
     marker per run: starvation shows as tall bursts of waiting during busy spells."""
     ax = axes(ax)
     for i, (label, result) in enumerate(results.items()):
-        scale = result.workload.time_scale
         jobs = result.jobs[result.jobs["priority"] == priority]
-        ax.plot(jobs["submitted"] / scale, jobs["wait_s"] / scale, "o", markersize=4,
+        ax.plot(jobs["submitted"], jobs["wait_s"], "o", markersize=4,
                 color=f"C{i}", alpha=0.8, label=label)  # fmt: skip
     ax.set(
         title=f"Waits of priority-{priority} jobs by arrival time",

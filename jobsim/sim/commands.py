@@ -102,9 +102,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--lease-s",
         type=float,
         default=Setup().lease_s,
-        help=f"lease, wall seconds (default {Setup().lease_s:g}, every simulator run's default: "
-        "shorter than the queue commands' 30 so that a crashed worker's job comes back "
-        "within the run; the demo, ~30 s in all, uses 1)",
+        help=f"lease, model seconds (default {Setup().lease_s:g}, every simulator run's "
+        "default: 300 mean services of 1 s, so a healthy job keeps its lease on a loaded "
+        "machine while a crashed worker's job comes back within the run; the demo, ~30 s in "
+        "all, uses 5)",
     )
     where = s.add_mutually_exclusive_group()
     where.add_argument("--redis", metavar="URL", default=None, help="a real server")
@@ -398,9 +399,9 @@ def demo_command(args: argparse.Namespace) -> int:
     workload = Workload(
         **{**DEMO.__dict__, "jobs": args.jobs, "seed": args.seed, "time_scale": args.time_scale}
     )
-    # 1 s, not the simulator default: the demo kills a worker and crashes a job, and each
-    # comes back after one lease; at 5 s the ~30 s demo would spend a third of it waiting
-    setup = Setup(workers=args.workers, backend=args.redis or "embedded", lease_s=1.0)
+    # 5 model s (1 wall s at the default time scale), not the simulator default: the demo
+    # kills a worker and crashes a job, and each comes back after one lease
+    setup = Setup(workers=args.workers, backend=args.redis or "embedded", lease_s=5.0)
     print(
         f"jobsim demo: {workload.jobs} jobs, Poisson arrivals at "
         f"{workload.arrival_rate_per_s:g}/s, "
@@ -419,8 +420,7 @@ def demo_command(args: argparse.Namespace) -> int:
 
 
 def _priority_table(result: RunResult) -> str:
-    scale = result.workload.time_scale
     steady = result.steady_jobs
-    means = steady.groupby("priority")["wait_s"].mean() / scale
+    means = steady.groupby("priority")["wait_s"].mean()
     cells = ", ".join(f"priority {p}: {w:.3f} s" for p, w in sorted(means.items(), reverse=True))
     return f"mean wait by priority (higher served first): {cells}"

@@ -168,12 +168,11 @@ def class_waits(result: RunResult) -> pd.DataFrame:
         ``theory_wait_s`` (the formula at the workload's nominal rates; NaN where it does not
         apply).
     """
-    scale = result.workload.time_scale
     steady = result.steady_jobs
     nominal = result.summary.theory.wait_s_by_priority
     rows = []
     for priority, group in steady.groupby("priority"):
-        waits = group["wait_s"].dropna().to_numpy() / scale
+        waits = group["wait_s"].dropna().to_numpy()
         key = str(priority)
         rows.append(
             {
@@ -203,13 +202,11 @@ def recovery_times(result: RunResult) -> pd.DataFrame:
     waits its turn in the queue like any other job until the next attempt starts.
 
     Returns:
-        One row per lost delivery: ``job_id``, ``number``, ``outcome``, ``died_wall_s``,
-        ``given_back_wall_s`` (death to give-back), ``requeued_wall_s`` (give-back to the
-        next start) and ``recovery_wall_s`` (their sum: death to the next start). Wall
-        seconds: leases are set in wall seconds.
+        One row per lost delivery: ``job_id``, ``number``, ``outcome``, ``died_s``,
+        ``given_back_s`` (death to give-back), ``requeued_s`` (give-back to the next start)
+        and ``recovery_s`` (their sum: death to the next start), model seconds.
     """
-    scale = result.workload.time_scale
-    service = {f"j{job.index:06d}": job.service_s * scale for job in result.workload.plan()}
+    service = {f"j{job.index:06d}": job.service_s for job in result.workload.plan()}
     attempts = result.attempts.sort_values(["job_id", "number"])
     rows = []
     for job_id, runs in attempts.groupby("job_id"):
@@ -224,21 +221,21 @@ def recovery_times(result: RunResult) -> pd.DataFrame:
                     "job_id": job_id,
                     "number": int(runs.loc[i, "number"]),
                     "outcome": runs.loc[i, "outcome"],
-                    "died_wall_s": died,
-                    "given_back_wall_s": given_back - died,
-                    "requeued_wall_s": restarted - given_back,
-                    "recovery_wall_s": restarted - died,
+                    "died_s": died,
+                    "given_back_s": given_back - died,
+                    "requeued_s": restarted - given_back,
+                    "recovery_s": restarted - died,
                 }
             )
     return pd.DataFrame(rows, columns=RECOVERY_COLUMNS)
 
 
-RECOVERY_COLUMNS = ["job_id", "number", "outcome", "died_wall_s", "given_back_wall_s",
-                    "requeued_wall_s", "recovery_wall_s"]  # fmt: skip
+RECOVERY_COLUMNS = ["job_id", "number", "outcome", "died_s", "given_back_s", "requeued_s",
+                    "recovery_s"]  # fmt: skip
 
 
 def give_back_band(result: RunResult, *, checks: int, alpha: float = 1e-3) -> tuple[float, float]:
-    """Where every death-to-give-back time of a run with thread crashes falls, wall seconds,
+    """Where every death-to-give-back time of a run with thread crashes falls, model seconds,
     with probability at least ``1 - alpha`` over ``checks`` of them.
 
     Heartbeats renew a lease every L/3, so a worker dies with between 2L/3 and L of its
@@ -257,10 +254,10 @@ def give_back_band(result: RunResult, *, checks: int, alpha: float = 1e-3) -> tu
         checks: how many give-back times will be compared with the band.
         alpha: the chance the band may miss one of them.
     """
-    lease, c, scale = result.setup.lease_s, result.setup.workers, result.workload.time_scale
+    lease, c = result.setup.lease_s, result.setup.workers
     s = result.summary
-    trip = s.overhead_per_attempt_s * scale if math.isfinite(s.overhead_per_attempt_s) else 0.0
-    notice = s.effective_service_s * scale / c * math.log(max(checks, 1) / alpha)
+    trip = s.overhead_per_attempt_s if math.isfinite(s.overhead_per_attempt_s) else 0.0
+    notice = s.effective_service_s / c * math.log(max(checks, 1) / alpha)
     return 2 * lease / 3 - c * trip, lease + notice + 2 * trip
 
 

@@ -108,16 +108,16 @@ class LabSettings:
         return FaultPlan(worker_crashes=self.crashes, seed=self.seed)
 
     def retry(self) -> RetryPolicy:
-        """The backoff in wall seconds: base a quarter of the mean service, cap 4 services."""
+        """The backoff, model seconds: base a quarter of the mean service, cap 4 services."""
         if self.backoff == "immediate":
             return RetryPolicy.immediate()
-        base = 0.25 * self.mean_service_s * self.time_scale
+        base = 0.25 * self.mean_service_s
         return RetryPolicy(kind=self.backoff, base_s=base, cap_s=16 * base)
 
     def setup(self) -> Setup:
-        """Backend, workers, retry policy and lease (in wall seconds)."""
+        """Backend, workers, retry policy and lease (model seconds, as every setup's)."""
         return Setup(workers=self.workers, backend=self.backend, retry=self.retry(),
-                     lease_s=self.lease_s * self.time_scale)  # fmt: skip
+                     lease_s=self.lease_s)  # fmt: skip
 
     def utilisation(self) -> float:
         """``rho = lambda * E[A] * E[S] / c``: retries add to the load."""

@@ -52,8 +52,7 @@ def throughput_over_time(
 ) -> Axes:
     """Jobs finished per model second, completed and dead-lettered, with the arrival rate."""
     ax = axes(ax)
-    scale = result.workload.time_scale
-    jobs = result.jobs.assign(finished=result.jobs["finished"] / scale)
+    jobs = result.jobs
     span = float(jobs["finished"].max() or 1.0)
     frame = throughput(jobs, bin_s=bin_s or max(span / 40, 1e-9))
     ax.plot(frame["t"], frame["completed"], label="completed", color="tab:green")
@@ -77,7 +76,6 @@ def wait_vs_theory(result: RunResult, *, ax: Axes | None = None) -> Axes:
     wait, dashed. No formula: the title says why, and no theory is drawn.
     """
     ax = axes(ax)
-    scale = result.workload.time_scale
     predicted = result.summary.theory
     by_class = dict(predicted.wait_s_by_priority)
     jobs = result.steady_jobs
@@ -88,7 +86,7 @@ def wait_vs_theory(result: RunResult, *, ax: Axes | None = None) -> Axes:
         groups = [("measured", jobs)]
     top = 0.0
     for i, (label, group) in enumerate(groups):
-        waits = np.sort(group["wait_s"].dropna().to_numpy() / scale)
+        waits = np.sort(group["wait_s"].dropna().to_numpy())
         if not waits.size:
             continue
         top = max(top, float(waits.max()))
@@ -164,15 +162,13 @@ def worker_timeline(result: RunResult, *, ax: Axes | None = None, max_attempts: 
     """Each worker's attempts as bars over time, coloured by outcome: the first
     ``max_attempts`` to start, and the title says so when that is only part of the run."""
     ax = axes(ax)
-    scale = result.workload.time_scale
     ran = result.attempts.dropna(subset=["started", "ended"]).sort_values("started")
     attempts = ran.head(max_attempts)
     workers = sorted(attempts["worker"].dropna().unique())
     for row, worker in enumerate(workers):
         mine = attempts[attempts["worker"] == worker]
         spans: list[tuple[float, float]] = [
-            (s / scale, (e - s) / scale)
-            for s, e in zip(mine["started"], mine["ended"], strict=True)
+            (s, e - s) for s, e in zip(mine["started"], mine["ended"], strict=True)
         ]
         colours: list[Any] = [_OUTCOME_COLOURS.get(o, "black") for o in mine["outcome"]]
         ax.broken_barh(spans, (row - 0.4, 0.8), facecolors=colours)
@@ -181,7 +177,7 @@ def worker_timeline(result: RunResult, *, ax: Axes | None = None, max_attempts: 
     ax.set_yticks(range(len(workers)), [str(w)[len(common) :] or str(w) for w in workers])
     title = "Attempts per worker"
     if len(ran) > len(attempts):
-        end = float(attempts["ended"].max()) / scale if len(attempts) else 0.0
+        end = float(attempts["ended"].max()) if len(attempts) else 0.0
         title += f" (first {len(attempts)} of {len(ran)} attempts: up to {end:.3g} model s)"
     ax.set(title=title, xlabel="time (model s)", ylabel="worker")
     handles = [

@@ -139,7 +139,7 @@ def _queueing(
         return out
     if isinstance(workload.arrival, Poisson) and isinstance(service, Exponential):
         mmc = theory.mmc(lam_eff, mu, c)
-        backoff = _expected_backoff_model_s(p, r, setup, workload.time_scale)
+        backoff = _expected_backoff_s(p, r, setup)
         out.update(model="M/M/c", wait_s=mmc.wq, p_wait=mmc.p_wait)
         if backoff is not None:
             out["sojourn_s"] = attempts * mmc.w + backoff
@@ -174,7 +174,7 @@ def _breaks_queueing(faults: FaultPlan) -> bool:
     )
 
 
-def _expected_backoff_model_s(p: float, r: int, setup: Setup, time_scale: float) -> float | None:
+def _expected_backoff_s(p: float, r: int, setup: Setup) -> float | None:
     """Expected total backoff of a job, model seconds: the k-th backoff happens when the
     first k attempts failed (probability p^k), for k = 1..r. None for decorrelated jitter,
     whose mean has no closed form here."""
@@ -185,4 +185,4 @@ def _expected_backoff_model_s(p: float, r: int, setup: Setup, time_scale: float)
         if mean is None:
             return None
         total += p**k * mean
-    return total / time_scale
+    return total

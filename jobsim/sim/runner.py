@@ -2,8 +2,16 @@
 
 A run submits the planned jobs at their (scaled) arrival times, lets a worker pool serve
 them while an :class:`~jobsim.sim.injector.Injector` applies the timed faults, drains the
-queue, and returns tidy DataFrames, a :class:`~jobsim.sim.summary.RunSummary` in model
-units, the checker's verdict and the theory that applies.
+queue, and returns tidy DataFrames and a :class:`~jobsim.sim.summary.RunSummary`, both in
+model seconds, the checker's verdict and the theory that applies.
+
+Everything the caller gives and gets is in model seconds (but the names that say ``wall``,
+and ``prefetch_s`` and ``drain_timeout_s``, knobs of the real queue). The wall clock enters
+at the edges of the real run: :func:`wall_config` (the queue's retry policy, lease and aging) and
+:func:`run` (the pool's job timeout) multiply the :class:`Setup`'s durations by the
+workload's ``time_scale``, as the submit loop does the arrivals, the ``sim`` task's payload
+(:func:`~jobsim.sim.job.job_payload`) the service times and the injector the fault times;
+the frames and the queue-count samples are divided by it once, where they are built.
 """
 
 from __future__ import annotations
@@ -63,22 +71,16 @@ def run(
     setup = setup or Setup()
     if setup.backend == "virtual":
         return run_virtual(workload, faults, setup, progress=progress)
+    scale = workload.time_scale
     with open_backend(setup, faults) as (client, server):
-        config = QueueConfig(
-            retry=setup.retry,
-            lease=Lease(duration_s=setup.lease_s),
-            aging_s=setup.aging_s,
-            default_max_retries=workload.max_retries,
-            retention=Retention(max_completed=None, max_age_s=None),  # the run reads them all
-        )
-        queue = JobQueue(client, f"sim-{uuid.uuid4().hex[:8]}", config)
+        queue = JobQueue(client, f"sim-{uuid.uuid4().hex[:8]}", wall_config(setup, workload))
         plan = workload.plan()
         pool = WorkerPool(
             queue,
             setup.workers,
             setup.mode,
-            job_timeout_s=setup.job_timeout_s,
-            prefetch_s=setup.prefetch_s,
+            job_timeout_s=None if setup.job_timeout_s is None else setup.job_timeout_s * scale,
+            prefetch_s=setup.prefetch_s,  # wall seconds already
             seed=workload.seed,
         )
         with pool:
@@ -97,15 +99,35 @@ def run(
         records = queue.get_many(ids)
         verdict = check(queue, ids, ran_twice=pool.discarded)
         index = {job_id: i for i, job_id in enumerate(ids)}
-        jobs = job_frame(records, t0=t0, index=index)
-        attempts = attempt_frame(records, t0=t0)
+        jobs = job_frame(records, t0=t0, index=index, time_scale=scale)
+        attempts = attempt_frame(records, t0=t0, time_scale=scale)
+        samples = [(t / scale, k) for t, k in sampler.samples]
         applied = [f"{at:g} s {kind}: {d}" for at, kind, d in injector.events]
         summary = summarize(
-            jobs, attempts, verdict, workload, setup, faults, wall_s, sampler.samples, applied
+            jobs, attempts, verdict, workload, setup, faults, wall_s, samples, applied
         )
         queue.delete()
     return RunResult(
         workload, faults, setup, jobs, attempts, verdict, summary, tuple(injector.events)
+    )
+
+
+def wall_config(setup: Setup, workload: Workload) -> QueueConfig:
+    """The real queue's settings for a run: the setup's retry policy, lease and aging
+    (model seconds) in wall seconds, the workload's ``time_scale`` per model second.
+
+    Example:
+        >>> config = wall_config(Setup(lease_s=30.0, aging_s=2.0), Workload(time_scale=0.01))
+        >>> config.lease.duration_s, config.aging_s
+        (0.3, 0.02)
+    """
+    scale = workload.time_scale
+    return QueueConfig(
+        retry=setup.retry.scaled(scale),
+        lease=Lease(duration_s=setup.lease_s * scale),
+        aging_s=None if setup.aging_s is None else setup.aging_s * scale,
+        default_max_retries=workload.max_retries,
+        retention=Retention(max_completed=None, max_age_s=None),  # the run reads them all
     )
 
 

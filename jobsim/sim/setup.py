@@ -1,7 +1,13 @@
 """How the queue and workers are set up for a run: everything but the workload and faults.
 
+Its durations (``retry``, ``lease_s``, ``aging_s``, ``job_timeout_s``) are model seconds on
+every backend, like the workload's and the fault plan's: the real runner multiplies them by
+the workload's ``time_scale`` where it builds the queue and the pool, and the virtual
+backend uses them as they are, so there the time scale changes nothing. ``prefetch_s`` and
+``drain_timeout_s`` are knobs of the real queue's wall clock and stay wall seconds.
+
 Example:
-    >>> Setup(workers=2, lease_s=1.0).backend
+    >>> Setup(workers=2, lease_s=30.0).backend
     'embedded'
 """
 
@@ -27,19 +33,22 @@ class Setup:
             redis-server this run starts, needed to restart Redis), ``virtual`` (no Redis: a
             discrete-event engine with the queue's semantics, see docs/virtual.md), or a
             ``redis://`` URL.
-        retry: backoff between attempts, in wall seconds.
-        lease_s: lease length in wall seconds.
-        aging_s: wall seconds of waiting worth one priority level (None: strict).
-        job_timeout_s: per-job timeout in wall seconds.
-        prefetch_s: how much work a worker leases ahead.
-        drain_timeout_s: give up waiting for the drain after this long.
+        retry: backoff between attempts, in model seconds.
+        lease_s: lease length in model seconds (the default, 300, is long beside a mean
+            service of about 1 model second, and still 0.6 wall s at ``time_scale=0.002``,
+            so heartbeats keep healthy jobs' leases on a loaded machine).
+        aging_s: model seconds of waiting worth one priority level (None: strict).
+        job_timeout_s: per-job timeout in model seconds.
+        prefetch_s: how much work a worker leases ahead, in WALL seconds (real queue only).
+        drain_timeout_s: give up waiting for the drain after this many WALL seconds (real
+            queue only).
     """
 
     workers: int = 4
     mode: Mode = "thread"
     backend: Backend = "embedded"
     retry: RetryPolicy = field(default_factory=RetryPolicy.immediate)
-    lease_s: float = 5.0
+    lease_s: float = 300.0
     aging_s: float | None = None
     job_timeout_s: float | None = None
     prefetch_s: float = 0.002

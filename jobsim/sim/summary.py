@@ -1,14 +1,14 @@
-"""A run's summary in model units: what was measured, what the theory predicts beside it,
-and the quantities derived from both, each computed in one place.
+"""A run's summary in model seconds: what was measured, what the theory predicts beside
+it, and the quantities derived from both, each computed in one place.
 
-Wall seconds are divided by the workload's ``time_scale``. :func:`summarize` builds a
-:class:`RunSummary` from the run's frames; :meth:`RunSummary.as_dict` is the JSON form the
-command line writes (``jobsim run --json``, ``jobsim sweep --csv`` via :func:`flatten`).
+:func:`summarize` builds a :class:`RunSummary` from the run's frames, which are in model
+seconds on every backend; only ``wall_s`` (how long the run took) is wall time.
+:meth:`RunSummary.as_dict` is the JSON form the command line writes (``jobsim run --json``,
+``jobsim sweep --csv`` via :func:`flatten`).
 
 Example:
-    >>> s = Percentiles(mean=1.0, p50=0.5, p95=3.0, p99=4.5)
-    >>> s.scaled(0.5).as_dict()
-    {'mean': 2.0, 'p50': 1.0, 'p95': 6.0, 'p99': 9.0}
+    >>> Percentiles.of([1.0, 2.0, 3.0, 5.0]).mean
+    2.75
 """
 
 from __future__ import annotations
@@ -56,11 +56,6 @@ class Percentiles:
         """The statistics of the finite ``values``."""
         return cls(**percentiles(values))
 
-    def scaled(self, time_scale: float) -> Percentiles:
-        """The same statistics divided by ``time_scale`` (wall to model seconds)."""
-        return Percentiles(mean=self.mean / time_scale, p50=self.p50 / time_scale,
-                           p95=self.p95 / time_scale, p99=self.p99 / time_scale)  # fmt: skip
-
     def as_dict(self) -> dict[str, float]:
         """``mean``, ``p50``, ``p95``, ``p99``."""
         return asdict(self)
@@ -77,7 +72,7 @@ class LittlesLaw:
 
     @classmethod
     def measure(cls, finished: pd.DataFrame, samples: Sequence[tuple[float, int]]) -> LittlesLaw:
-        """From the finished jobs (wall seconds) and (time, jobs in system) samples."""
+        """From the finished jobs and (time, jobs in system) samples, model seconds."""
         if finished.empty:
             return cls()
         start, end = float(finished["submitted"].min()), float(finished["finished"].max())
@@ -98,8 +93,8 @@ class LittlesLaw:
 
 @dataclass(frozen=True, kw_only=True)
 class RunSummary:
-    """One run in model units: the checker's counts, the measured statistics, and the
-    theory at the workload's rates (``theory``) and at the measured ones
+    """One run in model seconds (but ``wall_s``): the checker's counts, the measured
+    statistics, and the theory at the workload's rates (``theory``) and at the measured ones
     (``theory_at_measured_service``: the realised arrival rate, and the
     :attr:`effective_service_s`).
 
@@ -121,12 +116,12 @@ class RunSummary:
     littles_law: LittlesLaw
     arrival_rate_per_s: float  # realised by the draws
     service_s: float  # mean time of the attempts a worker ran to the end
-    overhead_per_attempt_s: float  # the queue's own cost per attempt; NaN if unmeasured
+    overhead_per_attempt_s: float  # the queue's own cost per attempt, model s; NaN: unmeasured
     theory: Prediction
     theory_at_measured_service: Prediction
     workers: int
-    wall_s: float
-    time_scale: float
+    wall_s: float  # how long the run took, wall seconds
+    time_scale: float  # the workload's wall seconds per model second, for the record
     warnings: tuple[str, ...] = ()
     faults_applied: tuple[str, ...] = ()
 
@@ -182,27 +177,26 @@ def summarize(
     samples: Sequence[tuple[float, int]] = (),
     faults_applied: Sequence[str] = (),
 ) -> RunSummary:
-    """The run's summary, in model units (wall seconds divided by ``time_scale``).
+    """The run's summary, in model seconds, from frames in model seconds.
 
     ``overhead_per_attempt_s`` is the busy gap between attempts on one worker (see
     :func:`jobsim.sim.timing.busy_gap_s`). ``littles_law`` compares L sampled from the
     queue's own counts during the run with lambda x W from the timestamps.
 
     Args:
-        jobs: the job frame (wall seconds from the run's start).
+        jobs: the job frame (model seconds from the run's start).
         attempts: the attempt frame (same).
         verdict: the checker's verdict.
         workload: what was run.
         setup: how.
         faults: what went wrong, as planned.
         wall_s: the run's wall time.
-        samples: (seconds since start, jobs in system) from the queue's counts.
+        samples: (model seconds since start, jobs in system) from the queue's counts.
         faults_applied: one line per timed fault as applied.
     """
-    scale = workload.time_scale
-    service = float(worked(attempts)["service_s"].mean()) / scale
-    overhead = busy_gap_s(attempts, jobs) / scale
-    submit_span = (jobs["submitted"].max() - jobs["submitted"].min()) / scale
+    service = float(worked(attempts)["service_s"].mean())
+    overhead = busy_gap_s(attempts, jobs)
+    submit_span = jobs["submitted"].max() - jobs["submitted"].min()
     arrivals = (len(jobs) - 1) / submit_span if submit_span > 0 else math.inf
     steady = steady_state(jobs)
     finished = jobs.dropna(subset=["finished"])
@@ -223,9 +217,9 @@ def summarize(
         valid=verdict.valid,
         attempts_per_job=float(jobs["attempts"].mean()) if len(jobs) else math.nan,
         dead_letter_rate=verdict.dead_lettered / max(verdict.submitted, 1),
-        throughput_per_s=len(finished) / span * scale if span and span > 0 else math.nan,
-        wait_s=Percentiles.of(steady["wait_s"]).scaled(scale),
-        sojourn_s=Percentiles.of(steady["sojourn_s"]).scaled(scale),
+        throughput_per_s=len(finished) / span if span and span > 0 else math.nan,
+        wait_s=Percentiles.of(steady["wait_s"]),
+        sojourn_s=Percentiles.of(steady["sojourn_s"]),
         littles_law=LittlesLaw.measure(finished, samples),
         arrival_rate_per_s=arrivals,
         service_s=service,
@@ -240,7 +234,7 @@ def summarize(
         ),
         workers=setup.workers,
         wall_s=wall_s,
-        time_scale=scale,
+        time_scale=workload.time_scale,
         warnings=tuple(warnings),
         faults_applied=tuple(faults_applied),
     )

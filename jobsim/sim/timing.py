@@ -10,7 +10,9 @@ late result: the job certainly ran more than once to the end).
 ``attempts``: one row per attempt — ``job_id``, ``number``, ``worker``, ``started``,
 ``ended``, ``service_s``, ``outcome``, ``error``.
 
-Times are seconds relative to ``t0`` (the run's start, Redis time) when given.
+Times are seconds relative to ``t0`` (the run's start, Redis time) when given, divided by
+``time_scale`` when given: the simulator's runner passes its workload's, so its frames are
+in model seconds, as the virtual backend's are.
 """
 
 from __future__ import annotations
@@ -32,9 +34,20 @@ ATTEMPT_COLUMNS = [
 
 
 def job_frame(
-    jobs: Iterable[Job], *, t0: float = 0.0, index: dict[str, int] | None = None
+    jobs: Iterable[Job],
+    *,
+    t0: float = 0.0,
+    index: dict[str, int] | None = None,
+    time_scale: float = 1.0,
 ) -> pd.DataFrame:
-    """One row per job (see the module docstring)."""
+    """One row per job (see the module docstring).
+
+    Args:
+        jobs: the job records.
+        t0: the time origin (Redis time, seconds).
+        index: each job id's index in the plan (-1 when absent).
+        time_scale: wall seconds per reported second (1.0: wall seconds).
+    """
     rows = []
     for job in jobs:
         log = job.attempt_log
@@ -63,12 +76,13 @@ def job_frame(
                 "duplicate": job.fenced > 0,
             }
         )
-    frame = pd.DataFrame(rows, columns=JOB_COLUMNS)
+    frame = _scaled(pd.DataFrame(rows, columns=JOB_COLUMNS), JOB_TIMES, time_scale)
     return frame.sort_values("submitted", kind="stable").reset_index(drop=True)
 
 
-def attempt_frame(jobs: Iterable[Job], *, t0: float = 0.0) -> pd.DataFrame:
-    """One row per attempt (see the module docstring)."""
+def attempt_frame(jobs: Iterable[Job], *, t0: float = 0.0, time_scale: float = 1.0) -> pd.DataFrame:
+    """One row per attempt (see the module docstring; ``t0`` and ``time_scale`` as for
+    :func:`job_frame`)."""
     rows = [
         {
             "job_id": job.id,
@@ -83,7 +97,19 @@ def attempt_frame(jobs: Iterable[Job], *, t0: float = 0.0) -> pd.DataFrame:
         for job in jobs
         for a in job.attempt_log
     ]
-    return pd.DataFrame(rows, columns=ATTEMPT_COLUMNS)
+    return _scaled(pd.DataFrame(rows, columns=ATTEMPT_COLUMNS), ATTEMPT_TIMES, time_scale)
+
+
+JOB_TIMES = ("submitted", "started", "finished", "wait_s", "service_s", "sojourn_s")
+ATTEMPT_TIMES = ("started", "ended", "service_s")
+
+
+def _scaled(frame: pd.DataFrame, columns: Sequence[str], time_scale: float) -> pd.DataFrame:
+    """``frame`` with its time ``columns`` divided by ``time_scale`` (wall to model)."""
+    if time_scale != 1.0:
+        for column in columns:
+            frame[column] = frame[column].astype(float) / time_scale
+    return frame
 
 
 def throughput(jobs: pd.DataFrame, *, bin_s: float) -> pd.DataFrame:

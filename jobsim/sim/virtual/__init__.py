@@ -15,10 +15,11 @@ faults) and :mod:`~jobsim.sim.virtual.leased` (leases, crashes, timeouts, Redis 
 restarts). Each is used only where the simpler one does not apply, and tests pin that they
 agree bit for bit where both do.
 
-The engines keep model seconds; :class:`~jobsim.sim.setup.Setup`'s durations (retry
-delays, aging, leases) are wall seconds on every backend, so they are divided by the
-workload's ``time_scale``, and the frames come out in wall seconds (model x
-``time_scale``), as the real runner's do, so summaries and charts read them unchanged.
+Everything here is model seconds: the workload's and the fault plan's times and
+:class:`~jobsim.sim.setup.Setup`'s durations (retry delays, aging, leases, the job timeout)
+go in as they are, and the frames come out in model seconds, as the real runner's do. The
+workload's ``time_scale`` (wall seconds per model second) is never read, so it changes
+nothing on this backend.
 
 Example:
     >>> from jobsim.sim.workload import Workload
@@ -102,8 +103,7 @@ def run_virtual(
         lost_ids=tuple(sorted(f"j{j:06d}" for j in trace.lost)),
     )
     wall_s = time.perf_counter() - began
-    scale = workload.time_scale
-    samples = [(t * scale, k) for t, k in trace.samples]
+    samples = trace.samples
     applied = [f"{at:g} s {kind}: {d}" for at, kind, d in trace.events]
     summary = summarize(jobs, attempts, verdict, workload, setup, faults, wall_s, samples, applied)
     if callable(progress):

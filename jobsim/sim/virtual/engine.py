@@ -34,14 +34,13 @@ def simulate(  # noqa: C901  (one loop on purpose, see the module docstring)
     workload: Workload, draws: Draws, faults: FaultPlan, setup: Setup
 ) -> Trace:
     """Run the event loop in model seconds and return its :class:`Trace`."""
-    scale = workload.time_scale
     arrivals_np, services_np, priorities_np = draws
     arrivals = arrivals_np.tolist()
     services = services_np.tolist()
     n = len(arrivals)
     band_us = QueueConfig(aging_s=setup.aging_s).band_us
     penalty = (priorities_np.astype(float) * band_us).tolist()  # priority * band, µs
-    us_per_model_s = scale * 1e6
+    us_per_model_s = 1e6  # the queue's clock, in model µs (the real queue's is wall µs)
     max_attempts = workload.max_retries + 1
     policy = setup.retry
     no_backoff = policy.kind == "fixed" and policy.base_s == 0.0
@@ -50,7 +49,7 @@ def simulate(  # noqa: C901  (one loop on purpose, see the module docstring)
     rngs = [random.Random(f"{seed}:{w}") for w in range(setup.workers)]  # as the workers'
 
     attempts = [0] * n
-    previous_s: list[float | None] = [None] * n  # the job's last backoff, wall seconds
+    previous_s: list[float | None] = [None] * n  # the job's last backoff, model seconds
     finished = [INF] * n
     dead: set[int] = set()
     a_job: list[int] = []
@@ -128,7 +127,7 @@ def simulate(  # noqa: C901  (one loop on purpose, see the module docstring)
                     heappush(ready, (seq - penalty[j], j))
                 else:
                     order += 1
-                    heappush(due, (t + previous_s[j] / scale, order, j))  # type: ignore[operator]
+                    heappush(due, (t + previous_s[j], order, j))  # type: ignore[operator]
             else:
                 finished[j] = t
                 in_system -= 1

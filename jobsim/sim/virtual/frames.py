@@ -1,5 +1,5 @@
 """The jobs and attempts frames of a virtual run, built once at the end from its trace,
-with the real runner's columns and types, in wall seconds (model x ``time_scale``)."""
+with the real runner's columns and types, in model seconds."""
 
 from __future__ import annotations
 
@@ -32,7 +32,6 @@ def _ids(n: int) -> np.ndarray:
 
 def frames(workload: Workload, draws: Draws, trace: Trace) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The jobs and attempts frames of ``trace``."""
-    scale = workload.time_scale
     n = workload.jobs
     times, _, priorities = draws
     job = np.asarray(trace.job, dtype=np.int64)
@@ -40,8 +39,8 @@ def frames(workload: Workload, draws: Draws, trace: Trace) -> tuple[pd.DataFrame
     by_job = np.lexsort((number, job))  # the real frame lists attempts job by job
     job, number = job[by_job], number[by_job]
     worker = np.asarray(trace.worker, dtype=np.int64)[by_job]
-    start = np.asarray(trace.start, dtype=float)[by_job] * scale
-    end = np.asarray(trace.end, dtype=float)[by_job] * scale
+    start = np.asarray(trace.start, dtype=float)[by_job]
+    end = np.asarray(trace.end, dtype=float)[by_job]
     error = np.asarray(trace.error, dtype=object)[by_job]
     last = number == np.bincount(job, minlength=n)[job]
     dead_mask = np.zeros(n, dtype=bool)
@@ -70,14 +69,14 @@ def frames(workload: Workload, draws: Draws, trace: Trace) -> tuple[pd.DataFrame
     )
     first = np.flatnonzero(number == 1)
     lasts = np.flatnonzero(last)
-    submitted = np.asarray(times if trace.submitted is None else trace.submitted, float) * scale
+    submitted = np.asarray(times if trace.submitted is None else trace.submitted, float)
     started = np.full(n, np.nan)
     started[job[first]] = start[first]
     tries = np.zeros(n, dtype=np.int64)
     tries[job[lasts]] = number[lasts]
     last_worker = np.full(n, None, dtype=object)
     last_worker[job[lasts]] = names[worker[lasts]]
-    done = np.asarray(trace.finished, dtype=float) * scale
+    done = np.asarray(trace.finished, dtype=float)
     fenced = np.zeros(n, dtype=np.int64) if trace.fenced is None else np.asarray(trace.fenced)
     redeliveries = (
         np.zeros(n, dtype=np.int64)

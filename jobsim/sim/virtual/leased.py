@@ -59,18 +59,17 @@ def simulate_leased(  # noqa: C901  (one event loop, its cases side by side)
     workload: Workload, draws: Draws, faults: FaultPlan, setup: Setup
 ) -> Trace:
     """Run the event loop in model seconds and return its :class:`Trace`."""
-    scale = workload.time_scale
     arrivals_np, services_np, priorities_np = draws
     arrivals, services = arrivals_np.tolist(), services_np.tolist()
     n, c = len(arrivals), setup.workers
     penalty = (priorities_np.astype(float) * QueueConfig(aging_s=setup.aging_s).band_us).tolist()
-    us_per_model_s = scale * 1e6
+    us_per_model_s = 1e6  # the queue's clock, in model µs
     max_attempts = workload.max_retries + 1
     policy = setup.retry
     no_backoff = policy.kind == "fixed" and policy.base_s == 0.0
     lease = Lease(duration_s=setup.lease_s)
-    lease_m, beat_m = lease.duration_s / scale, lease.heartbeat_every_s / scale
-    timeout_m = None if setup.job_timeout_s is None else setup.job_timeout_s / scale
+    lease_m, beat_m = lease.duration_s, lease.heartbeat_every_s
+    timeout_m = setup.job_timeout_s
     rule = attempt_rule(workload, faults, services)
     crash_poison = {j for j, mode in faults.poison.items() if mode == "crash"}
     rngs = [random.Random(f"{workload.seed}:{w}") for w in range(c)]
@@ -233,7 +232,7 @@ def simulate_leased(  # noqa: C901  (one event loop, its cases side by side)
         elif no_backoff:
             push(t, DUE, order + 1, j)
         else:
-            push(t + previous_s[j] / scale, DUE, order + 1, j)  # type: ignore[operator]
+            push(t + previous_s[j], DUE, order + 1, j)  # type: ignore[operator]
 
     def lose_everything(t: float) -> None:
         nonlocal in_system

@@ -9,7 +9,7 @@ SAMPLES = 20_000
 
 MAX_SAMPLES = 5 * SAMPLES
 """At this many samples an engine drops every other one and doubles its step (a run far
-longer than its arrivals: long leases or backoffs at a small time scale)."""
+longer than its arrivals: long leases or backoffs)."""
 
 
 @dataclass
