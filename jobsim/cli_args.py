@@ -149,8 +149,8 @@ def add_worker_args(parser: argparse.ArgumentParser) -> None:
         default=QUEUE_LEASE_S,
         help=f"lease length (default {QUEUE_LEASE_S:g}, the queue's own default for every queue "
         "command: workers heartbeat every third of it, so a long lease only delays the "
-        "recovery of a job whose worker died; the simulator commands use a shorter wall-clock "
-        "lease so their crash faults recover within the run)",
+        "recovery of a job whose worker died; the simulator commands take theirs in model "
+        "seconds, scaled to the wall clock, so their crash faults recover within the run)",
     )
     parser.add_argument("--job-timeout-s", type=float, default=None, help="per-job timeout")
     parser.add_argument(

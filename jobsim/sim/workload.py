@@ -239,7 +239,8 @@ class Workload:
         priorities: priority -> share of the jobs (normalised).
         fail_probability: chance that an attempt fails, the same for every job and attempt.
         max_retries: retries per job.
-        time_scale: wall seconds per model second.
+        time_scale: wall seconds per model second on the real queue (the virtual backend
+            never reads it: there every time is model seconds).
         seed: every draw comes from streams spawned from this seed.
     """
 
