@@ -16,8 +16,8 @@ from jobsim.sim.workload import Workload
 
 @dataclass(frozen=True)
 class RunResult:
-    """Everything one run produced. Frames are in wall seconds from the run's start; the
-    summary is in model units."""
+    """Everything one run produced. Frames and summary are in model seconds from the run's
+    start on every backend (only ``summary.wall_s`` is wall time)."""
 
     workload: Workload
     faults: FaultPlan
