@@ -57,3 +57,27 @@ def test_same_seed_gives_the_same_delays() -> None:
 def test_bad_policy_is_rejected(kwargs: dict) -> None:
     with pytest.raises(InvalidInputError):
         RetryPolicy(**kwargs)
+
+
+@pytest.mark.parametrize("kind", ["fixed", "exponential", "full", "equal", "decorrelated"])
+def test_a_scaled_policy_draws_the_same_delays_times_the_factor(kind: str) -> None:
+    """Model to wall seconds: the same generator gives every delay times the factor (to
+    rounding), jitter and decorrelated growth included, so a run's backoffs scale with it."""
+    model = RetryPolicy(kind=kind, base_s=0.5, cap_s=8.0)  # type: ignore[arg-type]
+    wall = model.scaled(0.01)
+    assert (wall.kind, wall.base_s, wall.cap_s) == (kind, 0.005, 0.08)
+    rngs = random.Random(3), random.Random(3)
+    previous: list[float | None] = [None, None]
+    for n in range(1, 9):
+        got = [
+            p.delay_s(n, previous_s=previous[i], rng=rngs[i]) for i, p in enumerate((model, wall))
+        ]
+        assert got[1] == pytest.approx(got[0] * 0.01, rel=1e-12)
+        previous = got  # type: ignore[assignment]
+
+
+@pytest.mark.parametrize("factor", [0.0, -1.0, float("nan"), float("inf")])
+def test_a_scale_factor_must_be_finite_and_positive(factor: float) -> None:
+    with pytest.raises(InvalidInputError) as raised:
+        RetryPolicy().scaled(factor)
+    assert raised.value.field == "factor"
