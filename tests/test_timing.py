@@ -14,7 +14,9 @@ import pytest
 from jobsim.models import Attempt, Job, JobStatus, Outcome
 from jobsim.sim.timing import (
     ATTEMPT_COLUMNS,
+    ATTEMPT_TIMES,
     JOB_COLUMNS,
+    JOB_TIMES,
     attempt_frame,
     busy_gap_s,
     busy_gaps_s,
@@ -126,6 +128,19 @@ def test_the_attempt_frame_has_one_row_per_attempt() -> None:
     assert b["number"].tolist() == [1, 2]
     assert b["service_s"].tolist() == pytest.approx([1.0, 2.0])
     assert b["outcome"].tolist() == ["retry", "completed"]
+
+
+def test_a_time_scale_divides_every_time_column_and_nothing_else() -> None:
+    """The simulator's runner passes its workload's wall seconds per model second: every
+    time (relative to t0) comes out divided by it, NaN stays NaN, counts stay counts."""
+    for build, times in ((job_frame, JOB_TIMES), (attempt_frame, ATTEMPT_TIMES)):
+        wall, model = build(JOBS, t0=T0), build(JOBS, t0=T0, time_scale=0.25)
+        for column in wall.columns:
+            if column in times:
+                pd.testing.assert_series_equal(model[column], wall[column] / 0.25)
+            else:
+                pd.testing.assert_series_equal(model[column], wall[column])
+    assert set(JOB_TIMES) <= set(JOB_COLUMNS) and set(ATTEMPT_TIMES) <= set(ATTEMPT_COLUMNS)
 
 
 def test_an_attempt_still_running_has_no_end_and_no_service_time() -> None:
