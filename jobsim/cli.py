@@ -217,6 +217,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_worker_args(serve)
     serve.add_argument(
+        "--worker-process",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="on: run the --workers threads in one supervised child process, so they share no "
+        "interpreter lock with the HTTP server (restarted if it dies); off: threads in the "
+        "server's process; auto (default): on with a Redis URL, off on the embedded backend "
+        "(its data lives in this process) and with --processes",
+    )
+    serve.add_argument(
         "--log-level",
         choices=["critical", "error", "warning", "info", "debug"],
         default="info",

@@ -111,6 +111,29 @@ def run_dashboard(args: argparse.Namespace) -> int:
     return run_serve(args)
 
 
+def worker_process_wanted(args: argparse.Namespace, queue: JobQueue) -> bool:
+    """Whether ``serve`` runs its workers in a child process (``--worker-process``): ``auto``
+    is on for thread workers on a real Redis; the embedded backend cannot be shared.
+
+    Raises:
+        JobsimError: ``on`` with the embedded backend or with ``--processes``.
+    """
+    from jobsim.connection import is_embedded
+
+    choice = getattr(args, "worker_process", "off")
+    if choice == "off" or not args.workers:
+        return False
+    if choice == "auto":
+        return not args.processes and not is_embedded(queue.client)
+    if args.processes:
+        raise JobsimError("--worker-process on: --processes workers are processes already")
+    if is_embedded(queue.client):
+        raise JobsimError(
+            "--worker-process on needs --redis URL: the embedded backend lives in this process"
+        )
+    return True
+
+
 def run_serve(args: argparse.Namespace) -> int:
     import os
     import socket
@@ -127,12 +150,14 @@ def run_serve(args: argparse.Namespace) -> int:
     import_tasks(args.imports)
     queue = JobQueue(connect(args.redis), args.queue, queue_config(args))
     mode: Mode = "process" if args.processes else "thread"
+    worker_process = worker_process_wanted(args, queue)
     app = create_app(
         queue,
         workers=args.workers,
         mode=mode,
         grace_s=args.grace_s,
         job_timeout_s=args.job_timeout_s,
+        worker_process=worker_process,
     )
     if not 0 <= args.port <= 65535:
         raise JobsimError(f"--port {args.port} is outside 0..65535")
@@ -150,7 +175,8 @@ def run_serve(args: argparse.Namespace) -> int:
     key = "required" if os.environ.get(API_KEY_ENV) else "off"
     print(
         f"jobsim serve: http://{host}:{port}/ (dashboard; API docs at /docs) - "
-        f"{args.workers} {mode} workers on queue {args.queue!r} at {where}; API key {key}",
+        f"{args.workers} {mode} workers{' in a worker process' * worker_process} on queue "
+        f"{args.queue!r} at {where}; API key {key}",
         flush=True,
     )
     # uvicorn handles SIGTERM and Ctrl-C itself (graceful shutdown, then the lifespan stops the

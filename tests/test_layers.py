@@ -13,7 +13,7 @@ CORE = {
     "requests", "builtin_tasks", "logs", "failures", "periodic", "scheduler",
     "connection", "clusters", "localcluster",
     "localredis", "control", "queue", "books", "worker", "threads", "slot", "procs",
-    "pool",
+    "pool", "pool_process",
 }  # fmt: skip
 EDGE_LIBRARIES = ("pandas", "numpy", "matplotlib", "ipywidgets", "fastapi", "uvicorn")
 

@@ -49,6 +49,7 @@ from jobsim.api.schemas import (
 from jobsim.errors import InvalidInputError
 from jobsim.models import JobStatus
 from jobsim.pool import Mode, WorkerPool
+from jobsim.pool_process import PoolProcess
 from jobsim.queue import JobQueue
 
 API_KEY_ENV = "JOBSIM_API_KEY"
@@ -64,6 +65,7 @@ def create_app(
     job_timeout_s: float | None = None,
     api_key: str | None = None,
     max_body_bytes: int | None = None,
+    worker_process: bool = False,
 ) -> FastAPI:
     """Build the HTTP service of one queue.
 
@@ -77,6 +79,10 @@ def create_app(
             docs. ``None`` reads ``$JOBSIM_API_KEY``; empty means no key.
         max_body_bytes: largest request body (default: 4 x the queue's payload limit + 4 KiB,
             room for JSON whitespace and escapes; the queue enforces the exact payload limit).
+        worker_process: run the thread workers in one supervised child process
+            (:class:`jobsim.pool_process.PoolProcess`) instead of in this one, so they share
+            no interpreter lock with the HTTP event loop. Needs a real Redis (the embedded
+            backend's data lives in this process) and the default task registry.
 
     Returns:
         The FastAPI application; serve it with uvicorn, or ``jobsim serve``.
@@ -88,6 +94,13 @@ def create_app(
         raise InvalidInputError("workers must be an integer >= 0", field="workers", value=workers)
     if mode not in ("thread", "process"):
         raise InvalidInputError("mode must be 'thread' or 'process'", field="mode", value=mode)
+    if worker_process and mode == "process":
+        raise InvalidInputError(
+            "process workers are already processes of their own; use mode='thread' with "
+            "worker_process",
+            field="worker_process",
+            value=worker_process,
+        )
     if not grace_s >= 0:
         raise InvalidInputError("grace_s must be >= 0", field="grace_s", value=grace_s)
     key = os.environ.get(API_KEY_ENV, "") if api_key is None else api_key
@@ -103,6 +116,9 @@ def create_app(
     state.queue = queue
     state.pool = None
     state.pool_settings = {"concurrency": workers, "mode": mode, "grace_s": grace_s}
+    state.worker_process = worker_process
+    if worker_process and workers:
+        PoolProcess(queue, workers)  # refuse the embedded backend now, not at startup
     state.job_timeout_s = job_timeout_s
     state.metrics = QueueCollector(queue)
     state.registry = CollectorRegistry(auto_describe=False)
@@ -180,9 +196,18 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     period, then go back to the queue)."""
     state = app.state
     await run_in_threadpool(state.metrics.start)
-    pool: WorkerPool | None = None
-    if state.pool_settings["concurrency"]:
-        pool = WorkerPool(state.queue, job_timeout_s=state.job_timeout_s, **state.pool_settings)
+    pool: WorkerPool | PoolProcess | None = None
+    settings = state.pool_settings
+    if settings["concurrency"] and state.worker_process:
+        pool = PoolProcess(
+            state.queue,
+            settings["concurrency"],
+            job_timeout_s=state.job_timeout_s,
+            grace_s=settings["grace_s"],
+        )
+        await run_in_threadpool(pool.start)
+    elif settings["concurrency"]:
+        pool = WorkerPool(state.queue, job_timeout_s=state.job_timeout_s, **settings)
         pool.start()
     state.pool = pool
     try:
@@ -312,7 +337,7 @@ def metrics(request: Request) -> Response:
 def health(request: Request, response: Response) -> HealthResponse:
     """Whether Redis answers and this service's workers heartbeat; 200 only when ok."""
     queue: JobQueue = request.app.state.queue
-    pool: WorkerPool | None = request.app.state.pool
+    pool: WorkerPool | PoolProcess | None = request.app.state.pool
     ids = pool.worker_ids if pool is not None else []
     try:
         queue.client.ping()
