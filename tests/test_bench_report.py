@@ -87,3 +87,29 @@ def test_write_report_writes_json_markdown_and_a_png_chart(tmp_path: Path) -> No
     assert json.loads(paths[0].read_text()) == {**RESULTS, "peers": PEERS}
     assert paths[1].read_text() == markdown({**RESULTS, "peers": PEERS})
     assert paths[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_ratio_lines_give_http_submit_with_and_without_workers_and_submit_vs_peers() -> None:
+    """The HTTP ratios (no workers, a worker process, threads in the server) and the
+    single-submit ratio to each peer's enqueue, each from its own side-by-side rates."""
+    http = {
+        "jobsim_per_s": 800.0,
+        "bare_fastapi_per_s": 1_000.0,
+        "ratio": 0.8,
+        "worker_process_per_s": 700.0,
+        "worker_process_ratio": 0.7,
+        "threads_in_server_per_s": 500.0,
+        "threads_in_server_ratio": 0.5,
+    }
+    peers = {"Huey": {**PEERS["rq"], "jobsim_submit_per_s": 4_000.0, "enqueue_per_s": 5_000.0}}
+    results = {**RESULTS, "jobsim": {**RESULTS["jobsim"], "http_submit": http}, "peers": peers}
+    rows = markdown(results).splitlines()
+    for line in [
+        "| HTTP submit vs a bare FastAPI POST, no workers | jobsim 800/s, bare 1,000/s: 0.80x |",
+        "| HTTP submit vs a bare FastAPI POST, 4 workers running the jobs in a worker process "
+        "(serve's default) | jobsim 700/s: 0.70x |",
+        "| HTTP submit vs a bare FastAPI POST, 4 worker threads running the jobs in the "
+        "server's process | jobsim 500/s: 0.50x |",
+        "| single submit vs Huey enqueue | jobsim 4,000/s, Huey 5,000/s: 0.80x |",
+    ]:
+        assert line in rows, line

@@ -1,10 +1,15 @@
 """HTTP submit rate of ``jobsim serve`` beside a bare FastAPI POST endpoint on the same uvicorn
 settings, so the ratio is what jobsim's service adds (validation, the guard, one Lua script).
 
-Both servers run as child processes on free loopback ports (``jobsim serve --workers 0``, so
-the number is the submit path alone, and ``python -m jobsim.bench.http --bare``), and both
-are driven the same way: one keep-alive client posting ``{"task": "noop", "payload": ...}``
-with the standard library's ``http.client`` (a thin client, so the servers dominate).
+The servers run as child processes on free loopback ports: ``jobsim serve`` in each
+:data:`VARIANTS` asked for (no workers; 4 worker threads in the server's process; 4 worker
+threads in a worker process of their own, the default on a real Redis), and
+``python -m jobsim.bench.http --bare``. Each is driven the same way: one keep-alive client
+posting ``{"task": "noop", "payload": ...}`` with the standard library's ``http.client`` (a
+thin client, so the servers dominate), in blocks of :data:`BLOCK` requests that go round the
+servers, so a change in the shared machine's load hits every one. With workers, the jobs
+are run while the next ones are submitted: the ratio then includes what running them costs
+the server (the interpreter lock, when they share its process).
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -26,51 +32,106 @@ from pydantic import BaseModel
 from jobsim.localredis import free_port
 
 BLOCK = 50
-"""Requests sent to one server before switching to the other."""
+"""Requests sent to one server before going on to the next."""
+VARIANTS: dict[str, list[str]] = {
+    "no_workers": ["--workers", "0"],
+    "threads_in_server": ["--workers", "4", "--worker-process", "off"],
+    "worker_process": ["--workers", "4", "--worker-process", "on"],
+}
+"""The ``jobsim serve`` flags of each variant measured."""
 
 
-def http_submit_rates(redis_url: str, requests: int, *, payload_bytes: int = 0) -> dict[str, Any]:
-    """Submits/s over HTTP to ``jobsim serve`` and to a bare FastAPI endpoint, and their ratio.
+def http_submit_rates(
+    redis_url: str,
+    requests: int,
+    *,
+    payload_bytes: int = 0,
+    variants: Sequence[str] = ("worker_process",),
+) -> dict[str, Any]:
+    """Submits/s over HTTP to ``jobsim serve`` (each variant) and to a bare FastAPI endpoint.
 
     Args:
-        redis_url: the server ``jobsim serve`` uses (a scratch queue on it is deleted after).
+        redis_url: the server ``jobsim serve`` uses (a scratch queue per variant, deleted
+            after).
         requests: POSTs per server, after 100 untimed warm-up requests.
         payload_bytes: size of the string payload of each job.
+        variants: names in :data:`VARIANTS`; the first is the headline ``ratio``.
+
+    Returns:
+        ``bare_fastapi_per_s``, and per variant ``<name>_per_s`` and ``<name>_ratio`` (its
+        rate over the bare one); ``jobsim_per_s`` and ``ratio`` repeat the first variant's,
+        and ``<name>_cpu_ms`` is the CPU time per request of that server and its children.
 
     Raises:
         RuntimeError: a server that does not start, or a request not answered 200.
     """
     body = json.dumps({"task": "noop", "payload": {"pad": "x" * payload_bytes}}).encode()
-    queue = f"bench-http-{uuid.uuid4().hex[:8]}"
-    serve = ["-m", "jobsim", "serve", "--redis", redis_url, "--queue", queue, "--workers", "0"]
-    with (
-        _server([*serve, "--log-level", "warning"]) as ours,
-        _server(["-m", "jobsim.bench.http", "--bare"]) as bare,
-    ):
-        # alternate blocks of requests, so a change in the shared machine's load hits both
-        clients = [
-            http.client.HTTPConnection("127.0.0.1", port, timeout=30) for port in (ours, bare)
-        ]
+    queues = {name: f"bench-http-{uuid.uuid4().hex[:8]}" for name in variants}
+    with ExitStack() as stack:
+        servers: dict[str, tuple[int, int]] = {}
+        for name in variants:
+            serve = ["-m", "jobsim", "serve", "--redis", redis_url, "--queue", queues[name]]
+            args = [*serve, *VARIANTS[name], "--log-level", "warning"]
+            servers[name] = stack.enter_context(_server(args))
+        servers["bare_fastapi"] = stack.enter_context(
+            _server(["-m", "jobsim.bench.http", "--bare"])
+        )
+        clients = {
+            name: http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            for name, (port, _) in servers.items()
+        }
         try:
-            for client in clients:
+            for client in clients.values():
                 _post(client, body, 100)  # warm-up
-            elapsed = [0.0, 0.0]
+            elapsed = dict.fromkeys(clients, 0.0)
+            cpu = {name: _tree_cpu_s(pid) for name, (_, pid) in servers.items()}
             for start in range(0, requests, BLOCK):
-                for i, client in enumerate(clients):
-                    elapsed[i] += _post(client, body, min(BLOCK, requests - start))
+                for name, client in clients.items():
+                    elapsed[name] += _post(client, body, min(BLOCK, requests - start))
+            cpu = {name: _tree_cpu_s(pid) - cpu[name] for name, (_, pid) in servers.items()}
         finally:
-            for client in clients:
+            for client in clients.values():
                 client.close()
     from jobsim.connection import connect
     from jobsim.queue import JobQueue
 
-    JobQueue(connect(redis_url), queue).delete()
-    jobsim, reference = requests / elapsed[0], requests / elapsed[1]
-    return {"jobsim_per_s": jobsim, "bare_fastapi_per_s": reference, "ratio": jobsim / reference}
+    redis_client = connect(redis_url)
+    for queue in queues.values():
+        JobQueue(redis_client, queue).delete()
+    reference = requests / elapsed["bare_fastapi"]
+    out: dict[str, Any] = {"bare_fastapi_per_s": reference}
+    for name in [*variants, "bare_fastapi"]:
+        rate = requests / elapsed[name]
+        out[f"{name}_per_s"] = rate
+        out[f"{name}_cpu_ms"] = 1e3 * cpu[name] / requests
+        if name != "bare_fastapi":
+            out[f"{name}_ratio"] = rate / reference
+    out["jobsim_per_s"], out["ratio"] = out[f"{variants[0]}_per_s"], out[f"{variants[0]}_ratio"]
+    return out
+
+
+def _tree_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and of the children any of its threads started,
+    from /proc (0 where there is no /proc)."""
+    pids = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            pids += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    total = 0.0
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 @contextmanager
-def _server(args: list[str]) -> Iterator[int]:
+def _server(args: list[str]) -> Iterator[tuple[int, int]]:
+    """A server started with ``args`` on a free port: yields its port and pid."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "JOBSIM_API_KEY"}
     proc = subprocess.Popen(
@@ -86,7 +147,7 @@ def _server(args: list[str]) -> Iterator[int]:
                 err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
                 raise RuntimeError(f"{' '.join(args[:3])} did not start:\n{err}")
             time.sleep(0.05)
-        yield port
+        yield port, proc.pid
     finally:
         proc.terminate()
         try:

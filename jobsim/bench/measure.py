@@ -106,9 +106,16 @@ def _measure_jobsim(url: str, plan: BenchPlan, progress: Progress) -> dict[str, 
     )
     if plan.peers and http_available():
         progress("HTTP submit: jobsim serve vs a bare FastAPI endpoint")
-        http = [http_submit_rates(url, plan.http_requests) for _ in range(plan.repeats)]
+        variants = ("no_workers", "worker_process", "threads_in_server")
+        http = [
+            http_submit_rates(url, plan.http_requests, variants=variants)
+            for _ in range(plan.repeats)
+        ]
         out["http_submit"] = {k: statistics.median(h[k] for h in http) for k in http[0]}
         fig.record("http_submit_ratio", [h["ratio"] for h in http], unit="x")
+        fig.record(
+            "http_submit_ratio_with_workers", [h["worker_process_ratio"] for h in http], unit="x"
+        )
     out["figures"] = fig.figures
     return out
 

@@ -61,6 +61,13 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+HTTP_WITH_WORKERS = {
+    "worker_process": "4 workers running the jobs in a worker process (serve's default)",
+    "threads_in_server": "4 worker threads running the jobs in the server's process",
+}
+"""The HTTP variants with workers, as the table names them."""
+
+
 def _ratio_lines(results: dict[str, Any]) -> list[str]:
     """The HTTP ratio and the single-submit ratios to each peer's enqueue, each measured
     side by side in this run."""
@@ -68,9 +75,15 @@ def _ratio_lines(results: dict[str, Any]) -> list[str]:
     http = results["jobsim"].get("http_submit")
     if http:
         lines.append(
-            f"| HTTP submit vs a bare FastAPI POST | jobsim {http['jobsim_per_s']:,.0f}/s, "
-            f"bare {http['bare_fastapi_per_s']:,.0f}/s: {http['ratio']:.2f}x |"
+            f"| HTTP submit vs a bare FastAPI POST, no workers | jobsim {http['jobsim_per_s']:,.0f}"
+            f"/s, bare {http['bare_fastapi_per_s']:,.0f}/s: {http['ratio']:.2f}x |"
         )
+    for name, what in HTTP_WITH_WORKERS.items():
+        if http and f"{name}_ratio" in http:
+            lines.append(
+                f"| HTTP submit vs a bare FastAPI POST, {what} | jobsim "
+                f"{http[name + '_per_s']:,.0f}/s: {http[name + '_ratio']:.2f}x |"
+            )
     for name, row in (results.get("peers") or {}).items():
         ours, theirs = row.get("jobsim_submit_per_s"), row.get("enqueue_per_s")
         if ours and theirs:
