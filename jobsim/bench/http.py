@@ -72,9 +72,9 @@ def http_submit_rates(
         for name in variants:
             serve = ["-m", "jobsim", "serve", "--redis", redis_url, "--queue", queues[name]]
             args = [*serve, *VARIANTS[name], "--log-level", "warning"]
-            servers[name] = stack.enter_context(_server(args))
+            servers[name] = stack.enter_context(server_process(args))
         servers["bare_fastapi"] = stack.enter_context(
-            _server(["-m", "jobsim.bench.http", "--bare"])
+            server_process(["-m", "jobsim.bench.http", "--bare"])
         )
         clients = {
             name: http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -130,7 +130,7 @@ def _tree_cpu_s(pid: int) -> float:
 
 
 @contextmanager
-def _server(args: list[str]) -> Iterator[tuple[int, int]]:
+def server_process(args: list[str]) -> Iterator[tuple[int, int]]:
     """A server started with ``args`` on a free port: yields its port and pid."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "JOBSIM_API_KEY"}
@@ -158,14 +158,17 @@ def _server(args: list[str]) -> Iterator[tuple[int, int]]:
 
 
 def _answers(port: int) -> bool:
+    """Whether ``/health`` answers 200: the server is up and, with workers, every one of them
+    heartbeats (a worker process starts after the server answers)."""
     try:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
         conn.request("GET", "/health")
-        conn.getresponse().read()
+        response = conn.getresponse()
+        response.read()
         conn.close()
     except OSError:
         return False
-    return True
+    return response.status == 200
 
 
 def _post(conn: http.client.HTTPConnection, body: bytes, n: int) -> float:
