@@ -192,8 +192,8 @@ sends; use *Authorize*). A 401 carries `WWW-Authenticate`, a 503 `Retry-After`.
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Start the workers; on shutdown stop them gracefully (in-flight jobs get the grace
-    period, then go back to the queue)."""
+    """Start the workers (threads here, or a supervised worker process); on shutdown stop
+    them gracefully (in-flight jobs get the grace period, then go back to the queue)."""
     state = app.state
     await run_in_threadpool(state.metrics.start)
     pool: WorkerPool | PoolProcess | None = None
