@@ -190,3 +190,14 @@ def test_auto_puts_thread_workers_on_a_real_redis_in_a_worker_process(queue) -> 
         wanted("--processes", "--worker-process", "on")
     with pytest.raises(InvalidInputError, match="already processes"):
         create_app(queue, workers=1, mode="process", worker_process=True)
+
+
+def test_the_worker_process_choice_can_come_from_the_environment(queue, monkeypatch) -> None:
+    """``$JOBSIM_WORKER_PROCESS`` sets ``--worker-process`` (a flag on the command line wins),
+    and a value outside auto/on/off is a usage error."""
+    monkeypatch.setenv("JOBSIM_WORKER_PROCESS", "off")
+    assert worker_process_wanted(parse(["serve"]), queue) is False
+    assert worker_process_wanted(parse(["serve", "--worker-process", "on"]), queue) is True
+    monkeypatch.setenv("JOBSIM_WORKER_PROCESS", "maybe")
+    with pytest.raises(SystemExit):
+        parse(["serve"])
