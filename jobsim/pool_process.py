@@ -15,6 +15,7 @@ bring every worker's Redis traffic back onto this process. Its workers stay in-p
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import logging
 import multiprocessing.connection
@@ -189,24 +190,25 @@ class PoolProcess:
         if self._supervisor is not None:
             raise RuntimeError("this pool process was already started")
         self._spawn()
+        atexit.register(self.stop)
         self._supervisor = threading.Thread(
             target=self._supervise, name=f"jobsim-supervisor-{self.id}", daemon=True
         )
         self._supervisor.start()
 
-    def stop(self, grace_s: float | None = None) -> None:
-        """Stop gracefully: the child stops leasing, in-flight jobs get the grace period, then
+    def stop(self) -> None:
+        """Stop gracefully: the child stops leasing, in-flight jobs get ``grace_s``, then
         their leases are given back; a child still running :data:`STOP_MARGIN_S` after that
         is killed and its workers' leases are given back here."""
         if self._supervisor is None or self._stopping.is_set():
             return
         self._stopping.set()
-        grace = self.grace_s if grace_s is None else grace_s
+        atexit.unregister(self.stop)
         with self._lock:
             process = self._process
             if process.is_alive():
                 process.terminate()  # SIGTERM: the child's own graceful stop
-                process.join(grace + STOP_MARGIN_S)
+                process.join(self.grace_s + STOP_MARGIN_S)
             if process.is_alive():
                 log.warning("worker process %s outlived its grace period; killing it", process.pid)
                 process.kill()
@@ -242,7 +244,8 @@ class PoolProcess:
             grace_s=self.grace_s,
             parent_pid=os.getpid(),
         )
-        # not a daemon: a daemonic process may not start children (a task may want to)
+        # not a daemon, so a task may start processes of its own; start() registers stop()
+        # to run at exit, before multiprocessing would wait for a child that never stops
         process = CONTEXT.Process(target=pool_main, args=(spec,), name=self.child_name)
         process.start()
         self._process = process
