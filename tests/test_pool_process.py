@@ -201,3 +201,27 @@ def test_the_worker_process_choice_can_come_from_the_environment(queue, monkeypa
     monkeypatch.setenv("JOBSIM_WORKER_PROCESS", "maybe")
     with pytest.raises(SystemExit):
         parse(["serve"])
+
+
+def test_a_program_that_exits_without_stopping_its_worker_process_leaves_none_behind(
+    queue,
+) -> None:
+    """``PoolProcess.start`` registers its stop at exit: a program that forgets ``stop()``
+    still exits, and its worker process with it."""
+    kw = queue.client.connection_pool.connection_kwargs
+    program = (
+        "import sys\n"
+        "from jobsim import JobQueue, connect\n"
+        "from jobsim.pool_process import PoolProcess\n"
+        f"pool = PoolProcess(JobQueue(connect('redis://{kw['host']}:{kw['port']}/0'), "
+        f"{queue.name!r}), 2)\n"
+        "pool.start()\n"
+        "print(pool.pid, flush=True)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    child = int(done.stdout.split()[0])
+    assert not psutil.pid_exists(child) or _gone([psutil.Process(child)]) == []
+    assert queue.workers() == []
