@@ -61,11 +61,11 @@ def test_the_workers_run_in_a_child_process_and_complete_submitted_jobs(queue) -
         pool = http.app.state.pool  # type: ignore[attr-defined]
         ids = [submit(http, task="noop") for _ in range(10)]
         assert all(j["status"] == "completed" for j in wait_finished(http, ids))
+        health = until(lambda: (r := http.get("/health")).status_code == 200 and r.json())
+        assert health["workers_alive"] == health["workers_expected"] == 2
         workers = http.get("/stats").json()["workers"]
         assert sorted(w["id"] for w in workers) == sorted(pool.worker_ids)
         assert {w["pid"] for w in workers} == {pool.pid} and pool.pid != os.getpid()
-        health = until(lambda: (r := http.get("/health")).status_code == 200 and r.json())
-        assert health["workers_alive"] == health["workers_expected"] == 2
     assert queue.workers() == []  # the child deregistered its workers on the way out
 
 
