@@ -15,25 +15,17 @@ from typing import Any
 from jobsim import __version__
 from jobsim.cli_admin import add_admin_commands, add_log_args
 from jobsim.cli_args import (
-    DeprecatedAlias,
     add_bench_config_args,
+    add_json_out_arg,
+    add_listen_args,
     add_queue_args,
+    add_server_limit_args,
     add_worker_args,
     at_least,
-    positive,
 )
 from jobsim.cli_commands import run_bench, run_dashboard, run_serve, run_stats, run_worker
+from jobsim.cli_parser import CommandParser, DeprecatedAlias, Switch
 from jobsim.errors import JobsimError
-
-
-class ServerDefaults:
-    """The defaults of ``serve``'s connection limits (mirrors
-    :class:`jobsim.api.server.ServerLimits`, which needs the ``api`` extra to import)."""
-
-    read_timeout_s = 10.0
-    keep_alive_s = 5.0
-    limit_concurrency = 1000
-    max_header_bytes = 16 * 1024
 
 
 def main(argv: Sequence[str] | None = None, *, peers: Sequence[Any] = ()) -> int:
@@ -48,84 +40,36 @@ def main(argv: Sequence[str] | None = None, *, peers: Sequence[Any] = ()) -> int
     args.peer_adapters = list(peers)
     try:
         return int(args.run(args))
-    except JobsimError as exc:
+    except (JobsimError, OSError) as exc:  # OSError: an output file or folder not writable
         print(f"jobsim: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
 
 
-ENV_PREFIX = "JOBSIM_"
-"""``serve`` and ``worker`` read each flag's default from ``$JOBSIM_<FLAG>``
-(``--read-timeout-s``: ``$JOBSIM_READ_TIMEOUT_S``; ``--workers`` or ``--concurrency``:
-``$JOBSIM_WORKERS`` or ``$JOBSIM_CONCURRENCY``); ``--redis`` keeps ``$JOBSIM_REDIS_URL``."""
-ENV_COMMANDS = ("serve", "worker")
-_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
-
-
-_ENV_HELP = (
-    "Every flag can also be set in the environment as $JOBSIM_<FLAG> (e.g. --read-timeout-s: "
-    "$JOBSIM_READ_TIMEOUT_S; true/false for switches, commas for --import); a flag given on "
-    "the command line wins."
+ENV_HELP = (
+    "Every flag can also be set in the environment as $JOBSIM_<FLAG> (--read-timeout-s: "
+    "$JOBSIM_READ_TIMEOUT_S; --redis: $JOBSIM_REDIS_URL; true/false for switches, commas "
+    "between the items of a repeatable flag); the command line wins over the environment, "
+    "which wins over the default. `jobsim COMMAND --help` names each flag's variable."
 )
 
 
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """The parsed command line, with ``serve`` and ``worker`` defaults from ``$JOBSIM_*``.
+    """The parsed command line, each flag's default read from ``$JOBSIM_<FLAG>`` first
+    (:mod:`jobsim.settings`).
 
-    Exits with status 2 (argparse's usage error) on a bad flag or environment value.
+    Exits with status 2 (argparse's usage error) on a bad flag, and with one error line
+    naming the variable on a bad environment value.
     """
-    parser = _parser()
-    args = parser.parse_args(argv)
-    command = parser._subparsers._group_actions[0].choices.get(args.command)  # type: ignore[union-attr]
-    if args.command not in ENV_COMMANDS or command is None:
-        return args
-    defaults = _env_defaults(command)
-    if not defaults:
-        return args
-    command.set_defaults(**defaults)
-    return parser.parse_args(argv)
-
-
-def _env_defaults(parser: argparse.ArgumentParser) -> dict[str, Any]:
-    import os
-
-    defaults: dict[str, Any] = {}
-    for action in parser._actions:
-        if not action.option_strings or action.dest in ("help", "redis"):
-            continue
-        names = [
-            ENV_PREFIX + f.lstrip("-").replace("-", "_").upper() for f in action.option_strings
-        ]
-        name = next((n for n in names if n in os.environ), None)
-        if name is None:
-            continue
-        raw = os.environ[name]
-        try:
-            defaults[action.dest] = _env_value(action, raw)
-        except (argparse.ArgumentTypeError, ValueError) as exc:
-            parser.error(f"${name}={raw!r}: {exc}")
-    return defaults
-
-
-def _env_value(action: argparse.Action, raw: str) -> Any:
-    if isinstance(action, argparse._StoreTrueAction):
-        if raw.strip().lower() not in _TRUE | _FALSE:
-            raise ValueError("expected true or false")
-        return raw.strip().lower() in _TRUE
-    convert = action.type if callable(action.type) else str
-    if isinstance(action, argparse._AppendAction):
-        return [convert(part.strip()) for part in raw.split(",") if part.strip()]
-    value = convert(raw)
-    if action.choices is not None and value not in action.choices:
-        raise ValueError(f"expected one of {', '.join(map(str, action.choices))}")
-    return value
+    return _parser().parse_args(argv)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="jobsim",
         description="A real Redis-backed priority job queue, and a simulator around it.",
+        epilog=ENV_HELP,
     )
     parser.add_argument("--version", action="version", version=f"jobsim {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -138,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Serve one queue, or several (--queue a --queue b, workers shared by "
         "--weight), from this host. Start it on several hosts against one Redis to share the "
         "queues. SIGTERM or Ctrl-C stops gracefully: in-flight jobs get "
-        "--grace-s seconds, then go back to the queue. " + _ENV_HELP,
+        "--grace-s seconds, then go back to the queue.",
     )
     add_queue_args(worker, many=True, weights=True)
     worker.add_argument(
@@ -146,10 +90,11 @@ def _parser() -> argparse.ArgumentParser:
         "--concurrency",
         dest="workers",
         action=DeprecatedAlias,
+        old_env=True,
         type=at_least(1),
         default=4,
         metavar="N",
-        help="workers (default 4; --concurrency is a deprecated alias)",
+        help="workers (--concurrency is a deprecated alias)",
     )
     add_worker_args(worker)
     add_log_args(worker)
@@ -165,20 +110,20 @@ def _parser() -> argparse.ArgumentParser:
         "(pip install -e '.[peers]'; their adapters live in the repository: run "
         "`python -m benchmarks.run --peers` from its root).",
     )
-    bench.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
+    bench.add_argument("--quick", action=Switch, help="a smoke run of a few seconds")
     bench.add_argument(
         "--peers",
-        action="store_true",
+        action=Switch,
         help="also measure installed peer queues, and HTTP submit beside a bare FastAPI POST",
     )
     bench.add_argument(
         "--cluster",
-        action="store_true",
+        action=Switch,
         help="instead: start a 3-shard Redis Cluster and measure N queues over the shards "
         "against one shard, the Redis-side cost per job, the durability knob's cost and "
         "what a failover loses (writes cluster.json and cluster.md)",
     )
-    bench.add_argument("--out", default="bench-out", help="output folder (default bench-out)")
+    bench.add_argument("--out", metavar="DIR", default="bench-out", help="output folder")
     add_bench_config_args(bench)
     bench.set_defaults(run=run_bench)
 
@@ -198,22 +143,20 @@ def _parser() -> argparse.ArgumentParser:
         "stats, health and Prometheus metrics, with workers started alongside. Without a URL it "
         "runs on the embedded backend. If $JOBSIM_API_KEY is set, every endpoint but /health "
         "requires it in the X-API-Key header or as Authorization: Bearer. SIGTERM or Ctrl-C "
-        "stops gracefully: in-flight jobs get --grace-s seconds, then go back to the queue. "
-        + _ENV_HELP,
+        "stops gracefully: in-flight jobs get --grace-s seconds, then go back to the queue.",
     )
     add_queue_args(serve)
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free)")
     serve.add_argument(
         "--workers",
         "--concurrency",
         dest="workers",
         action=DeprecatedAlias,
+        old_env=True,
         type=at_least(0),
         default=4,
         metavar="N",
-        help="workers to run (default 4; 0: none, e.g. when `jobsim worker` runs them; "
-        "--concurrency is a deprecated alias)",
+        help="workers to run (0: none, e.g. when `jobsim worker` runs them; --concurrency is a "
+        "deprecated alias)",
     )
     add_worker_args(serve)
     serve.add_argument(
@@ -222,48 +165,11 @@ def _parser() -> argparse.ArgumentParser:
         default="auto",
         help="on: run the --workers threads in one supervised child process, so they share no "
         "interpreter lock with the HTTP server (restarted if it dies); off: threads in the "
-        "server's process; auto (default): on with a Redis URL, off on the embedded backend "
-        "(its data lives in this process) and with --processes",
+        "server's process; auto: on with a Redis URL, off on the embedded backend (its data "
+        "lives in this process) and with --processes",
     )
-    serve.add_argument(
-        "--log-level",
-        choices=["critical", "error", "warning", "info", "debug"],
-        default="info",
-        help="server log level; 'warning' hides the access log (default info)",
-    )
-    limits = serve.add_argument_group(
-        "connection limits", "bound slow or greedy clients (slow loris, connection floods)"
-    )
-    limits.add_argument(
-        "--read-timeout-s",
-        type=positive,
-        default=ServerDefaults.read_timeout_s,
-        help="a whole request must arrive within this many seconds of the connection opening "
-        f"or of the previous response, or the connection is closed "
-        f"(default {ServerDefaults.read_timeout_s:g})",
-    )
-    limits.add_argument(
-        "--keep-alive-s",
-        type=positive,
-        default=ServerDefaults.keep_alive_s,
-        help=f"close a connection idle this long after a response "
-        f"(default {ServerDefaults.keep_alive_s:g})",
-    )
-    limits.add_argument(
-        "--limit-concurrency",
-        type=at_least(1),
-        default=ServerDefaults.limit_concurrency,
-        metavar="N",
-        help=f"answer 503 to requests while N connections are open "
-        f"(default {ServerDefaults.limit_concurrency})",
-    )
-    limits.add_argument(
-        "--max-header-bytes",
-        type=at_least(1024),
-        default=ServerDefaults.max_header_bytes,
-        metavar="N",
-        help=f"largest request line and headers (default {ServerDefaults.max_header_bytes})",
-    )
+    add_listen_args(serve, log_level="info")
+    add_server_limit_args(serve)
     serve.set_defaults(run=run_serve)
 
     dashboard = sub.add_parser(
@@ -274,20 +180,13 @@ def _parser() -> argparse.ArgumentParser:
         "dead letters (inspect, requeue, purge), a job's attempts, and teaching scenarios, "
         "whose jobs go to the queue for its workers. Starts no workers. With $JOBSIM_API_KEY "
         "set, the page asks for the key (or open /?key=...). Give it the same queue settings "
-        "as the workers. " + _ENV_HELP,
+        "as the workers.",
     )
     add_queue_args(dashboard)
-    dashboard.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
-    dashboard.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     add_worker_args(dashboard)
-    dashboard.add_argument(
-        "--log-level",
-        choices=["critical", "error", "warning", "info", "debug"],
-        default="warning",
-        help="server log level (default warning: no access log)",
-    )
-    limits_defaults = {k: v for k, v in vars(ServerDefaults).items() if not k.startswith("_")}
-    dashboard.set_defaults(run=run_dashboard, workers=0, **limits_defaults)
+    add_listen_args(dashboard, log_level="warning")  # no access log: the page polls nothing
+    add_server_limit_args(dashboard)
+    dashboard.set_defaults(run=run_dashboard, workers=0)
     return parser
 
 
@@ -313,14 +212,14 @@ def _add_sim_commands(sub: Any) -> None:
         "the real queue (embedded backend, no server needed). Prints measured beside theory "
         "and the checker's verdict; writes charts (PNG) and data (CSV, JSON) to --out.",
     )
-    demo.add_argument("--jobs", type=int, default=600, help="jobs to submit (600)")
-    demo.add_argument("--workers", type=int, default=4, help="worker threads (4)")
-    demo.add_argument("--seed", type=int, default=7, help="seed of every draw (7)")
+    demo.add_argument("--jobs", type=int, default=600, help="jobs to submit")
+    demo.add_argument("--workers", type=int, default=4, help="worker threads")
+    demo.add_argument("--seed", type=int, default=7, help="seed of every draw")
+    demo.add_argument("--time-scale", type=float, default=0.2, help="wall seconds per model second")
+    demo.add_argument("--out", metavar="DIR", default="jobsim-demo", help="output folder")
     demo.add_argument(
-        "--time-scale", type=float, default=0.2, help="wall seconds per model second (0.2)"
+        "--redis", metavar="URL", default=None, help="a real server instead (none: embedded)"
     )
-    demo.add_argument("--out", default="jobsim-demo", help="output folder (jobsim-demo)")
-    demo.add_argument("--redis", metavar="URL", default=None, help="a real server instead")
     demo.set_defaults(run=commands.demo_command)
 
     run = sub.add_parser(
@@ -330,7 +229,7 @@ def _add_sim_commands(sub: Any) -> None:
         "and report measured beside theory with the checker's verdict (exit 1 if invalid).",
     )
     commands.add_run_arguments(run)
-    run.add_argument("--json", metavar="FILE", default=None, help="write the summary here")
+    add_json_out_arg(run, "write the summary here")
     run.add_argument("--out", metavar="DIR", default=None, help="also write CSV and charts here")
     run.set_defaults(run=commands.run_command)
 
@@ -347,7 +246,8 @@ def _add_sim_commands(sub: Any) -> None:
         action="append",
         default=[],
         metavar="NAME=V1,V2",
-        help="a Workload or Setup field (or rate_per_s) and its values; repeatable",
+        help="a Workload or Setup field (or rate_per_s) and its values; repeatable "
+        "(in the environment, separated by ';')",
     )
     sweep.add_argument("--csv", metavar="FILE", default=None, help="write the table here")
     sweep.set_defaults(run=commands.sweep_command)

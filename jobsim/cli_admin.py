@@ -12,7 +12,9 @@ import argparse
 import json
 from typing import Any
 
+from jobsim.cli_args import LOG_LEVELS, add_import_arg, add_queue_args
 from jobsim.cli_commands import import_tasks, shared_url
+from jobsim.cli_parser import Switch
 from jobsim.connection import connect
 from jobsim.errors import JobsimError, UnknownTaskError
 from jobsim.queue import JobQueue
@@ -32,9 +34,12 @@ def add_admin_commands(sub: Any) -> None:
     submit.add_argument(
         "--payload", default="null", metavar="JSON", help="the payload, one JSON document"
     )
-    submit.add_argument("--priority", type=int, default=0, help="0..9, higher first (default 0)")
+    submit.add_argument("--priority", type=int, default=0, help="0..9, higher first")
     submit.add_argument(
-        "--max-retries", type=int, default=None, help="retries after the first attempt"
+        "--max-retries",
+        type=int,
+        default=None,
+        help="retries after the first attempt (none: the task's own)",
     )
     submit.add_argument("--job-id", default=None, metavar="ID", help="an id of your own")
     when = submit.add_mutually_exclusive_group()
@@ -44,14 +49,7 @@ def add_admin_commands(sub: Any) -> None:
     when.add_argument(
         "--run-at", type=float, default=None, metavar="EPOCH", help="run no sooner than this time"
     )
-    submit.add_argument(
-        "--import",
-        dest="imports",
-        action="append",
-        default=[],
-        metavar="MODULE",
-        help="import MODULE to register its @task functions",
-    )
+    add_import_arg(submit)
     _common(submit)
     submit.set_defaults(run=run_submit)
 
@@ -63,7 +61,7 @@ def add_admin_commands(sub: Any) -> None:
         "an error and moves nothing.",
     )
     requeue.add_argument("ids", nargs="*", metavar="ID", help="dead-lettered job ids")
-    requeue.add_argument("--all", action="store_true", help="every dead letter")
+    requeue.add_argument("--all", action=Switch, help="every dead letter")
     _common(requeue)
     requeue.set_defaults(run=run_requeue)
 
@@ -101,25 +99,19 @@ def add_log_args(parser: argparse.ArgumentParser) -> None:
         choices=["text", "json"],
         default="text",
         help="log records as text lines or one JSON object per line, for log shippers; each "
-        "record about a job carries job_id, task, attempt and worker_id (default text)",
+        "record about a job carries job_id, task, attempt and worker_id",
     )
     parser.add_argument(
         "--log-level",
-        choices=["critical", "error", "warning", "info", "debug"],
+        choices=LOG_LEVELS,
         default="info",
-        help="'debug' also logs each job's start and end (default info)",
+        help="'debug' also logs each job's start and end",
     )
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--redis",
-        metavar="URL",
-        default=None,
-        help="redis:// or rediss:// URL (default: $JOBSIM_REDIS_URL)",
-    )
-    parser.add_argument("--queue", default="default", help="queue name (default 'default')")
-    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    add_queue_args(parser)
+    parser.add_argument("--json", action=Switch, help="print one JSON document")
 
 
 def _queue(args: argparse.Namespace) -> JobQueue:

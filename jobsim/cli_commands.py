@@ -19,11 +19,10 @@ from jobsim.retry import RetryPolicy
 
 
 def shared_url(args: argparse.Namespace, command: str) -> str:
-    """The URL of a queue other processes share; ``stats`` and ``worker`` on a private embedded
-    queue would see or serve nothing anyone submits."""
-    import os
-
-    url = args.redis or os.environ.get(ENV_URL)
+    """The URL of a queue other processes share (``--redis``, or ``$JOBSIM_REDIS_URL`` through
+    :mod:`jobsim.settings`); ``stats`` and ``worker`` on a private embedded queue would see or
+    serve nothing anyone submits."""
+    url: str | None = args.redis
     if not url:
         raise JobsimError(
             f"{command} needs a shared Redis: pass --redis URL or set ${ENV_URL} "
@@ -171,7 +170,7 @@ def run_serve(args: argparse.Namespace) -> int:
     except (OSError, OverflowError) as exc:
         raise JobsimError(f"cannot listen on {args.host}:{args.port}: {exc}") from None
     host, port = sock.getsockname()[:2]
-    where = mask_url(args.redis) if args.redis else "$JOBSIM_REDIS_URL or embedded"
+    where = mask_url(args.redis) if args.redis else "the embedded backend"
     key = "required" if os.environ.get(API_KEY_ENV) else "off"
     print(
         f"jobsim serve: http://{host}:{port}/ (dashboard; API docs at /docs) - "
@@ -270,7 +269,7 @@ def _read_baseline(path: str) -> dict[str, Any]:
         raise JobsimError(f"--baseline {path}: {exc}") from None
     except (ValueError, KeyError, TypeError):
         raise JobsimError(
-            f"--baseline {path}: not the --json of a jobsim bench run with figures"
+            f"--baseline {path}: not the --json-out of a jobsim bench run with figures"
         ) from None
     return data
 

@@ -132,7 +132,7 @@ def test_the_command_exits_1_on_a_regression_beyond_max_regression(
         "--quick",
         "--out",
         str(tmp_path / "out"),
-        "--json",
+        "--json-out",
         str(tmp_path / "new.json"),
     ]
     argv += ["--baseline", str(baseline), "--max-regression", str(limit)]
@@ -148,4 +148,4 @@ def test_a_baseline_that_is_not_a_bench_json_is_a_clean_error(tmp_path: Path, ca
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
     assert main(["bench", "--quick", "--baseline", str(bad)]) == 2
-    assert "not the --json of a jobsim bench run" in capsys.readouterr().err
+    assert "not the --json-out of a jobsim bench run" in capsys.readouterr().err

@@ -40,7 +40,7 @@ def test_demo_runs_on_the_embedded_backend_and_writes_its_charts(tmp_path) -> No
 def test_run_writes_the_json_summary_the_issue_promises(tmp_path) -> None:
     path = tmp_path / "run.json"
     code = main(["run", "--jobs", "60", "--arrival", "all", "--mean-s", "0", "--fail-probability",
-                 "0.3", "--crashes", "1", "--json", str(path)])  # fmt: skip
+                 "0.3", "--crashes", "1", "--json-out", str(path)])  # fmt: skip
     assert code == 0
     summary = json.loads(path.read_text())
     for key in ("submitted", "completed", "failed", "lost", "duplicates", "attempts_per_job",
@@ -161,35 +161,3 @@ def test_workers_and_concurrency_are_one_flag_on_both_commands(command: str, fla
     assert args.workers == 3
     default = _parser().parse_args([command])
     assert default.workers == 4
-
-
-def test_serve_and_worker_flags_come_from_jobsim_environment_variables(monkeypatch) -> None:
-    """Every serve/worker flag can be set as `$JOBSIM_<FLAG>`; a flag on the line wins."""
-    from jobsim.cli import parse
-
-    monkeypatch.setenv("JOBSIM_PORT", "8123")
-    monkeypatch.setenv("JOBSIM_WORKERS", "2")
-    monkeypatch.setenv("JOBSIM_PROCESSES", "true")
-    monkeypatch.setenv("JOBSIM_READ_TIMEOUT_S", "2.5")
-    monkeypatch.setenv("JOBSIM_IMPORT", "json,math")
-    monkeypatch.setenv("JOBSIM_QUEUE", "emails")
-    args = parse(["serve"])
-    assert (args.port, args.workers, args.processes, args.read_timeout_s) == (8123, 2, True, 2.5)
-    assert (args.imports, args.queue) == (["json", "math"], "emails")
-    assert parse(["worker"]).workers == 2
-    assert parse(["serve", "--workers", "1", "--port", "9"]).workers == 1
-    assert parse(["run"]).workers == 4  # only serve and worker read them
-
-
-@pytest.mark.parametrize("name, value", [("JOBSIM_PORT", "eighty"), ("JOBSIM_PROCESSES", "maybe")])
-def test_a_bad_environment_value_is_a_clean_error_naming_it(
-    name: str, value: str, monkeypatch, capsys
-) -> None:
-    from jobsim.cli import parse
-
-    monkeypatch.setenv(name, value)
-    with pytest.raises(SystemExit) as info:
-        parse(["serve"])
-    assert info.value.code == 2
-    assert f"${name}" in capsys.readouterr().err
-    assert parse(["run"]).jobs == 1000  # other commands do not care

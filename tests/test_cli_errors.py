@@ -23,7 +23,8 @@ def _traceback_bug(reason: str) -> pytest.MarkDecorator:
     [
         (["demo"], ["--jobs", "--workers", "--seed", "--time-scale", "--out", "--redis"]),
         (["run"], ["--jobs", "--arrival", "--rate", "--service", "--priorities", "--poison",
-                   "--crashes", "--drops", "--pause", "--restart", "--local", "--json", "--out"]),
+                   "--crashes", "--drops", "--pause", "--restart", "--local", "--json-out",
+                   "--out"]),
         (["sweep"], ["--grid", "--csv", "--jobs", "--workers"]),
         (["worker"], ["--redis", "--queue", "--concurrency", "--processes", "--lease-s",
                       "--import", "--retry", "--keep-completed", "--grace-s"]),

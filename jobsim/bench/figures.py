@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 FORMAT = 2
-"""Version of the JSON layout ``jobsim bench --json`` writes."""
+"""Version of the JSON layout ``jobsim bench --json-out`` writes."""
 REFERENCE = "ping_per_s"
 """The figure every other one is normalised to: PING round trips per second."""
 

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from jobsim.cli_parser import Switch
 from jobsim.errors import JobsimError
 from jobsim.sim.faults import FaultPlan, Pause, Poison, Restart
 from jobsim.sim.result import RunResult
@@ -40,23 +41,23 @@ from jobsim.sim.workload import (
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """Workload, fault and setup flags shared by ``run`` and ``sweep``."""
     w = parser.add_argument_group("workload (model seconds)")
-    w.add_argument("--jobs", type=int, default=1000, help="jobs to submit (1000)")
+    w.add_argument("--jobs", type=int, default=1000, help="jobs to submit")
     w.add_argument(
         "--arrival",
         choices=["poisson", "constant", "bursty", "all"],
         default="poisson",
-        help="arrival process (poisson)",
+        help="arrival process",
     )
-    w.add_argument("--rate", type=positive, default=3.0, help="arrivals per model second (3)")
-    w.add_argument("--burst-on-s", type=positive, default=5.0, help="bursty: on-period (5)")
-    w.add_argument("--burst-off-s", type=not_negative, default=5.0, help="bursty: off-period (5)")
+    w.add_argument("--rate", type=positive, default=3.0, help="arrivals per model second")
+    w.add_argument("--burst-on-s", type=positive, default=5.0, help="bursty: on-period")
+    w.add_argument("--burst-off-s", type=not_negative, default=5.0, help="bursty: off-period")
     w.add_argument(
         "--service",
         choices=["exponential", "fixed", "lognormal", "bimodal"],
         default="exponential",
-        help="service-time distribution (exponential)",
+        help="service-time distribution",
     )
-    w.add_argument("--mean-s", type=not_negative, default=1.0, help="mean service time (1.0)")
+    w.add_argument("--mean-s", type=not_negative, default=1.0, help="mean service time")
     w.add_argument(
         "--scv", type=positive, default=4.0, help="lognormal: squared coeff. of variation"
     )
@@ -64,17 +65,17 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--priorities",
         default="0:1",
         metavar="P:SHARE,...",
-        help="priority mix, e.g. 9:0.2,0:0.8 (all priority 0)",
+        help="priority mix, e.g. 9:0.2,0:0.8 (0:1: all priority 0)",
     )
-    w.add_argument("--fail-probability", type=float, default=0.0, help="per attempt (0)")
-    w.add_argument("--max-retries", type=int, default=3, help="retries per job (3)")
+    w.add_argument("--fail-probability", type=float, default=0.0, help="per attempt")
+    w.add_argument("--max-retries", type=int, default=3, help="retries per job")
     w.add_argument(
         "--time-scale",
         type=float,
         default=0.01,
-        help="wall seconds per model second (0.01: 100x faster)",
+        help="wall seconds per model second (0.01: 100x faster than the model)",
     )
-    w.add_argument("--seed", type=int, default=0, help="seed of every draw (0)")
+    w.add_argument("--seed", type=int, default=0, help="seed of every draw")
     f = parser.add_argument_group("faults (times in model seconds)")
     f.add_argument(
         "--exception-probability", type=float, default=0.0, help="extra chance any attempt raises"
@@ -96,21 +97,22 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     f.add_argument("--slow-factor", type=float, default=1.0, help="first worker this much slower")
     s = parser.add_argument_group("setup")
-    s.add_argument("--workers", type=int, default=4, help="workers (4)")
-    s.add_argument("--processes", action="store_true", help="worker processes, not threads")
+    s.add_argument("--workers", type=int, default=4, help="workers")
+    s.add_argument("--processes", action=Switch, help="one process per worker instead of threads")
     s.add_argument(
         "--lease-s",
-        type=float,
+        type=positive,
         default=Setup().lease_s,
-        help=f"lease, model seconds (default {Setup().lease_s:g}, every simulator run's "
-        "default: 300 mean services of 1 s, so a healthy job keeps its lease on a loaded "
-        "machine while a crashed worker's job comes back within the run; the demo, ~30 s in "
-        "all, uses 5)",
+        help="lease, model seconds: every simulator run's default, 300 mean services of 1 s, "
+        "so a healthy job keeps its lease on a loaded machine while a crashed worker's job "
+        "comes back within the run (the demo, ~30 s in all, uses 5)",
     )
     where = s.add_mutually_exclusive_group()
-    where.add_argument("--redis", metavar="URL", default=None, help="a real server")
     where.add_argument(
-        "--local", action="store_true", help="start a throwaway redis-server (needed for --restart)"
+        "--redis", metavar="URL", default=None, help="a real server (none: embedded)"
+    )
+    where.add_argument(
+        "--local", action=Switch, help="start a throwaway redis-server (needed for --restart)"
     )
 
 

@@ -3,7 +3,7 @@ it, and the quantities derived from both, each computed in one place.
 
 :func:`summarize` builds a :class:`RunSummary` from the run's frames, which are in model
 seconds on every backend; only ``wall_s`` (how long the run took) is wall time.
-:meth:`RunSummary.as_dict` is the JSON form the command line writes (``jobsim run --json``,
+:meth:`RunSummary.as_dict` is the JSON form the command line writes (``jobsim run --json-out``,
 ``jobsim sweep --csv`` via :func:`flatten`).
 
 Example:
