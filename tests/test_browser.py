@@ -183,8 +183,9 @@ def test_pause_holds_a_submitted_job_and_resume_lets_it_complete(
     chrome, service, requests_seen
 ) -> None:
     """Paused from the page, the queue shows its badge and a job submitted then stays queued
-    over a full snapshot interval; Resume lets it complete. Its Cancel button, left in the
-    (not refreshed) list, then gets the service's 409, and the page shows that error."""
+    over a full snapshot interval; Resume lets it complete, and the live list drops its
+    Cancel button. Cancelling it anyway (the button's own call, as a click racing the
+    refresh would make it) gets the service's 409, and the page shows that error."""
     headers = {"X-API-Key": KEY}
     _open_dashboard(chrome, f"{service}/?key={KEY}")
     try:
@@ -209,7 +210,8 @@ def test_pause_holds_a_submitted_job_and_resume_lets_it_complete(
         _wait(chrome, lambda c: _by_id(c, "job-status").text == "completed")
         assert not _by_id(chrome, "paused").is_displayed()
         assert not _by_id(chrome, "job-cancel").is_displayed()  # a finished job has none
-        chrome.find_element("css selector", button).click()
+        _wait(chrome, lambda c: not c.find_elements("css selector", button))  # the live list
+        chrome.execute_script("cancel(arguments[0])", task_id)
         _wait(chrome, lambda c: _by_id(c, "error").is_displayed())
         error = _by_id(chrome, "error").text
         assert f"jobs/{task_id}/cancel: 409" in error
@@ -220,6 +222,43 @@ def test_pause_holds_a_submitted_job_and_resume_lets_it_complete(
         )
     finally:
         httpx.post(f"{service}/resume", headers=headers)
+
+
+def _list_row(chrome: Any, task_id: str) -> Any:
+    rows = chrome.find_elements("css selector", f"#list tr[data-id='{task_id}']")
+    return rows[0] if rows else None
+
+
+def test_the_job_list_follows_the_queue_without_a_reload(chrome, service, requests_seen) -> None:
+    """A job submitted (over HTTP, not from the page) after the page loaded shows up in the
+    open list of queued jobs, leaves it when it runs, and shows up `completed` in the list of
+    completed jobs, newest first: all from the live feed, with no click on List and no
+    reload."""
+    headers = {"X-API-Key": KEY}
+    _open_dashboard(chrome, f"{service}/?key={KEY}")
+    chrome.execute_script("window.loadedOnce = true")
+    from selenium.webdriver.support.ui import Select
+
+    try:
+        httpx.post(f"{service}/pause", headers=headers)
+        Select(_by_id(chrome, "list-status")).select_by_value("queued")
+        body = {"task": "noop", "payload": None}
+        task_id = httpx.post(f"{service}/submit", json=body, headers=headers).json()["task_id"]
+        _wait(chrome, lambda c: _list_row(c, task_id) is not None)
+        assert "queued" in _list_row(chrome, task_id).text
+        Select(_by_id(chrome, "list-status")).select_by_value("completed")
+        _wait(chrome, lambda c: "newest first" in _by_id(c, "list-total").text)
+        assert _list_row(chrome, task_id) is None
+    finally:
+        httpx.post(f"{service}/resume", headers=headers)
+    _wait(chrome, lambda c: _list_row(c, task_id) is not None)
+    row = _list_row(chrome, task_id)
+    assert row.find_element("css selector", ".list-status").text == "completed"
+    first = chrome.find_element("css selector", "#list tr")
+    assert first.get_attribute("data-id") == task_id  # newest first
+    assert chrome.execute_script("return window.loadedOnce") is True  # the same page
+    screenshot(chrome, "dashboard-live-list")
+    assert chrome.get_log("browser") == []
 
 
 def test_a_scheduled_job_is_cancelled_from_the_list(chrome, service, requests_seen) -> None:

@@ -132,6 +132,21 @@ CLEAN_ERRORS = [
     (["serve", "--import", "no_such_module_xyz", "--workers", "0"], "no_such_module_xyz"),
     (["run", "--jobs", "5", "--priorities", "0:0"], "priorit"),
     (["run", "--jobs", "5", "--crashes", "-1"], "crash"),
+    # an output that cannot be written: one line, not an OSError's traceback
+    (
+        [
+            "run",
+            "--jobs",
+            "1",
+            "--arrival",
+            "all",
+            "--mean-s",
+            "0",
+            "--json-out",
+            "/nonexistent-dir/run.json",
+        ],
+        "No such file or directory",
+    ),
 ]
 
 TRACEBACK_BUGS: list[object] = []  # every case found so far is fixed; add new ones here

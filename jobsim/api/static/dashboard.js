@@ -146,6 +146,7 @@ function onSnapshot(s) {
   drawRunning(s);
   drawDead(s);
   narrate(s, prev);
+  onListSnapshot(s);
   if (state.inspected) inspect(state.inspected, true);
 }
 
@@ -362,15 +363,72 @@ $("inspect-form").addEventListener("submit", (ev) => {
   if ($("inspect-id").value.trim()) inspect($("inspect-id").value.trim());
 });
 
-$("list-form").addEventListener("submit", async (ev) => {
-  ev.preventDefault();
+// --- jobs by status: drawn again as the feed shows the queue changing ------------------------
+// Refreshed on a snapshot whose counts or totals differ from those of the last refresh, at
+// most once per LIST_REFRESH_MS and one request at a time (a burst of snapshots costs one
+// GET). Finished statuses show their newest jobs first: the service lists them oldest first,
+// so the page asks for the last LIST_LIMIT by offset.
+const LIST_LIMIT = 50;
+const LIST_REFRESH_MS = 1000;
+const NEWEST_FIRST = new Set(["completed", "failed", "cancelled"]);
+const list = { key: null, at: 0, busy: false, again: false, timer: null };
+
+async function refreshList(background) {
   const status = $("list-status").value;
-  const body = await api(`jobs?status=${encodeURIComponent(status)}&limit=50`);
-  fill($("list"), body.jobs.map((j) => el("tr", {}, el("td", {}, jobLink(j.task_id)), el("td", {}, j.task),
-    el("td", {}, j.status), el("td", {}, String(j.attempts)), el("td", { class: "error-text" }, j.last_error || ""),
+  if (!status) return;
+  if (list.busy) {
+    list.again = true;
+    return;
+  }
+  list.busy = true;
+  list.at = Date.now();
+  list.key = changeKey(state.last);
+  try {
+    const total = state.last ? state.last.counts[status] || 0 : 0;
+    const offset = NEWEST_FIRST.has(status) ? Math.max(0, total - LIST_LIMIT) : 0;
+    const body = await api(`jobs?status=${encodeURIComponent(status)}&limit=${LIST_LIMIT}&offset=${offset}`, {}, background);
+    if (status === $("list-status").value) drawList(status, body, offset);
+  } catch (err) {
+    // shown by `api`; the next change tries again
+  } finally {
+    list.busy = false;
+    if (list.again) {
+      list.again = false;
+      scheduleList();
+    }
+  }
+}
+
+function scheduleList() {
+  if (list.timer) return;
+  const wait = Math.max(0, list.at + LIST_REFRESH_MS - Date.now());
+  list.timer = setTimeout(() => {
+    list.timer = null;
+    refreshList(true);
+  }, wait);
+}
+
+const changeKey = (s) => (s ? JSON.stringify([s.counts, s.totals]) : null);
+
+function onListSnapshot(s) {
+  if (changeKey(s) !== list.key) scheduleList();
+}
+
+function drawList(status, body, offset) {
+  const jobs = NEWEST_FIRST.has(status) ? body.jobs.slice().reverse() : body.jobs;
+  const order = NEWEST_FIRST.has(status) ? "newest first" : "in the order the queue keeps them";
+  $("list-total").textContent = `(${jobs.length} of ${body.total}, ${order})`;
+  fill($("list"), jobs.map((j) => el("tr", { "data-id": j.task_id }, el("td", {}, jobLink(j.task_id)), el("td", {}, j.task),
+    el("td", { class: "list-status" }, j.status), el("td", {}, String(j.attempts)), el("td", { class: "error-text" }, j.last_error || ""),
     el("td", {}, CANCELLABLE.has(j.status) ? cancelButton(j.task_id) : ""))),
   `no ${status} jobs`);
+}
+
+$("list-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  refreshList(false);
 });
+$("list-status").addEventListener("change", () => refreshList(false));
 
 for (const button of document.querySelectorAll("[data-scenario]")) {
   button.addEventListener("click", async () => {
