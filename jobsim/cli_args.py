@@ -17,7 +17,9 @@ QUEUE_LEASE_S = Lease().duration_s
 def add_bench_config_args(bench: argparse.ArgumentParser) -> None:
     """``bench``'s configuration (each flag overrides ``--config``) and its CI gate."""
     config = bench.add_argument_group(
-        "your configuration", "measure your own settings; a flag overrides --config"
+        "your configuration",
+        "measure your own settings; a flag, on the command line or as its variable, "
+        "overrides --config",
     )
     config.add_argument(
         "--config",
