@@ -124,6 +124,6 @@ def test_the_cli_defaults_are_the_server_limits_defaults() -> None:
     from dataclasses import asdict
 
     from jobsim.api.server import ServerLimits
-    from jobsim.cli import ServerDefaults
+    from jobsim.cli_args import ServerDefaults
 
     assert {k: getattr(ServerDefaults, k) for k in asdict(ServerLimits())} == asdict(ServerLimits())
