@@ -150,7 +150,7 @@ class WorkerPool:
         self.mode: Mode = mode
         self.id = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
         group = ProcessGroup if mode == "process" else ThreadGroup
-        split = shares(concurrency, weights) if len(queues) > 1 else [concurrency]
+        split = shares(concurrency, weights)  # one queue too: a bad weight is refused
         self._groups: list[ThreadGroup | ProcessGroup] = [
             group(q, replace(self.settings, concurrency=n, seed=seed + i), self._group_id(i))
             for i, (q, n) in enumerate(zip(queues, split, strict=True))

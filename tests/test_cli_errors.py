@@ -111,6 +111,7 @@ CLEAN_ERRORS = [
     (["worker", "--job-timeout-s", "-1"], "job_timeout_s"),
     (["worker", "--grace-s", "-1"], "grace_s"),
     (["worker", "--queue", "bad name"], "queue name"),
+    (["worker", "--queue", "a", "--weight", "-1"], "weight"),  # once ignored with one queue
     (["worker", "--redis", UNREACHABLE], "cannot reach Redis"),
     (["stats", "--queue", ""], "queue name"),
     (["stats", "--redis", UNREACHABLE], "cannot reach Redis"),
