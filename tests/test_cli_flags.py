@@ -13,8 +13,8 @@ from jobsim.cli import _parser
 
 DIFFERENT_DEFAULTS = {
     "--jobs": "demo runs its fixed scenario (600); bench's unset means the plan's own",
-    "--lease-s": "the simulator's wall-clock lease (5) lets crash faults recover within a run; "
-    "bench's unset means the plan's, which is the queue's 30",
+    "--lease-s": "the simulator's is in model seconds (300, scaled to the wall clock by "
+    "--time-scale); bench's unset means the plan's, which is the queue's 30",
     "--log-level": "dashboard starts at 'warning' to hide the access log",
     "--max-retries": "a simulator workload's retries (3) vs submit's unset: the task's own",
     "--out": "each command writes its own folder (run: none unless asked)",
