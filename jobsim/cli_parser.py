@@ -145,11 +145,11 @@ class CommandParser(argparse.ArgumentParser):
 
 
 def _env_note(env: str, source: str | None, builtin: Any, value: Any) -> str:
-    """``[$JOBSIM_PORT, default 8000]``, or ``[$JOBSIM_PORT=8123 ...]`` when it is set."""
+    """``[$JOBSIM_PORT, default: 8000]``, or ``[$JOBSIM_PORT=8123 ...]`` when it is set."""
     if source is None:
-        text = f"[${env}, default {_shown(builtin)}]"
+        text = f"[${env}, default: {_shown(builtin)}]"
     else:
-        text = f"[${source}={_shown(value)} overrides the default {_shown(builtin)}]"
+        text = f"[${source}={_shown(value)} overrides the default: {_shown(builtin)}]"
     return text.replace("%", "%%")  # argparse %-formats help strings
 
 

@@ -177,12 +177,12 @@ def test_a_bad_value_in_a_variable_is_one_line_naming_it(
 def test_help_names_each_flag_s_variable_and_default(
     command: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`jobsim CMD --help` shows `[$JOBSIM_X, default D]` for every flag, and a value set
+    """`jobsim CMD --help` shows `[$JOBSIM_X, default: D]` for every flag, and a value set
     in the environment as overriding the default."""
     with pytest.raises(SystemExit):
         main([command, "--help"])
     out = " ".join(capsys.readouterr().out.split())  # undo the help's line wrapping
-    missing = [env for _, env in _flags(command) if f"[${env}, default " not in out]
+    missing = [env for _, env in _flags(command) if f"[${env}, default: " not in out]
     assert missing == []
     flags = _flags(command)
     if not flags:
