@@ -36,7 +36,8 @@ class Spike:
 
 @dataclass(frozen=True, kw_only=True)
 class Pause:
-    """``CLIENT PAUSE`` for ``duration_s`` at ``at_s`` (model time)."""
+    """A window of ``duration_s`` from ``at_s`` (model time): ``CLIENT PAUSE`` in
+    ``redis_pauses``, the queue's own pause/resume in ``queue_pauses``."""
 
     at_s: float
     duration_s: float
@@ -76,6 +77,10 @@ class FaultPlan:
         redis_drops: model times at which every client connection is killed (``CLIENT KILL``).
         redis_pauses: ``CLIENT PAUSE`` windows.
         redis_restart: kill and restart the server (a local one only).
+        queue_pauses: windows in which the queue is paused (:meth:`jobsim.JobQueue.pause`
+            at ``at_s``, ``resume`` at its end): no job is leased, running jobs go on, and
+            submits, acks and promotions continue. Overlapping windows act as the calls
+            would: the first resume un-pauses.
         slow_worker_factor: the first worker runs every job this many times slower.
         seed: seeds the crash times.
     """
@@ -87,6 +92,7 @@ class FaultPlan:
     redis_drops: tuple[float, ...] = ()
     redis_pauses: tuple[Pause, ...] = ()
     redis_restart: Restart | None = None
+    queue_pauses: tuple[Pause, ...] = ()
     slow_worker_factor: float = 1.0
     seed: int = 0
 
@@ -133,4 +139,7 @@ class FaultPlan:
         events += [(p.at_s, "pause", p.duration_s) for p in self.redis_pauses]
         if self.redis_restart is not None:
             events.append((self.redis_restart.at_s, "restart", 0.0))
+        for p in self.queue_pauses:
+            events.append((p.at_s, "queue_pause", p.duration_s))
+            events.append((p.at_s + p.duration_s, "resume", 0.0))
         return sorted(events)

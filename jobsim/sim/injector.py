@@ -1,6 +1,7 @@
 """A thread that applies a fault plan's timed faults at their model times: worker crashes
 (through the pool's public chaos seam, :meth:`~jobsim.pool.WorkerPool.busy_worker_ids` and
-:meth:`~jobsim.pool.WorkerPool.kill_worker`), Redis connection drops, pauses and restarts."""
+:meth:`~jobsim.pool.WorkerPool.kill_worker`), Redis connection drops, pauses and restarts,
+and the queue's own pause windows (:meth:`JobQueue.pause`, then ``resume``)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import redis
 from jobsim.connection import is_embedded
 from jobsim.localredis import LocalRedis
 from jobsim.pool import WorkerPool
+from jobsim.queue import JobQueue
 from jobsim.sim.faults import FaultPlan
 from jobsim.sim.workload import Workload
 
@@ -27,6 +29,7 @@ class Injector(threading.Thread):
         client: the run's Redis client.
         server: the server this run started, if any (the only kind it may restart).
         started: the run's start, ``time.monotonic()``.
+        queue: the run's queue, which ``queue_pauses`` pause and resume.
     """
 
     def __init__(
@@ -37,12 +40,14 @@ class Injector(threading.Thread):
         client: redis.Redis,
         server: LocalRedis | None,
         started: float,
+        queue: JobQueue | None = None,
     ) -> None:
         super().__init__(name="jobsim-fault-injector", daemon=True)
         horizon = max((j.arrival_s for j in workload.plan()), default=0.0)
         self.timeline = faults.timeline(horizon, workload.seed)
         self.scale = workload.time_scale
         self.pool, self.client, self.server, self.started = pool, client, server, started
+        self.queue = queue
         self.rng = random.Random(f"{faults.seed}:injector")
         self.events: list[tuple[float, str, str]] = []  # (model time, kind, what happened)
         self._done = threading.Event()
@@ -81,6 +86,14 @@ class Injector(threading.Thread):
         try:
             if kind == "crash":
                 return self._crash()
+            if kind in ("queue_pause", "resume") and self.queue is None:
+                return "skipped: no queue to pause"
+            if kind == "queue_pause" and self.queue is not None:
+                self.queue.pause()
+                return f"queue paused for {arg:g} model s"
+            if kind == "resume" and self.queue is not None:
+                self.queue.resume()
+                return "queue resumed"
             if embedded and kind in ("drop", "pause"):
                 return "skipped: the embedded backend has no client connections"
             if kind == "drop":

@@ -20,12 +20,13 @@ import time
 import uuid
 from collections.abc import Callable
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis
 
 from jobsim.config import Lease, QueueConfig, Retention
 from jobsim.connection import server_time_s
+from jobsim.limits import RateLimit
 from jobsim.pool import WorkerPool
 from jobsim.queue import JobQueue
 from jobsim.requests import JobRequest
@@ -87,7 +88,7 @@ def run(
             t0 = server_time_s(client)
             origin = t0 + clock_offset_s(client)  # model time 0 on the workers' clock
             started = time.monotonic()
-            injector = Injector(faults, workload, pool, client, server, started)
+            injector = Injector(faults, workload, pool, client, server, started, queue)
             sampler = Sampler(queue, started)
             injector.start()
             sampler.start()
@@ -128,6 +129,7 @@ def wall_config(setup: Setup, workload: Workload) -> QueueConfig:
         aging_s=None if setup.aging_s is None else setup.aging_s * scale,
         default_max_retries=workload.max_retries,
         retention=Retention(max_completed=None, max_age_s=None),  # the run reads them all
+        **task_limits(setup, scale),
     )
 
 
@@ -146,6 +148,7 @@ def _submit(
     where the payloads' spike windows are placed.
     """
     ids = [job_id(job.index) for job in plan]
+    delays = workload.delays()
     workers = pool.worker_ids
     pending = 0
     while pending < len(plan):
@@ -163,12 +166,31 @@ def _submit(
                 job.priority,
                 workload.max_retries,
                 ids[job.index],
+                delay_s=None if delays is None else float(delays[job.index]) * workload.time_scale,
             )
             for job in plan[pending:due]
         ]
         _patiently(partial(queue.submit_many, requests))  # same ids: a replay is a no-op
         pending = due
     return ids
+
+
+def task_limits(setup: Setup, time_scale: float) -> dict[str, Any]:
+    """The :class:`QueueConfig` limits of the simulated task for ``setup``'s model-time
+    ``rate_limit`` and ``concurrency_limit``: a rate of ``per_s`` a model second is
+    ``per_s / time_scale`` a wall second.
+
+    Example:
+        >>> task_limits(Setup(rate_limit=RateLimit(per_s=2, burst=3)), 0.5)["rate_limits"]
+        {'sim': RateLimit(per_s=4.0, burst=3)}
+    """
+    limits: dict[str, Any] = {}
+    if setup.rate_limit is not None:
+        rate = setup.rate_limit
+        limits["rate_limits"] = {TASK: RateLimit(per_s=rate.per_s / time_scale, burst=rate.burst)}
+    if setup.concurrency_limit is not None:
+        limits["concurrency_limits"] = {TASK: setup.concurrency_limit}
+    return limits
 
 
 def _drain(queue: JobQueue, total: int, timeout_s: float, progress: Progress) -> None:

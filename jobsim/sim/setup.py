@@ -9,6 +9,8 @@ backend uses them as they are, so there the time scale changes nothing. ``prefet
 Example:
     >>> Setup(workers=2, lease_s=30.0).backend
     'embedded'
+    >>> Setup(rate_limit=RateLimit(per_s=2, burst=1), concurrency_limit=3).concurrency_limit
+    3
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from jobsim.errors import InvalidInputError
+from jobsim.limits import RateLimit
 from jobsim.pool import Mode
 from jobsim.retry import RetryPolicy
 
@@ -42,6 +46,15 @@ class Setup:
         prefetch_s: how much work a worker leases ahead, in WALL seconds (real queue only).
         drain_timeout_s: give up waiting for the drain after this many WALL seconds (real
             queue only).
+        rate_limit: a token bucket on the simulated task (``per_s`` tokens a model second,
+            ``burst`` at most; the real runner sets ``per_s / time_scale`` on the wall clock
+            in :attr:`jobsim.QueueConfig.rate_limits`), or None.
+        concurrency_limit: most of the simulated task's jobs leased at once
+            (:attr:`jobsim.QueueConfig.concurrency_limits`), or None.
+
+    Raises:
+        InvalidInputError: a ``rate_limit`` that is not a :class:`jobsim.RateLimit`, or a
+            ``concurrency_limit`` that is not an integer >= 1.
     """
 
     workers: int = 4
@@ -53,3 +66,16 @@ class Setup:
     job_timeout_s: float | None = None
     prefetch_s: float = 0.002
     drain_timeout_s: float = 300.0
+    rate_limit: RateLimit | None = None
+    concurrency_limit: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.rate_limit is not None and not isinstance(self.rate_limit, RateLimit):
+            raise InvalidInputError(
+                "rate_limit must be a jobsim.RateLimit", field="rate_limit", value=self.rate_limit
+            )
+        cap = self.concurrency_limit
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+            raise InvalidInputError(
+                "concurrency_limit must be an integer >= 1", field="concurrency_limit", value=cap
+            )

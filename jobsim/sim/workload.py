@@ -242,6 +242,10 @@ class Workload:
         time_scale: wall seconds per model second on the real queue (the virtual backend
             never reads it: there every time is model seconds).
         seed: every draw comes from streams spawned from this seed.
+        delay: model seconds between each job's submit and the moment it may run, drawn
+            from a service-time distribution (its own stream; ``Fixed(seconds=2)`` delays
+            every job 2 s), or None. A delayed job is ``scheduled`` (``submit(...,
+            delay_s=)``) until a ``DEQUEUE`` promotes it; its wait counts from the submit.
     """
 
     jobs: int = 1000
@@ -252,8 +256,15 @@ class Workload:
     max_retries: int = 3
     time_scale: float = 0.01
     seed: int = 0
+    delay: Service | None = None
 
     def __post_init__(self) -> None:
+        if self.delay is not None and not isinstance(self.delay, Service):
+            raise InvalidInputError(
+                "delay must be a service-time distribution (e.g. Fixed(seconds=2)) or None",
+                field="delay",
+                value=self.delay,
+            )
         if self.jobs < 1:
             raise InvalidInputError("jobs must be >= 1", field="jobs", value=self.jobs)
         if not 0 <= self.fail_probability <= 1:
@@ -291,6 +302,19 @@ class Workload:
         shares = np.array([self.priorities[p] for p in levels], dtype=float)
         chosen = priority.choice(levels, size=self.jobs, p=shares / shares.sum())
         return times, services, chosen
+
+    def delays(self) -> np.ndarray | None:
+        """Each job's delay between submit and ready, model seconds (>= 0), in arrival
+        order; None without a ``delay``. Drawn from the fourth stream, so the other draws
+        are the same with or without it.
+
+        Example:
+            >>> Workload(jobs=2, delay=Fixed(seconds=1.5)).delays().tolist()
+            [1.5, 1.5]
+        """
+        if self.delay is None:
+            return None
+        return np.maximum(self.delay.draw(self.jobs, self.streams(4)[3]), 0.0)
 
     def plan(self) -> list[PlannedJob]:
         """The jobs, in arrival order: the same list for the same workload."""

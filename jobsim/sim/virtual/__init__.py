@@ -12,7 +12,8 @@ queue decides in Lua is mirrored here and pinned by the conformance tests
 Three engines, one semantics: :mod:`~jobsim.sim.virtual.fifo` (one priority, nothing
 fails: a recursion), :mod:`~jobsim.sim.virtual.engine` (priorities, retries, per-job
 faults) and :mod:`~jobsim.sim.virtual.leased` (leases, crashes, timeouts, Redis pauses and
-restarts). Each is used only where the simpler one does not apply, and tests pin that they
+restarts, and the queue features: rate and concurrency limits, delayed jobs, queue
+pauses). Each is used only where the simpler one does not apply, and tests pin that they
 agree bit for bit where both do.
 
 Everything here is model seconds: the workload's and the fault plan's times and
@@ -49,6 +50,7 @@ __all__ = [
     "SAMPLES",
     "needs_leases",
     "process_faults",
+    "queue_features",
     "run_virtual",
     "simulate",
     "unsupported",
@@ -113,9 +115,10 @@ def run_virtual(
 
 def simulate(workload: Workload, draws: engine.Draws, faults: FaultPlan, setup: Setup) -> Trace:
     """The trace of a run, from the simplest engine that models it."""
-    if fifo.applies(workload, draws, faults):
+    features = queue_features(workload, setup)
+    if not features and fifo.applies(workload, draws, faults):
         return fifo.simulate_fifo(workload, draws, setup)
-    if needs_leases(faults, setup):
+    if features or needs_leases(faults, setup):
         return leased.simulate_leased(workload, draws, faults, setup)
     return engine.simulate(workload, draws, faults, setup)
 
@@ -136,6 +139,25 @@ def process_faults(faults: FaultPlan, setup: Setup) -> list[str]:
         named.append("poison 'crash'")
     if setup.job_timeout_s is not None:
         named.append("job_timeout_s")
+    return named
+
+
+def queue_features(workload: Workload, setup: Setup) -> list[str]:
+    """The queue features a run uses that only the leased engine models (named): a rate
+    or concurrency limit, delayed jobs. (Queue pauses are in the fault plan's timeline, so
+    :func:`needs_leases` sends them there.)
+
+    Example:
+        >>> queue_features(Workload(), Setup(concurrency_limit=2))
+        ['concurrency_limit']
+    """
+    named = []
+    if setup.rate_limit is not None:
+        named.append("rate_limit")
+    if setup.concurrency_limit is not None:
+        named.append("concurrency_limit")
+    if workload.delay is not None:
+        named.append("delay")
     return named
 
 

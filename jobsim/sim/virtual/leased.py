@@ -19,6 +19,12 @@ The semantics are the thread pool's (``mode="thread"``, the default):
 - ``job_timeout_s``: at the deadline the supervisor fails the attempt (``timeout``, a
   retryable failure with a backoff from its own generator), the thread runs on to the
   job's end and its late result is fenced (a duplicate).
+- Limits (``Setup.rate_limit``, ``concurrency_limit``): a lease needs a token and a slot
+  (:mod:`~jobsim.sim.virtual.limits`); an idle worker waits for the next token; a slot
+  freed by a worker's own ack goes to that worker (its ``DEQUEUE`` settles, then leases).
+- Delayed jobs (``Workload.delay``) are scheduled at their submit and promoted by a
+  ``DEQUEUE`` when due, after the due retries, as a due retry is.
+- Queue pauses (``FaultPlan.queue_pauses``): no lease while paused; everything else goes on.
 - A Redis pause holds every transition (submit, dequeue, ack, promotion, give-back) that
   falls inside it until it ends; jobs keep running. A restart without persistence loses
   every record submitted before it (the checker's ``lost``, and no frame rows, as the
@@ -37,17 +43,28 @@ from jobsim.config import Lease, QueueConfig
 from jobsim.sim.faults import FaultPlan
 from jobsim.sim.setup import Setup
 from jobsim.sim.virtual.engine import INF, Draws, attempt_rule
+from jobsim.sim.virtual.limits import gate_for
 from jobsim.sim.virtual.trace import MAX_SAMPLES, Trace, sample_period
 from jobsim.sim.workload import Workload
 
 # event kinds, in the order events at one instant are taken (as the main loop takes them)
-END, DUE, ARRIVE, EXPIRE, TIMEOUT, CRASH, PAUSE, RESTART, DROP = range(9)
+END, DUE, ARRIVE, EXPIRE, TIMEOUT, CRASH, PAUSE, RESTART, DROP, SCHED, QPAUSE, QRESUME, WAKE = (
+    range(13)
+)
+HELD = (END, DUE, ARRIVE, EXPIRE, TIMEOUT, SCHED, WAKE)  # what a Redis pause holds
 EXPIRED_ERROR = "lease expired on attempt {n}"
 TIMEOUT_ERROR = (
     "TimeoutError: job ran longer than {s:g} s; the thread was left running; its result "
     "will be fenced"
 )
-FAULTS = {"crash": CRASH, "drop": DROP, "pause": PAUSE, "restart": RESTART}
+FAULTS = {
+    "crash": CRASH,
+    "drop": DROP,
+    "pause": PAUSE,
+    "restart": RESTART,
+    "queue_pause": QPAUSE,
+    "resume": QRESUME,
+}
 DETAIL = {
     CRASH: "a busy worker loses its running job's result",
     DROP: "connections killed (every call is replay-safe: nothing changes)",
@@ -76,6 +93,8 @@ def simulate_leased(  # noqa: C901  (one event loop, its cases side by side)
     supervisor = random.Random(f"{workload.seed}:supervisor")  # draws a timeout's backoff
     chooser = random.Random(f"{faults.seed}:injector")  # as the injector picks its victim
     restart = faults.redis_restart
+    gate = gate_for(setup.rate_limit, setup.concurrency_limit, 1.0)  # the model µs clock
+    delays = None if workload.delay is None else workload.delays().tolist()  # type: ignore[union-attr]
 
     trace = Trace(outcome=[], redeliveries=[0] * n, fenced=[0] * n, submitted=list(arrivals))
     trace.finished = [INF] * n
@@ -95,6 +114,7 @@ def simulate_leased(  # noqa: C901  (one event loop, its cases side by side)
     running: list[int | None] = [None] * c
     doomed = [False] * c  # a crash will throw this worker's running result away
     due_waiting: list[int] = []  # due retries no DEQUEUE has promoted yet (all busy)
+    sched_waiting: list[int] = []  # due scheduled jobs no DEQUEUE has promoted yet
     expired_waiting: list[tuple[int, int]] = []  # expired leases no DEQUEUE has seen yet
     crash_waiting = 0  # crashes that found no busy worker: the next dispatch takes them
     events: list[tuple[float, int, int, int, tuple[int, ...]]] = []
@@ -112,6 +132,8 @@ def simulate_leased(  # noqa: C901  (one event loop, its cases side by side)
         push(at, FAULTS[what], 0, round(arg * 1e9))  # a pause's length, in model ns
     seq = -INF
     paused_until = -INF
+    queue_paused = False
+    wake_at = -INF  # the token wake-up already pushed
     in_system = 0
     period = sample_period(horizon, math.fsum(services), c)
     next_sample = 0.0
@@ -131,6 +153,8 @@ def simulate_leased(  # noqa: C901  (one event loop, its cases side by side)
             trace.dead.add(j)
 
     def settle(j: int, t: float, how: str, error: str | None) -> None:
+        if gate is not None:  # the lease ends: its slot comes back (once per lease)
+            gate.free()
         a = rows[j, held[j]]
         trace.end[a], outcome[a], trace.error[a] = t, how, error
 
@@ -149,37 +173,55 @@ def simulate_leased(  # noqa: C901  (one event loop, its cases side by side)
         beat = math.floor(stopped / beat_m) * beat_m
         return (beat if beat > taken else taken) + lease_m
 
+    def admits(now: float) -> bool:
+        """Whether a lease may start now; if a token is missing, wake a worker when it comes."""
+        nonlocal wake_at
+        if paused_until > now or queue_paused:
+            return False
+        if gate is None or gate.room(now) >= 1:
+            return True
+        at = gate.next_token(now)
+        if at < INF and at != wake_at:
+            wake_at = at
+            push(at, WAKE, 0)
+        return False
+
     def dispatch(now: float) -> None:
+        while free and ready and (gate is None or gate.room(now) >= 1):
+            lease_to(heapq.heappop(free)[1], now)
+
+    def lease_to(w: int, now: float) -> None:
+        """Worker ``w`` leases the best ready job at ``now``."""
         nonlocal crash_waiting
-        while free and ready:
-            j = heapq.heappop(ready)[1]
-            w = heapq.heappop(free)[1]
-            k = attempts[j] = attempts[j] + 1
-            held[j] = k
-            rows[j, k] = len(trace.job)
-            trace.job.append(j)
-            trace.number.append(k)
-            trace.worker.append(w)
-            trace.start.append(now)
-            trace.end.append(now)
-            trace.error.append(None)
-            outcome.append("processing")
-            if j in crash_poison:  # the task abandons it: the worker is free at once
-                whys.append(None)
-                planned_end.append(now)
-                heapq.heappush(free, (now, w))
-                push(now + lease_m, EXPIRE, j, j, k)
-                continue
-            s, why = rule(j, k, w, now) if rule is not None else (services[j], None)
-            whys.append(why)
-            planned_end.append(now + s)
-            running[w] = j
-            push(now + s, END, w, w, j, k)
-            if timeout_m is not None:
-                push(now + timeout_m, TIMEOUT, j, j, k)
-            if crash_waiting:
-                crash_waiting -= 1
-                doomed[w] = True
+        j = heapq.heappop(ready)[1]
+        if gate is not None:
+            gate.take(now)
+        k = attempts[j] = attempts[j] + 1
+        held[j] = k
+        rows[j, k] = len(trace.job)
+        trace.job.append(j)
+        trace.number.append(k)
+        trace.worker.append(w)
+        trace.start.append(now)
+        trace.end.append(now)
+        trace.error.append(None)
+        outcome.append("processing")
+        if j in crash_poison:  # the task abandons it: the worker is free at once
+            whys.append(None)
+            planned_end.append(now)
+            heapq.heappush(free, (now, w))
+            push(now + lease_m, EXPIRE, j, j, k)
+            return
+        s, why = rule(j, k, w, now) if rule is not None else (services[j], None)
+        whys.append(why)
+        planned_end.append(now + s)
+        running[w] = j
+        push(now + s, END, w, w, j, k)
+        if timeout_m is not None:
+            push(now + timeout_m, TIMEOUT, j, j, k)
+        if crash_waiting:
+            crash_waiting -= 1
+            doomed[w] = True
 
     def on_end(t: float, w: int, j: int, k: int) -> None:
         running[w] = None
@@ -207,6 +249,10 @@ def simulate_leased(  # noqa: C901  (one event loop, its cases side by side)
             settle(j, end, "retry" if k < max_attempts else "failed", why)
             retry_or_dead(j, t, k, due_now=due_waiting)
         housekeeping(t)
+        if gate is not None and ready and admits(t):  # its own DEQUEUE leases first
+            free.remove((t, w))
+            heapq.heapify(free)
+            lease_to(w, t)
 
     def housekeeping(t: float) -> None:
         """What a DEQUEUE does before it leases: promote the due retries, then give back
@@ -215,6 +261,10 @@ def simulate_leased(  # noqa: C901  (one event loop, its cases side by side)
             if j not in trace.lost:
                 enqueue(j, t)
         due_waiting.clear()
+        for j in sched_waiting:
+            if j not in trace.lost:
+                enqueue(j, t)
+        sched_waiting.clear()
         for j, k in expired_waiting:
             if held[j] == k:
                 give_back(j, t, "expired", EXPIRED_ERROR.format(n=k))
@@ -235,7 +285,8 @@ def simulate_leased(  # noqa: C901  (one event loop, its cases side by side)
             push(t + previous_s[j], DUE, order + 1, j)  # type: ignore[operator]
 
     def lose_everything(t: float) -> None:
-        nonlocal in_system
+        nonlocal in_system, gate, queue_paused
+        gate, queue_paused = None, False  # the limits table and the pause flag are gone too
         for j in range(n):
             if entered[j] and j not in trace.lost:
                 trace.lost.add(j)
@@ -249,7 +300,7 @@ def simulate_leased(  # noqa: C901  (one event loop, its cases side by side)
     while True:
         t = events[0][0] if events else INF
         if t > now:
-            if free and ready and paused_until <= now:
+            if free and ready and admits(now):
                 dispatch(now)
                 continue
             if t == INF:
@@ -262,7 +313,7 @@ def simulate_leased(  # noqa: C901  (one event loop, its cases side by side)
                     period *= 2
             now = t
         _, kind, key, _, data = heapq.heappop(events)
-        if t < paused_until and kind in (END, DUE, ARRIVE, EXPIRE, TIMEOUT):
+        if t < paused_until and kind in HELD:
             push(paused_until, kind, key, *data)  # Redis holds the call until the pause ends
             continue
         if kind == END:
@@ -271,7 +322,21 @@ def simulate_leased(  # noqa: C901  (one event loop, its cases side by side)
             submitted[key] = t
             entered[key] = True
             in_system += 1
-            enqueue(key, t)
+            if delays is not None and delays[key] > 0:  # scheduled: due after its delay
+                push(t + delays[key], SCHED, key, key)
+            else:
+                enqueue(key, t)
+        elif kind == SCHED:
+            if not free:  # no idle worker to wake: the next DEQUEUE promotes it
+                sched_waiting.append(key)
+            elif key not in trace.lost:
+                enqueue(key, t)
+        elif kind == WAKE:
+            pass  # a token came: the loop's next dispatch leases, if the gate admits
+        elif kind in (QPAUSE, QRESUME):
+            queue_paused = kind == QPAUSE
+            what = f"queue paused for {data[0] / 1e9:g} model s" if queue_paused else "resumed"
+            trace.events.append((t, "queue_pause" if queue_paused else "resume", what))
         elif kind == DUE:
             if not free:  # no idle worker to wake: the next DEQUEUE (a job's end) promotes it
                 due_waiting.append(data[0])
