@@ -5,11 +5,13 @@ theory where one applies."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
+from jobsim.errors import InvalidInputError
 from jobsim.limits import RateLimit
 from jobsim.localredis import LocalRedis
 from jobsim.sim import (
@@ -25,6 +27,7 @@ from jobsim.sim import (
     run,
 )
 from jobsim.sim.faults import Pause
+from jobsim.sim.runner import task_limits
 from jobsim.sim.virtual import queue_features
 from jobsim.sim.virtual.limits import EPS
 from jobsim.theory import mean_band, mmc
@@ -238,3 +241,28 @@ def test_nothing_starts_in_a_queue_pause_and_running_jobs_go_on() -> None:
     service = dict(zip(plain.attempts.job_id, plain.attempts.service_s, strict=True))
     assert a.service_s.to_numpy() == pytest.approx([service[j] for j in a.job_id])
     assert [kind for _, kind, _ in result.events] == ["queue_pause", "resume"] * 2
+
+
+@pytest.mark.parametrize(
+    ("make", "field"),
+    [
+        (lambda: Setup(concurrency_limit=0), "concurrency_limit"),
+        (lambda: Setup(concurrency_limit=True), "concurrency_limit"),
+        (lambda: Setup(rate_limit=2.0), "rate_limit"),  # type: ignore[arg-type]
+        (lambda: Workload(delay=2.0), "delay"),  # type: ignore[arg-type]
+    ],
+)
+def test_bad_feature_inputs_are_refused_by_name(make: Callable[[], object], field: str) -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        make()
+    assert caught.value.field == field
+
+
+def test_the_real_runner_converts_the_rate_to_wall_time() -> None:
+    """per_s tokens a model second are per_s / time_scale a wall second; the cap as given."""
+    limits = task_limits(Setup(rate_limit=RateLimit(per_s=0.5, burst=2), concurrency_limit=3), 0.25)
+    assert limits == {
+        "rate_limits": {"sim": RateLimit(per_s=2.0, burst=2)},
+        "concurrency_limits": {"sim": 3},
+    }
+    assert task_limits(Setup(), 0.25) == {}
