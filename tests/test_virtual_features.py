@@ -166,6 +166,7 @@ def test_a_rate_below_the_arrival_rate_sets_the_throughput() -> None:
     gaps = np.diff(t[len(t) // 10 :])  # past the start: the backlog has formed
     assert gaps == pytest.approx(0.5, abs=1e-6)
     assert len(t) <= 4 + 2.0 * (t[-1] - t[0]) + 1e-6  # and never above the bucket's bound
+    assert "a rate limit holds leases back" in str(result.summary.theory.note)
 
 
 @pytest.mark.parametrize("k", [1, 2, 3])
@@ -198,6 +199,7 @@ def test_a_cap_of_k_on_more_workers_is_k_workers() -> None:
     wait = capped.jobs.wait_s.to_numpy() / w.time_scale
     batches = wait[len(wait) // 10 :].reshape(-1, 1800).mean(axis=1)  # 10 batches of 1800
     band = mean_band(float(batches.std(ddof=1)), len(batches))  # 4 standard errors
+    assert capped.summary.theory.wait_s == pytest.approx(mmc(1.4, 1.0, 2).wq)  # k servers
     assert abs(batches.mean() - mmc(1.4, 1.0, 2).wq) <= band
 
 
@@ -213,6 +215,8 @@ def test_a_fixed_delay_shifts_every_start_by_it() -> None:
     p = plain.attempts.sort_values("job_id").started.to_numpy() / scale
     assert d == pytest.approx(p + 2.5, abs=1e-9)
     assert (delayed.jobs.wait_s / scale >= 2.5 - 1e-9).all()
+    theory, undelayed = delayed.summary.theory, plain.summary.theory
+    assert theory.wait_s == pytest.approx(undelayed.wait_s + 2.5) and theory.p_wait is None
 
 
 def test_a_delayed_job_never_starts_before_it_is_due() -> None:

@@ -13,7 +13,11 @@ Every prediction is in model units. A formula is included only when its assumpti
 - renewal arrivals otherwise, no retries: Allen-Cunneen (approximate, within about 20%).
 
 Queueing formulas are left out when the fault plan breaks their assumptions (crashes,
-spikes, a slow worker, Redis faults), and say so in ``note``.
+spikes, a slow worker, Redis faults, queue pauses) or a queue feature does (a rate limit;
+random delays; a fixed delay with aging), and say so in ``note``. A concurrency limit of
+``k`` below the worker count makes the run a ``k``-server queue (exactly: the twin's starts
+are those of ``k`` workers), and a fixed delay ``D`` shifts every job's due time by ``D``,
+so the wait and sojourn are the undelayed ones plus ``D`` (no ``p_wait``: every job waits).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import Any
 from jobsim import theory
 from jobsim.sim.faults import FaultPlan
 from jobsim.sim.setup import Setup
-from jobsim.sim.workload import Exponential, Poisson, Workload
+from jobsim.sim.workload import Exponential, Fixed, Poisson, Workload
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,8 +117,41 @@ def predictions(
     if _breaks_queueing(faults):
         out["note"] = "queueing formulas left out: the fault plan breaks their assumptions"
         return Prediction(**out)
+    broken = _broken_by_features(workload, setup)
+    if broken:
+        out["note"] = f"queueing formulas left out: {broken}"
+        return Prediction(**out)
     out.update(_queueing(workload, setup, p, attempts, mean_service_s, arrival_rate_per_s))
+    if isinstance(workload.delay, Fixed) and out.get("wait_s") is not None:
+        d = workload.delay.seconds
+        out["wait_s"] += d
+        out["p_wait"] = None
+        if out.get("sojourn_s") is not None:
+            out["sojourn_s"] += d
+        out["wait_s_by_priority"] = {k: w + d for k, w in out.get("wait_s_by_priority", {}).items()}
     return Prediction(**out)
+
+
+def _broken_by_features(workload: Workload, setup: Setup) -> str:
+    """Why a queue feature of the run breaks the formulas' assumptions (``""``: none)."""
+    if setup.rate_limit is not None:
+        return "a rate limit holds leases back"
+    if workload.delay is not None and not isinstance(workload.delay, Fixed):
+        return "random delays reorder the jobs' due times"
+    if workload.delay is not None and setup.aging_s is not None:
+        return "a delay moves each job's aging clock"
+    return ""
+
+
+def servers(setup: Setup) -> int:
+    """How many jobs run at once at most: the workers, or fewer under a concurrency limit.
+
+    Example:
+        >>> servers(Setup(workers=5, concurrency_limit=2))
+        2
+    """
+    cap = setup.concurrency_limit
+    return setup.workers if cap is None else min(setup.workers, cap)
 
 
 def _queueing(
@@ -132,7 +169,7 @@ def _queueing(
     mean_s = service.mean_s if mean_service_s is None else mean_service_s
     if not (math.isfinite(lam) and math.isfinite(mean_s)) or mean_s <= 0:
         return out  # nothing measured (no attempt finished), or no arrival rate
-    lam_eff, mu, c = lam * attempts, 1.0 / mean_s, setup.workers
+    lam_eff, mu, c = lam * attempts, 1.0 / mean_s, servers(setup)
     out["utilisation"] = float(lam_eff / (c * mu))
     out["stable"] = bool(lam_eff < c * mu)  # a plain bool, also for numpy inputs
     if not out["stable"]:
@@ -171,6 +208,7 @@ def _breaks_queueing(faults: FaultPlan) -> bool:
         or faults.redis_pauses
         or faults.redis_restart
         or faults.slow_worker_factor > 1
+        or faults.queue_pauses
     )
 
 
