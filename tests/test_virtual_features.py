@@ -78,18 +78,36 @@ SCENARIOS = {
         FaultPlan(queue_pauses=(Pause(at_s=0.8, duration_s=1.0),)),
         Setup(workers=1),
     ),
+    # the cap with a retry: j0 fails at 1.0, its slot is freed by the same DEQUEUE that
+    # promotes the immediate retry (behind j3, queued earlier at its priority) and leases
+    "concurrency limit and a retry": (
+        _bursts(0.0, 0.1, 0.2, 0.3),
+        FaultPlan(poison={0: "fail_once"}),
+        Setup(workers=2, concurrency_limit=1),
+    ),
+    # delays of 0.5 and a pause 0.8-2.2: j1 comes due while j0 runs and is promoted at its
+    # end, j2 comes due at 1.7 inside the pause; at the resume j2 (p5) goes first
+    "delayed jobs and a queue pause": (
+        replace(_bursts(0.0, 0.1, 1.2), delay=Fixed(seconds=0.5)),
+        FaultPlan(queue_pauses=(Pause(at_s=0.8, duration_s=1.4),)),
+        Setup(workers=1),
+    ),
 }
 ORDERS = {
     "rate limit": ["j000000", "j000001", "j000003", "j000002"],
     "concurrency limit": ["j000000", "j000002", "j000001"],
     "delayed job": ["j000001", "j000002", "j000003", "j000000"],
     "queue pause": ["j000000", "j000002", "j000001"],
+    "concurrency limit and a retry": ["j000000", "j000003", "j000000", "j000002", "j000001"],
+    "delayed jobs and a queue pause": ["j000000", "j000002", "j000001"],
 }
 STARTS = {  # the twin's, exactly (model s)
     "rate limit": [0.0, 0.1, 2.0, 4.0],
     "concurrency limit": [0.0, 1.0, 2.0],
     "delayed job": [0.1, 1.1, 2.1, 3.1],
     "queue pause": [0.0, 1.8, 2.8],
+    "concurrency limit and a retry": [0.0, 1.0, 2.0, 3.0, 4.0],
+    "delayed jobs and a queue pause": [0.5, 2.2, 3.2],
 }
 
 
