@@ -2,6 +2,7 @@
 accounted for exactly once?
 
 - ``lost``: submitted, but with no record, or not in a terminal status after the drain;
+- ``cancelled``: submitted and cancelled (a terminal status, not a loss);
 - ``unexpected``: in the completed set or the dead-letter queue without having been
   submitted in this run;
 - ``misplaced``: in both terminal sets, or in one that disagrees with its status, or still
@@ -36,6 +37,7 @@ class Verdict:
     duplicates: int
     redelivered: int
     lost_ids: tuple[str, ...] = ()
+    cancelled: int = 0
 
     @property
     def valid(self) -> bool:
@@ -66,11 +68,8 @@ def check(queue: JobQueue, submitted: Sequence[str], *, ran_twice: Sequence[str]
     completed = _all_ids(queue, JobStatus.COMPLETED)
     dead = _all_ids(queue, JobStatus.FAILED)
     records = {job.id: job for job in queue.get_many(sorted(ids))}
-    lost = sorted(
-        i
-        for i in ids
-        if i not in records or records[i].status not in (JobStatus.COMPLETED, JobStatus.FAILED)
-    )
+    ended = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+    lost = sorted(i for i in ids if i not in records or records[i].status not in ended)
     misplaced = (
         len(stranded)
         + len(completed & dead)
@@ -94,6 +93,7 @@ def check(queue: JobQueue, submitted: Sequence[str], *, ran_twice: Sequence[str]
         ),
         redelivered=sum(1 for job in records.values() if job.redeliveries > 0),
         lost_ids=tuple(lost),
+        cancelled=sum(1 for job in records.values() if job.status == JobStatus.CANCELLED),
     )
 
 

@@ -44,6 +44,17 @@ class Pause:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Cancel:
+    """:meth:`jobsim.JobQueue.cancel` the plan's job ``job`` (its index) at ``at_s`` (model
+    time): a scheduled, queued or retrying job ends cancelled at once; a running one ends
+    cancelled when its attempt ends (its worker learns of it at the next heartbeat and
+    takes the lease back if it runs on past the pool's ``grace_s``)."""
+
+    at_s: float
+    job: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class Restart:
     """Kill the Redis server at ``at_s`` (model time) and start it again with ``persistence``.
 
@@ -81,6 +92,7 @@ class FaultPlan:
             at ``at_s``, ``resume`` at its end): no job is leased, running jobs go on, and
             submits, acks and promotions continue. Overlapping windows act as the calls
             would: the first resume un-pauses.
+        cancels: jobs cancelled at given model times (:class:`Cancel`).
         slow_worker_factor: the first worker runs every job this many times slower.
         seed: seeds the crash times.
     """
@@ -93,6 +105,7 @@ class FaultPlan:
     redis_pauses: tuple[Pause, ...] = ()
     redis_restart: Restart | None = None
     queue_pauses: tuple[Pause, ...] = ()
+    cancels: tuple[Cancel, ...] = ()
     slow_worker_factor: float = 1.0
     seed: int = 0
 
@@ -142,4 +155,5 @@ class FaultPlan:
         for p in self.queue_pauses:
             events.append((p.at_s, "queue_pause", p.duration_s))
             events.append((p.at_s + p.duration_s, "resume", 0.0))
+        events += [(c.at_s, "cancel", float(c.job)) for c in self.cancels]
         return sorted(events)

@@ -1,7 +1,7 @@
 """A thread that applies a fault plan's timed faults at their model times: worker crashes
 (through the pool's public chaos seam, :meth:`~jobsim.pool.WorkerPool.busy_worker_ids` and
 :meth:`~jobsim.pool.WorkerPool.kill_worker`), Redis connection drops, pauses and restarts,
-and the queue's own pause windows (:meth:`JobQueue.pause`, then ``resume``)."""
+the queue's own pause windows (:meth:`JobQueue.pause`, then ``resume``) and cancels."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ import time
 import redis
 
 from jobsim.connection import is_embedded
+from jobsim.errors import JobFinishedError, JobNotFoundError
 from jobsim.localredis import LocalRedis
 from jobsim.pool import WorkerPool
 from jobsim.queue import JobQueue
 from jobsim.sim.faults import FaultPlan
+from jobsim.sim.job import job_id
 from jobsim.sim.workload import Workload
 
 
@@ -86,8 +88,10 @@ class Injector(threading.Thread):
         try:
             if kind == "crash":
                 return self._crash()
-            if kind in ("queue_pause", "resume") and self.queue is None:
-                return "skipped: no queue to pause"
+            if kind in ("queue_pause", "resume", "cancel") and self.queue is None:
+                return "skipped: no queue"
+            if kind == "cancel" and self.queue is not None:
+                return _cancel(self.queue, job_id(int(arg)))
             if kind == "queue_pause" and self.queue is not None:
                 self.queue.pause()
                 return f"queue paused for {arg:g} model s"
@@ -108,3 +112,15 @@ class Injector(threading.Thread):
             return f"restarted ({self.server.persistence})"
         except redis.RedisError as exc:
             return f"failed: {exc}"
+
+
+def _cancel(queue: JobQueue, job: str) -> str:
+    """Cancel ``job``, saying what happened (a cancel of a job not yet submitted or
+    already finished is not applied)."""
+    try:
+        queue.cancel(job)
+    except JobNotFoundError:
+        return f"not applied: {job} is not submitted yet"
+    except JobFinishedError as exc:
+        return f"not applied: {job} is already {exc.status}"
+    return f"cancel of {job} requested"

@@ -92,9 +92,10 @@ def run_virtual(
     n = workload.jobs
     dead = len(trace.dead)
     lost = len(trace.lost)
+    cancelled = len(trace.cancelled)
     verdict = Verdict(
         submitted=n,
-        completed=n - dead - lost,
+        completed=n - dead - lost - cancelled,
         dead_lettered=dead,
         lost=lost,
         unexpected=0,
@@ -103,6 +104,7 @@ def run_virtual(
         duplicates=int(jobs["duplicate"].sum()) + len(trace.discarded - trace.lost),
         redelivered=int((jobs["redeliveries"] > 0).sum()),
         lost_ids=tuple(sorted(f"j{j:06d}" for j in trace.lost)),
+        cancelled=cancelled,
     )
     wall_s = time.perf_counter() - began
     samples = trace.samples

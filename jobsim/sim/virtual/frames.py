@@ -18,7 +18,7 @@ POOL_ID = "virtual"
 """Worker ids on the virtual backend are ``virtual-<index>``."""
 
 _ATTEMPT_OUTCOMES = np.array(["completed", "retry", "failed"], dtype=object)
-_JOB_OUTCOMES = np.array(["completed", "failed"], dtype=object)
+_JOB_OUTCOMES = np.array(["completed", "failed", "cancelled"], dtype=object)
 
 
 @lru_cache(maxsize=2)
@@ -28,6 +28,13 @@ def _ids(n: int) -> np.ndarray:
     ids = np.array(job_ids(n), dtype=object)
     ids.flags.writeable = False
     return ids
+
+
+def job_codes(n: int, dead: np.ndarray, cancelled: set[int]) -> np.ndarray:
+    """Each job's outcome as an index of ``completed failed cancelled``."""
+    code = dead.astype(np.int64)
+    code[list(cancelled)] = 2
+    return code
 
 
 def frames(workload: Workload, draws: Draws, trace: Trace) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -95,7 +102,7 @@ def frames(workload: Workload, draws: Draws, trace: Trace) -> tuple[pd.DataFrame
             "service_s": np.bincount(job, weights=end - start, minlength=n),
             "sojourn_s": done - submitted,
             "attempts": tries,
-            "outcome": _JOB_OUTCOMES[dead_mask.astype(np.int64)],
+            "outcome": _JOB_OUTCOMES[job_codes(n, dead_mask, trace.cancelled)],
             "worker": last_worker,
             "redeliveries": redeliveries,
             "fenced": fenced.astype(np.int64),

@@ -3,34 +3,17 @@
 :mod:`~jobsim.sim.virtual.engine` does, the same way (a test pins the two equal where
 both apply), with one event heap instead of that loop's three queues, so it is slower.
 
-The semantics are the thread pool's (``mode="thread"``, the default):
-
-- A dequeued job holds a lease of ``lease_s``; the pool's heartbeat, every
-  ``Lease.heartbeat_every_s`` from model time 0, extends it while its worker holds it.
-- Poison ``crash``: the task abandons the job at once (no result, no heartbeat); the
-  worker is free, and the lease expires ``lease_s`` after the dequeue.
-- A worker crash (:meth:`FaultPlan.crash_times`, the victim drawn as the injector draws
-  it from the busy workers): the running job runs to its end, its result is thrown away
-  (a duplicate, counted), its heartbeat stops then, and the worker goes on serving.
-- An expired lease is given back by a ``DEQUEUE`` (as a due retry is promoted): at its
-  deadline if a worker is idle, else at the next attempt's end. The attempt counts
-  (``expired``), the job is queued again behind what is queued, or dead-lettered once its
-  attempts are used.
-- ``job_timeout_s``: at the deadline the supervisor fails the attempt (``timeout``, a
-  retryable failure with a backoff from its own generator), the thread runs on to the
-  job's end and its late result is fenced (a duplicate).
-- Limits (``Setup.rate_limit``, ``concurrency_limit``): a lease needs a token and a slot
-  (:mod:`~jobsim.sim.virtual.limits`); an idle worker waits for the next token; a slot
-  freed by a worker's own ack goes to that worker (its ``DEQUEUE`` settles, then leases).
-- Delayed jobs (``Workload.delay``) are scheduled at their submit and promoted by a
-  ``DEQUEUE`` when due, after the due retries, as a due retry is.
-- Queue pauses (``FaultPlan.queue_pauses``): no lease while paused; everything else goes on.
-- A Redis pause holds every transition (submit, dequeue, ack, promotion, give-back) that
-  falls inside it until it ends; jobs keep running. A restart without persistence loses
-  every record submitted before it (the checker's ``lost``, and no frame rows, as the
-  real run's frames have none); with AOF (``everysec``, ``always``) it loses nothing: a
-  killed server's writes are in the page cache. Connection drops change nothing (every
-  call is replay-safe; the real clients reconnect within milliseconds).
+The semantics are the thread pool's (``mode="thread"``, the default), listed with the
+code each mirrors in docs/virtual.md: leases and heartbeats, poison ``crash`` (abandoned,
+the lease expires), worker crashes (the result thrown away), expiries given back by a
+``DEQUEUE``, ``job_timeout_s`` (failed by the supervisor, the late result fenced), Redis
+pauses (every transition held), restarts (``none`` loses every record) and drops (nothing
+changes); and the queue features: limits (a lease needs a token and a slot, see
+:mod:`~jobsim.sim.virtual.limits`; a slot freed by a worker's own ack goes to that
+worker), delayed jobs (scheduled, promoted by a ``DEQUEUE`` after the due retries), queue
+pauses (no lease) and cancels (at once unless running; a running job ends cancelled with
+its attempt, or when the pool takes its lease back ``grace_s`` after the heartbeat that
+told it).
 """
 
 from __future__ import annotations
@@ -41,17 +24,18 @@ import random
 
 from jobsim.config import Lease, QueueConfig
 from jobsim.sim.faults import FaultPlan
+from jobsim.sim.job import job_id
 from jobsim.sim.setup import Setup
 from jobsim.sim.virtual.engine import INF, Draws, attempt_rule
 from jobsim.sim.virtual.limits import gate_for
 from jobsim.sim.virtual.trace import MAX_SAMPLES, Trace, sample_period
 from jobsim.sim.workload import Workload
+from jobsim.worker import PoolSettings
 
 # event kinds, in the order events at one instant are taken (as the main loop takes them)
-END, DUE, ARRIVE, EXPIRE, TIMEOUT, CRASH, PAUSE, RESTART, DROP, SCHED, QPAUSE, QRESUME, WAKE = (
-    range(13)
-)
-HELD = (END, DUE, ARRIVE, EXPIRE, TIMEOUT, SCHED, WAKE)  # what a Redis pause holds
+(END, DUE, ARRIVE, EXPIRE, TIMEOUT, CRASH, PAUSE, RESTART, DROP, SCHED, QPAUSE, QRESUME, WAKE,
+ CANCEL, TAKEBACK) = range(15)  # fmt: skip
+HELD = (END, DUE, ARRIVE, EXPIRE, TIMEOUT, SCHED, WAKE, CANCEL, TAKEBACK)  # a Redis pause
 EXPIRED_ERROR = "lease expired on attempt {n}"
 TIMEOUT_ERROR = (
     "TimeoutError: job ran longer than {s:g} s; the thread was left running; its result "
@@ -64,6 +48,7 @@ FAULTS = {
     "restart": RESTART,
     "queue_pause": QPAUSE,
     "resume": QRESUME,
+    "cancel": CANCEL,
 }
 DETAIL = {
     CRASH: "a busy worker loses its running job's result",
@@ -87,6 +72,7 @@ def simulate_leased(  # noqa: C901  (one event loop, its cases side by side)
     lease = Lease(duration_s=setup.lease_s)
     lease_m, beat_m = lease.duration_s, lease.heartbeat_every_s
     timeout_m = setup.job_timeout_s
+    grace_m = PoolSettings().grace_s / workload.time_scale  # the pool's default, wall s
     rule = attempt_rule(workload, faults, services)
     crash_poison = {j for j, mode in faults.poison.items() if mode == "crash"}
     rngs = [random.Random(f"{workload.seed}:{w}") for w in range(c)]
@@ -106,6 +92,7 @@ def simulate_leased(  # noqa: C901  (one event loop, its cases side by side)
     previous_s: list[float | None] = [None] * n
     entered = [False] * n  # submitted (a pause may hold a submit)
     held = [0] * n  # the attempt whose lease the job is under; 0: none
+    cancelling = [False] * n  # its cancel was requested while it was processing
     rows: dict[tuple[int, int], int] = {}  # (job, attempt) -> trace row
     whys: list[str | None] = []  # per trace row: why the attempt fails (None: it succeeds)
     planned_end: list[float] = []  # per trace row: when the worker ends it
@@ -129,7 +116,7 @@ def simulate_leased(  # noqa: C901  (one event loop, its cases side by side)
         push(t, ARRIVE, j, j)
     horizon = arrivals[-1] if n else 0.0
     for at, what, arg in faults.timeline(horizon, workload.seed):
-        push(at, FAULTS[what], 0, round(arg * 1e9))  # a pause's length, in model ns
+        push(at, FAULTS[what], 0, round(arg * 1e9))  # a pause's model ns; a cancel's job
     seq = -INF
     paused_until = -INF
     queue_paused = False
@@ -152,14 +139,23 @@ def simulate_leased(  # noqa: C901  (one event loop, its cases side by side)
         if dead:
             trace.dead.add(j)
 
-    def settle(j: int, t: float, how: str, error: str | None) -> None:
+    def settle(j: int, t: float, how: str, error: str | None, now: float | None = None) -> bool:
+        """The lease of ``j`` ended at ``t`` (its attempt's end), seen by Redis at ``now``;
+        True when the job ended cancelled instead (its cancel was requested)."""
         if gate is not None:  # the lease ends: its slot comes back (once per lease)
             gate.free()
         a = rows[j, held[j]]
+        if cancelling[j]:
+            trace.end[a], outcome[a], trace.error[a] = t, "cancelled", None
+            finish(j, t if now is None else now, dead=False)
+            trace.cancelled.add(j)
+            return True
         trace.end[a], outcome[a], trace.error[a] = t, how, error
+        return False
 
     def give_back(j: int, t: float, how: str, error: str) -> None:
-        settle(j, t, how, error)
+        if settle(j, t, how, error):
+            return
         if attempts[j] >= max_attempts:
             finish(j, t, dead=True)
             return
@@ -243,10 +239,9 @@ def simulate_leased(  # noqa: C901  (one event loop, its cases side by side)
             return
         end = planned_end[a]  # the worker's own end time, even if a pause held the ack
         if why is None:
-            settle(j, end, "completed", None)
-            finish(j, t, dead=False)
-        else:
-            settle(j, end, "retry" if k < max_attempts else "failed", why)
+            if not settle(j, end, "completed", None, t):
+                finish(j, t, dead=False)
+        elif not settle(j, end, "retry" if k < max_attempts else "failed", why, t):
             retry_or_dead(j, t, k, due_now=due_waiting)
         housekeeping(t)
         if gate is not None and ready and admits(t):  # its own DEQUEUE leases first
@@ -258,11 +253,11 @@ def simulate_leased(  # noqa: C901  (one event loop, its cases side by side)
         """What a DEQUEUE does before it leases: promote the due retries, then give back
         the expired leases."""
         for j in due_waiting:
-            if j not in trace.lost:
+            if alive(j):
                 enqueue(j, t)
         due_waiting.clear()
         for j in sched_waiting:
-            if j not in trace.lost:
+            if alive(j):
                 enqueue(j, t)
         sched_waiting.clear()
         for j, k in expired_waiting:
@@ -283,6 +278,27 @@ def simulate_leased(  # noqa: C901  (one event loop, its cases side by side)
             push(t, DUE, order + 1, j)
         else:
             push(t + previous_s[j], DUE, order + 1, j)  # type: ignore[operator]
+
+    def alive(j: int) -> bool:
+        return j not in trace.lost and j not in trace.cancelled
+
+    def cancel(j: int, t: float) -> str:
+        """``JobQueue.cancel`` of job ``j`` at ``t``: what the injector would report."""
+        if not entered[j] or j in trace.lost:
+            return f"not applied: {job_id(j)} is not submitted yet"
+        if trace.finished[j] != INF and j not in trace.cancelled:
+            status = "failed" if j in trace.dead else "completed"
+            return f"not applied: {job_id(j)} is already {status}"
+        if held[j] > 0:  # processing: the worker learns at its next heartbeat
+            if not cancelling[j]:
+                cancelling[j] = True
+                push(math.ceil(t / beat_m) * beat_m + grace_m, TAKEBACK, j, j, held[j])
+        elif j not in trace.cancelled:  # scheduled, queued or retrying: cancelled at once
+            ready[:] = [(x, i) for x, i in ready if i != j]
+            heapq.heapify(ready)
+            finish(j, t, dead=False)
+            trace.cancelled.add(j)
+        return f"cancel of {job_id(j)} requested"
 
     def lose_everything(t: float) -> None:
         nonlocal in_system, gate, queue_paused
@@ -329,7 +345,7 @@ def simulate_leased(  # noqa: C901  (one event loop, its cases side by side)
         elif kind == SCHED:
             if not free:  # no idle worker to wake: the next DEQUEUE promotes it
                 sched_waiting.append(key)
-            elif key not in trace.lost:
+            elif alive(key):
                 enqueue(key, t)
         elif kind == WAKE:
             pass  # a token came: the loop's next dispatch leases, if the gate admits
@@ -340,7 +356,7 @@ def simulate_leased(  # noqa: C901  (one event loop, its cases side by side)
         elif kind == DUE:
             if not free:  # no idle worker to wake: the next DEQUEUE (a job's end) promotes it
                 due_waiting.append(data[0])
-            elif data[0] not in trace.lost:
+            elif alive(data[0]):
                 enqueue(data[0], t)
         elif kind == EXPIRE:
             j, k = data
@@ -353,8 +369,14 @@ def simulate_leased(  # noqa: C901  (one event loop, its cases side by side)
             if held[j] == k:
                 delay = policy.delay_s(k, previous_s=previous_s[j], rng=supervisor)
                 previous_s[j] = round(delay * 1e6) / 1e6
-                settle(j, t, "timeout", TIMEOUT_ERROR.format(s=setup.job_timeout_s))
-                retry_or_dead(j, t, k)
+                if not settle(j, t, "timeout", TIMEOUT_ERROR.format(s=setup.job_timeout_s)):
+                    retry_or_dead(j, t, k)
+        elif kind == TAKEBACK:  # still running past the grace: the pool takes the lease back
+            j, k = data
+            if held[j] == k and j in running:
+                settle(j, t, "cancelled", None)
+        elif kind == CANCEL:
+            trace.events.append((t, "cancel", cancel(data[0] // 10**9, t)))
         elif kind == CRASH:
             busy = [w for w in range(c) if running[w] is not None and not doomed[w]]
             if busy:

@@ -35,6 +35,7 @@ class Trace:
     fenced: list[int] | None = None
     discarded: set[int] = field(default_factory=set)  # ran to the end, result thrown away
     lost: set[int] = field(default_factory=set)  # state gone (a restart without persistence)
+    cancelled: set[int] = field(default_factory=set)  # ended cancelled
     events: list[tuple[float, str, str]] = field(default_factory=list)  # faults as applied
 
 
