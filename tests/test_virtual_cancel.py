@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from jobsim.localredis import LocalRedis
-from jobsim.sim import FaultPlan, Fixed, Poisson, Setup, Workload, run
+from jobsim.sim import FaultPlan, Fixed, Poisson, Replay, Setup, Workload, run
 from jobsim.sim.faults import Cancel
 from jobsim.worker import PoolSettings
 from tests.test_virtual_faults import _bursts, _observed
@@ -72,19 +72,18 @@ def test_a_cancelled_running_job_ends_with_its_attempt() -> None:
 
 
 def test_a_job_running_past_the_grace_is_taken_back_and_its_result_fenced() -> None:
-    """A job of 10 x the pool's grace, cancelled at 1 s: its worker hears of it at the next
-    heartbeat (a grid of ``heartbeat_every_s`` from 0), the pool takes the lease back one
-    grace later (the job ends cancelled then), and the thread's late result is fenced."""
-    scale = 0.01
-    grace_m = PoolSettings().grace_s / scale
-    w = Workload(jobs=2, arrival=Poisson(rate_per_s=100.0), service=Fixed(seconds=10 * grace_m),
-                 time_scale=scale, seed=1)  # fmt: skip
-    setup = Setup(workers=1, backend=VIRTUAL, lease_s=0.3)  # heartbeats every 0.1 wall s
-    result = run(w, FaultPlan(cancels=(Cancel(at_s=1.0, job=0),)), setup)
-    beat_m = 0.1 / scale
+    """A job of 10 x the pool's grace, cancelled at 1.05 s: its worker hears of it at the
+    next heartbeat (1.1: a grid of ``heartbeat_every_s`` = 0.1 from 0), the pool takes the
+    lease back one grace later (the job ends cancelled then), and the late result is fenced.
+    (time_scale 1: wall and model seconds agree, whichever unit ``lease_s`` is in.)"""
+    grace = PoolSettings().grace_s
+    w = Workload(jobs=2, arrival=Poisson(rate_per_s=100.0), service=Fixed(seconds=10 * grace),
+                 time_scale=1.0, seed=1)  # fmt: skip
+    setup = Setup(workers=1, backend=VIRTUAL, lease_s=0.3)  # heartbeats every 0.1 s
+    result = run(w, FaultPlan(cancels=(Cancel(at_s=1.05, job=0),)), setup)
     first = result.attempts[result.attempts.job_id == "j000000"].iloc[0]
     assert first.outcome == "cancelled"
-    assert first.ended / scale == pytest.approx(beat_m + grace_m)  # the heartbeat at 10 s
+    assert first.ended == pytest.approx(1.1 + grace)
     jobs = result.jobs.set_index("job_id")
     assert jobs.loc["j000000", "fenced"] == 1 and result.verdict.duplicates == 1
     assert result.verdict.cancelled == 1 and result.verdict.completed == 1
@@ -105,3 +104,25 @@ def test_no_cancelled_job_starts_after_its_cancel() -> None:
     for job_id in cancelled:
         starts = result.attempts.loc[result.attempts.job_id == job_id, "started"]
         assert (starts / w.time_scale <= asked[job_id]).all()
+
+
+def test_grace_take_back_conformance_with_the_real_queue(redis_server: LocalRedis) -> None:
+    """At time_scale 1 (the pool's grace is 5 model s): j0 runs 0-6 and is cancelled at
+    0.3; its worker hears at the heartbeat at 0.5 and the pool takes the lease back at
+    5.5 (the job ends cancelled, its late result at 6.0 fenced: a duplicate); j1 waits for
+    the thread, 6-12. Same on the twin (exactly) and both real backends (a few ms late)."""
+    w = Workload(jobs=2, arrival=Replay(times_s=(0.0, 0.1)), service=Fixed(seconds=6.0),
+                 time_scale=1.0, seed=0)  # fmt: skip
+    faults = FaultPlan(cancels=(Cancel(at_s=0.3, job=0),))
+    setup = Setup(workers=1, backend=VIRTUAL, lease_s=1.5)  # heartbeats every 0.5 s
+    result = run(w, faults, setup)
+    virtual = _observed(result)
+    assert virtual["order"] == [("j000000", 1, "cancelled"), ("j000001", 1, "completed")]
+    assert virtual["fenced"] == {"j000000": 1, "j000001": 0}
+    taken = result.attempts.ended[result.attempts.job_id == "j000000"].iloc[0]
+    assert taken == pytest.approx(5.5)
+    for backend in ("embedded", redis_server.url):
+        real = run(w, faults, replace(setup, backend=backend))
+        assert _observed(real) == virtual, backend
+        ended = real.attempts.ended[real.attempts.job_id == "j000000"].iloc[0]
+        assert 5.5 - 1e-3 <= ended < 5.5 + 0.3, backend
