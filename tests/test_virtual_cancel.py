@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import pytest
 
+from jobsim.errors import InvalidInputError
 from jobsim.localredis import LocalRedis
 from jobsim.sim import FaultPlan, Fixed, Poisson, Replay, Setup, Workload, run
 from jobsim.sim.faults import Cancel
@@ -126,3 +127,11 @@ def test_grace_take_back_conformance_with_the_real_queue(redis_server: LocalRedi
         assert _observed(real) == virtual, backend
         ended = real.attempts.ended[real.attempts.job_id == "j000000"].iloc[0]
         assert 5.5 - 1e-3 <= ended < 5.5 + 0.3, backend
+
+
+def test_cancels_in_a_process_pool_are_refused_by_name() -> None:
+    """Past the grace a process pool kills the process (no late result to fence), which
+    the twin does not model: it refuses the run, naming the cancels."""
+    faults = FaultPlan(cancels=(Cancel(at_s=1.0, job=0),))
+    with pytest.raises(InvalidInputError, match="cancels"):
+        run(Workload(jobs=3), faults, Setup(backend=VIRTUAL, mode="process"))

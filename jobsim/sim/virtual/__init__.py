@@ -141,6 +141,8 @@ def process_faults(faults: FaultPlan, setup: Setup) -> list[str]:
         named.append("poison 'crash'")
     if setup.job_timeout_s is not None:
         named.append("job_timeout_s")
+    if faults.cancels:  # past the grace a process is killed: no late result to fence
+        named.append("cancels")
     return named
 
 
