@@ -4,17 +4,24 @@ real queue (embedded fakeredis and a redis-server), with the twin's exact invari
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
 from jobsim.errors import InvalidInputError
 from jobsim.localredis import LocalRedis
-from jobsim.sim import FaultPlan, Fixed, Poisson, Replay, Setup, Workload, run
+from jobsim.sim import FaultPlan, Fixed, Poisson, Replay, RunResult, Setup, Workload, run
 from jobsim.sim.faults import Cancel
 from jobsim.worker import PoolSettings
 from tests.test_virtual_faults import _bursts, _observed
 
 VIRTUAL = "virtual"
+
+
+def _model(result: RunResult, seconds: Any) -> Any:
+    """A frame's seconds as model seconds: the frames are wall seconds (model x time_scale)."""
+    return seconds / result.workload.time_scale
+
 
 SCENARIOS = {
     # one worker, priorities 9 0 5 9: j0 is cancelled while it runs (0-1: it runs on and
@@ -59,13 +66,12 @@ def test_a_cancelled_running_job_ends_with_its_attempt() -> None:
     the job ends cancelled then, never retried; a cancel of a finished job is not applied."""
     workload, faults, _ = SCENARIOS["running, queued, finished"]
     result = run(workload, faults, Setup(workers=1, backend=VIRTUAL))
-    scale = workload.time_scale
     a = result.attempts.set_index("job_id")
     assert a.loc["j000000", "outcome"] == "cancelled"
-    assert a.loc["j000000", "ended"] / scale == pytest.approx(1.0)
+    assert _model(result, a.loc["j000000", "ended"]) == pytest.approx(1.0)
     jobs = result.jobs.set_index("job_id")
     assert jobs.loc["j000001", "attempts"] == 0
-    assert jobs.loc["j000001", "finished"] / scale == pytest.approx(0.6)
+    assert _model(result, jobs.loc["j000001", "finished"]) == pytest.approx(0.6)
     assert list(jobs.outcome) == ["cancelled", "cancelled", "completed", "completed"]
     assert [d for _, kind, d in result.events if kind == "cancel"][-1] == (
         "not applied: j000003 is already completed"
@@ -104,7 +110,7 @@ def test_no_cancelled_job_starts_after_its_cancel() -> None:
     assert cancelled and cancelled <= set(asked) and len(cancelled) == v.cancelled
     for job_id in cancelled:
         starts = result.attempts.loc[result.attempts.job_id == job_id, "started"]
-        assert (starts / w.time_scale <= asked[job_id]).all()
+        assert (_model(result, starts) <= asked[job_id]).all()
 
 
 def test_grace_take_back_conformance_with_the_real_queue(redis_server: LocalRedis) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -111,8 +112,13 @@ STARTS = {  # the twin's, exactly (model s)
 }
 
 
+def _model(result: RunResult, seconds: Any) -> Any:
+    """A frame's seconds as model seconds: the frames are wall seconds (model x time_scale)."""
+    return seconds / result.workload.time_scale
+
+
 def _starts(result: RunResult) -> list[float]:
-    return sorted(round(t / result.workload.time_scale, 9) for t in result.attempts.started)
+    return sorted(round(t, 9) for t in _model(result, result.attempts.started))
 
 
 @pytest.mark.parametrize("name", list(SCENARIOS))
@@ -162,7 +168,7 @@ def test_no_window_leases_more_than_the_bucket_allows(per_s: float, burst: int) 
     rate = RateLimit(per_s=per_s, burst=burst)
     w = replace(LOAD, jobs=600)
     result = _busy(w, Setup(workers=6, rate_limit=rate))
-    t = np.sort(result.attempts.started.to_numpy()) / w.time_scale
+    t = np.sort(_model(result, result.attempts.started.to_numpy()))
     i, j = np.triu_indices(len(t), k=1)
     assert ((j - i + 1) <= burst + per_s * (t[j] - t[i]) + 1e-6).all()
     # replay the bucket (tokens when each lease starts): never below one (whole within EPS)
@@ -180,7 +186,7 @@ def test_a_rate_below_the_arrival_rate_sets_the_throughput() -> None:
     w = Workload(jobs=2000, arrival=Poisson(rate_per_s=3.0), service=Fixed(seconds=1.0),
                  seed=5)  # fmt: skip
     result = _busy(w, Setup(workers=4, rate_limit=RateLimit(per_s=2.0, burst=4)))
-    t = np.sort(result.attempts.started.to_numpy()) / w.time_scale
+    t = np.sort(_model(result, result.attempts.started.to_numpy()))
     gaps = np.diff(t[len(t) // 10 :])  # past the start: the backlog has formed
     assert gaps == pytest.approx(0.5, abs=1e-6)
     assert len(t) <= 4 + 2.0 * (t[-1] - t[0]) + 1e-6  # and never above the bucket's bound
@@ -214,7 +220,7 @@ def test_a_cap_of_k_on_more_workers_is_k_workers() -> None:
     a = capped.attempts[cols].sort_values(["started", "job_id"]).reset_index(drop=True)
     b = plain.attempts[cols].sort_values(["started", "job_id"]).reset_index(drop=True)
     assert a.equals(b)
-    wait = capped.jobs.wait_s.to_numpy() / w.time_scale
+    wait = _model(capped, capped.jobs.wait_s.to_numpy())
     batches = wait[len(wait) // 10 :].reshape(-1, 1800).mean(axis=1)  # 10 batches of 1800
     band = mean_band(float(batches.std(ddof=1)), len(batches))  # 4 standard errors
     assert capped.summary.theory.wait_s == pytest.approx(mmc(1.4, 1.0, 2).wq)  # k servers
@@ -228,11 +234,10 @@ def test_a_fixed_delay_shifts_every_start_by_it() -> None:
                  seed=2)  # fmt: skip
     delayed = _busy(replace(w, delay=Fixed(seconds=2.5)), Setup(workers=4))
     plain = _busy(w, Setup(workers=4))
-    scale = w.time_scale
-    d = delayed.attempts.sort_values("job_id").started.to_numpy() / scale
-    p = plain.attempts.sort_values("job_id").started.to_numpy() / scale
+    d = _model(delayed, delayed.attempts.sort_values("job_id").started.to_numpy())
+    p = _model(plain, plain.attempts.sort_values("job_id").started.to_numpy())
     assert d == pytest.approx(p + 2.5, abs=1e-9)
-    assert (delayed.jobs.wait_s / scale >= 2.5 - 1e-9).all()
+    assert (_model(delayed, delayed.jobs.wait_s) >= 2.5 - 1e-9).all()
     theory, undelayed = delayed.summary.theory, plain.summary.theory
     assert theory.wait_s == pytest.approx(undelayed.wait_s + 2.5) and theory.p_wait is None
 
@@ -242,8 +247,8 @@ def test_a_delayed_job_never_starts_before_it_is_due() -> None:
     w = replace(LOAD, delay=Exponential(mean_s=2.0))
     result = _busy(w, Setup(workers=4))
     first = result.attempts[result.attempts.number == 1].sort_values("job_id")
-    due = result.jobs.sort_values("job_id").submitted.to_numpy() + w.delays() * w.time_scale
-    assert (first.started.to_numpy() >= due - 1e-9).all()
+    due = _model(result, result.jobs.sort_values("job_id").submitted.to_numpy()) + w.delays()
+    assert (_model(result, first.started.to_numpy()) >= due - 1e-9).all()
 
 
 def test_nothing_starts_in_a_queue_pause_and_running_jobs_go_on() -> None:
@@ -254,7 +259,7 @@ def test_nothing_starts_in_a_queue_pause_and_running_jobs_go_on() -> None:
     result = _busy(w, Setup(workers=4), FaultPlan(queue_pauses=windows))
     plain = _busy(w, Setup(workers=4))
     a = result.attempts
-    started, ended = a.started / w.time_scale, a.ended / w.time_scale
+    started, ended = _model(result, a.started), _model(result, a.ended)
     for p in windows:
         assert not ((started >= p.at_s) & (started < p.at_s + p.duration_s)).any()
         across = (started < p.at_s) & (ended > p.at_s)
