@@ -113,8 +113,8 @@ STARTS = {  # the twin's, exactly (model s)
 
 
 def _model(result: RunResult, seconds: Any) -> Any:
-    """A frame's seconds as model seconds: the frames are wall seconds (model x time_scale)."""
-    return seconds / result.workload.time_scale
+    """A frame's seconds as model seconds (the frames are model seconds on every backend)."""
+    return seconds
 
 
 def _starts(result: RunResult) -> list[float]:

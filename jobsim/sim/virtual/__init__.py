@@ -19,8 +19,10 @@ agree bit for bit where both do.
 Everything here is model seconds: the workload's and the fault plan's times and
 :class:`~jobsim.sim.setup.Setup`'s durations (retry delays, aging, leases, the job timeout)
 go in as they are, and the frames come out in model seconds, as the real runner's do. The
-workload's ``time_scale`` (wall seconds per model second) is never read, so it changes
-nothing on this backend.
+workload's ``time_scale`` (wall seconds per model second) is read once only: a cancelled
+job running on past the pool's grace, which is wall seconds (``PoolSettings.grace_s``), is
+taken back ``grace_s / time_scale`` model seconds after its worker heard of the cancel;
+otherwise the time scale changes nothing on this backend.
 
 Example:
     >>> from jobsim.sim.workload import Workload

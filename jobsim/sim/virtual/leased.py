@@ -79,7 +79,7 @@ def simulate_leased(  # noqa: C901  (one event loop, its cases side by side)
     supervisor = random.Random(f"{workload.seed}:supervisor")  # draws a timeout's backoff
     chooser = random.Random(f"{faults.seed}:injector")  # as the injector picks its victim
     restart = faults.redis_restart
-    gate = gate_for(setup.rate_limit, setup.concurrency_limit, 1.0)  # the model µs clock
+    gate = gate_for(setup.rate_limit, setup.concurrency_limit)
     delays = None if workload.delay is None else workload.delays().tolist()  # type: ignore[union-attr]
 
     trace = Trace(outcome=[], redeliveries=[0] * n, fenced=[0] * n, submitted=list(arrivals))

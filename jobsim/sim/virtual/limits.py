@@ -7,12 +7,13 @@ scores first, and an admitted job swaps with an older parked one, so the job lea
 always the best-scored of the queued and the parked, as the engine's ready heap gives it.
 What the gate decides is when: a lease takes a token and a slot; tokens come back at
 ``per_s`` a model second up to ``burst`` (refilled on read, whole within ``EPS``, the next
-one due ``ceil`` µs ahead, as ``due_after`` computes it); a slot comes back once per lease
-end, whatever ends it (ack, failure, timeout, expiry).
+one due ``ceil`` µs ahead, as ``due_after`` computes it, on the engine's clock of model µs,
+as its queue scores are); a slot comes back once per lease end, whatever ends it (ack,
+failure, timeout, expiry).
 
 Example:
     >>> from jobsim.limits import RateLimit
-    >>> gate = Gate(RateLimit(per_s=2, burst=1), None, time_scale=1.0)
+    >>> gate = Gate(RateLimit(per_s=2, burst=1), None)
     >>> gate.room(0.0)
     1
     >>> gate.take(0.0)
@@ -33,17 +34,16 @@ UNLIMITED = 1_000_000_000
 
 
 class Gate:
-    """One task's token bucket and slot count, on the queue's µs clock.
+    """One task's token bucket and slot count, on a clock of model µs.
 
     Args:
-        rate: the token bucket in MODEL time (``per_s`` a model second), or None.
+        rate: the token bucket in model time (``per_s`` a model second), or None.
         cap: most jobs leased at once, or None.
-        time_scale: wall seconds per model second (the queue's clock runs in wall µs).
     """
 
-    def __init__(self, rate: RateLimit | None, cap: int | None, *, time_scale: float) -> None:
-        self.us = time_scale * 1e6  # µs of the queue's clock per model second
-        self.per_us = rate.per_s / time_scale / 1e6 if rate is not None else 0.0
+    def __init__(self, rate: RateLimit | None, cap: int | None) -> None:
+        self.us = 1e6  # µs of the clock per model second
+        self.per_us = rate.per_s / 1e6 if rate is not None else 0.0
         self.burst = float(rate.burst) if rate is not None else 0.0
         self.cap = cap or 0
         self.tokens: float | None = None  # None: no bucket yet, so a full one
@@ -93,8 +93,8 @@ class Gate:
         return at if at > t else t + 1 / self.us  # a rounding short of whole: a µs on
 
 
-def gate_for(rate: RateLimit | None, cap: int | None, time_scale: float) -> Gate | None:
+def gate_for(rate: RateLimit | None, cap: int | None) -> Gate | None:
     """The gate of a run's limits, or None when it has none."""
     if rate is None and cap is None:
         return None
-    return Gate(rate, cap, time_scale=time_scale)
+    return Gate(rate, cap)
