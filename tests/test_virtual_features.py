@@ -10,6 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from jobsim.errors import InvalidInputError
@@ -293,3 +294,22 @@ def test_the_real_runner_converts_the_rate_to_wall_time() -> None:
         "concurrency_limits": {"sim": 3},
     }
     assert task_limits(Setup(), 0.25) == {}
+
+
+def test_the_time_scale_changes_nothing_with_the_features_on() -> None:
+    """The features' inputs are model seconds and the twin's token bucket runs on model µs:
+    a run with both limits, random delays, a queue pause and retries gives bit-identical
+    frames, events and verdict at 0.01 and 1.0 wall s per model s."""
+    setup = Setup(workers=5, backend=VIRTUAL, concurrency_limit=3,
+                  rate_limit=RateLimit(per_s=2.7, burst=3))  # fmt: skip
+    faults = FaultPlan(queue_pauses=(Pause(at_s=60.0, duration_s=7.5),))
+    runs = [
+        run(replace(LOAD, jobs=800, delay=Exponential(mean_s=1.5), time_scale=scale), faults,
+            setup)
+        for scale in (0.01, 1.0)
+    ]  # fmt: skip
+    small, large = runs
+    pd.testing.assert_frame_equal(small.jobs, large.jobs, check_exact=True)
+    pd.testing.assert_frame_equal(small.attempts, large.attempts, check_exact=True)
+    assert small.events == large.events and small.verdict == large.verdict
+    assert "retry" in set(small.attempts.outcome)
