@@ -1,19 +1,16 @@
-"""The virtual backend's engine for what takes leases to model: worker crashes, poison
-``crash``, ``job_timeout_s``, Redis drops, pauses and restarts. It also models everything
-:mod:`~jobsim.sim.virtual.engine` does, the same way (a test pins the two equal where
-both apply), with one event heap instead of that loop's three queues, so it is slower.
+"""The virtual backend's engine for what takes leases to model (worker crashes, poison
+``crash``, ``job_timeout_s``, Redis faults) and for the queue features (limits, delays,
+queue pauses, cancels). It also models everything :mod:`~jobsim.sim.virtual.engine` does,
+the same way (a test pins the two equal where both apply), with one event heap, so slower.
 
-The semantics are the thread pool's (``mode="thread"``, the default), listed with the
-code each mirrors in docs/virtual.md: leases and heartbeats, poison ``crash`` (abandoned,
-the lease expires), worker crashes (the result thrown away), expiries given back by a
-``DEQUEUE``, ``job_timeout_s`` (failed by the supervisor, the late result fenced), Redis
-pauses (every transition held), restarts (``none`` loses every record) and drops (nothing
-changes); and the queue features: limits (a lease needs a token and a slot, see
-:mod:`~jobsim.sim.virtual.limits`; a slot freed by a worker's own ack goes to that
-worker), delayed jobs (scheduled, promoted by a ``DEQUEUE`` after the due retries), queue
-pauses (no lease) and cancels (at once unless running; a running job ends cancelled with
-its attempt, or when the pool takes its lease back ``grace_s`` after the heartbeat that
-told it).
+The semantics are the thread pool's (``mode="thread"``), each listed with the code it
+mirrors in docs/virtual.md: leases and heartbeats, poison ``crash`` (the lease expires),
+worker crashes (the result thrown away), expiries given back by a ``DEQUEUE``, timeouts
+(the late result fenced), Redis pauses (every transition held), restarts and drops; limits
+(a lease takes a token and a slot, :mod:`~jobsim.sim.virtual.limits`; a slot freed by a
+worker's own ack goes to that worker), delayed jobs (promoted by a ``DEQUEUE`` after the
+due retries), queue pauses (no lease) and cancels (at once unless running; a running job
+ends cancelled with its attempt, or when the pool takes it back after ``grace_s``).
 """
 
 from __future__ import annotations
@@ -174,7 +171,11 @@ def simulate_leased(  # noqa: C901  (one event loop, its cases side by side)
         nonlocal wake_at
         if paused_until > now or queue_paused:
             return False
-        if gate is None or gate.room(now) >= 1:
+        if gate is None:
+            return True
+        if not gate.cap and now < wake_at:  # only time opens a rate-only gate: not yet
+            return False
+        if gate.room(now) >= 1:
             return True
         at = gate.next_token(now)
         if at < INF and at != wake_at:

@@ -6,9 +6,10 @@ ready queue: a job parked over the limit keeps its score, ``unpark`` puts back t
 scores first, and an admitted job swaps with an older parked one, so the job leased is
 always the best-scored of the queued and the parked, as the engine's ready heap gives it.
 What the gate decides is when: a lease takes a token and a slot; tokens come back at
-``per_s`` a model second up to ``burst`` (refilled on read, whole within ``EPS``, the next
-one due ``ceil`` µs ahead, as ``due_after`` computes it, on the engine's clock of model µs,
-as its queue scores are); a slot comes back once per lease end, whatever ends it (ack,
+``per_s`` a model second up to ``burst`` (refilled on read by the whole µs since the last
+lease, as the Lua's integer clock counts them; whole within ``EPS``; the next one due
+``ceil`` µs ahead, as ``due_after`` computes it; all on the engine's clock of model µs, as
+its queue scores are); a slot comes back once per lease end, whatever ends it (ack,
 failure, timeout, expiry).
 
 Example:
@@ -53,7 +54,10 @@ class Gate:
     def _bucket(self, now_us: float) -> tuple[float, float]:
         if self.tokens is None:
             return self.burst, now_us
-        refill = self.tokens + max(0.0, now_us - self.last) * self.per_us
+        # whole µs since the last lease, as the Lua's integer clock counts them (a rounding
+        # short of a whole µs is the whole µs), so room() and next_token() agree exactly
+        elapsed = math.floor(max(0.0, now_us - self.last) + 1e-6)
+        refill = self.tokens + elapsed * self.per_us
         return min(self.burst, refill), max(now_us, self.last)
 
     def room(self, t: float) -> int:
