@@ -9,12 +9,20 @@ Notation and units: arrival rate ``lam`` (jobs/s), per-worker service rate ``mu`
 ``r+1`` attempts, ``None`` for unlimited). Times are in seconds, SCVs are dimensionless.
 
 Every function raises ``InvalidInputError`` (a ``ValueError`` carrying ``.field`` and
-``.value``) on out-of-range or NaN input, and on an unstable queue (``rho >= 1``).
+``.value``) on out-of-range or NaN input. An unstable queue (``rho >= 1``) is not an input
+error: it is an answer. The waiting-time formulas then give their limit, ``math.inf`` (the
+queue grows without bound), Erlang C gives 1 (every arrival waits), and ``mmc()`` returns an
+``MMc`` whose ``applies`` is False with the ``reason`` to print where a number would be.
 
 Example:
     >>> m = mmc(8.0, 1.0, 10)
-    >>> round(m.p_wait, 5), round(m.wq, 5)
-    (0.40918, 0.20459)
+    >>> round(m.p_wait, 5), round(m.wq, 5), m.applies
+    (0.40918, 0.20459, True)
+    >>> u = mmc(12.0, 1.0, 10)
+    >>> u.applies, u.wq, u.p_wait
+    (False, inf, 1.0)
+    >>> u.reason
+    'unstable: rho = 1.20 >= 1, the queue grows without bound'
 """
 
 from __future__ import annotations
@@ -33,12 +41,27 @@ def _require(ok: bool, message: str, *, field: str, value: object) -> None:
         raise InvalidInputError(f"{message}, got {field}={value!r}", field=field, value=value)
 
 
-def _check_mmc(lam: float, mu: float, c: int) -> None:
+def _check_mmc(lam: float, mu: float, c: int) -> float:
+    """Validate the rates and return ``rho`` (which may be >= 1: that is not an input error)."""
     _require(lam >= 0, "arrival rate must be >= 0 jobs/s", field="lam", value=lam)
     _require(mu > 0, "service rate must be > 0 jobs/s", field="mu", value=mu)
     _require(c >= 1, "need at least one worker", field="c", value=c)
-    rho = lam / (c * mu)
-    _require(rho < 1, f"unstable queue: rho = lam/(c*mu) = {rho:.4g} >= 1", field="lam", value=lam)
+    return lam / (c * mu)
+
+
+def unstable_reason(rho: float) -> str:
+    """Why no steady-state formula applies at utilisation ``rho``, or ``""`` when ``rho < 1``.
+
+    Example:
+        >>> unstable_reason(1.0)
+        'unstable: rho = 1.00 >= 1, the queue grows without bound'
+        >>> unstable_reason(0.5)
+        ''
+    """
+    _require(rho >= 0, "utilisation must be >= 0", field="rho", value=rho)
+    if rho < 1:
+        return ""
+    return f"unstable: rho = {rho:.2f} >= 1, the queue grows without bound"
 
 
 def _check_retries(p: float, r: int | None) -> None:
@@ -74,13 +97,16 @@ def erlang_c(c: int, a: float) -> float:
 
     Args:
         c: number of workers, ``>= 1``.
-        a: offered load ``lam/mu`` in erlangs, ``0 <= a < c`` (stable).
+        a: offered load ``lam/mu`` in erlangs, ``>= 0``.
 
     Returns:
-        ``P(Wq > 0)``, within ``[0, 1]``.
+        ``P(Wq > 0)``, within ``[0, 1]``; 1 when ``a >= c`` (unstable: its limit as
+        ``a -> c``, every arrival waits).
     """
     _require(c >= 1, "need at least one worker", field="c", value=c)
-    _require(0 <= a < c, "offered load must be within [0, c) to be stable", field="a", value=a)
+    _require(a >= 0, "offered load must be >= 0", field="a", value=a)
+    if a >= c:
+        return 1.0
     b = erlang_b(c, a)
     return b / (1 - (a / c) * (1 - b))
 
@@ -88,6 +114,9 @@ def erlang_c(c: int, a: float) -> float:
 @dataclass(frozen=True, kw_only=True)
 class MMc:
     """Steady-state results of an M/M/c FCFS queue; build it with ``mmc()``.
+
+    When ``rho >= 1`` there is no steady state: ``applies`` is False, ``reason`` says why,
+    ``p_wait`` is 1 and the waits and counts are ``math.inf``.
 
     Attributes:
         lam: arrival rate, jobs/s.
@@ -111,6 +140,16 @@ class MMc:
     lq: float
     l: float  # noqa: E741 (the textbook name, beside lq)
 
+    @property
+    def applies(self) -> bool:
+        """Whether the queue is stable (``rho < 1``), so the steady-state numbers exist."""
+        return self.rho < 1
+
+    @property
+    def reason(self) -> str:
+        """Why the formulas do not apply (``""`` when they do), to print instead of a number."""
+        return unstable_reason(self.rho)
+
     def p_wait_longer_than(self, t: float) -> float:
         """Tail of the wait: ``P(Wq > t) = C * exp(-(c*mu - lam) * t)``.
 
@@ -118,9 +157,11 @@ class MMc:
             t: a wait in seconds, ``>= 0``.
 
         Returns:
-            The probability that a job waits longer than ``t`` seconds.
+            The probability that a job waits longer than ``t`` seconds (1 when unstable).
         """
         _require(t >= 0, "wait must be >= 0 s", field="t", value=t)
+        if not self.applies:
+            return 1.0
         return self.p_wait * math.exp(-(self.c * self.mu - self.lam) * t)
 
     def wait_quantile(self, q: float) -> float:
@@ -133,9 +174,12 @@ class MMc:
             q: probability, ``0 <= q < 1``.
 
         Returns:
-            Seconds such that a fraction ``q`` of jobs waits no longer.
+            Seconds such that a fraction ``q`` of jobs waits no longer (``inf`` when
+            unstable).
         """
         _require(0 <= q < 1, "quantile must be within [0, 1)", field="q", value=q)
+        if not self.applies:
+            return math.inf
         if q <= 1 - self.p_wait:
             return 0.0
         return math.log(self.p_wait / (1 - q)) / (self.c * self.mu - self.lam)
@@ -146,16 +190,20 @@ def mmc(lam: float, mu: float, c: int) -> MMc:
 
     ``Wq = C(c,a) / (c*mu - lam)``, ``W = Wq + 1/mu``, ``Lq = lam*Wq``, ``L = lam*W``.
 
+    At ``rho >= 1`` the result's ``applies`` is False (see :class:`MMc`): ``p_wait`` 1, waits
+    and counts ``math.inf``.
+
     Raises:
-        InvalidInputError: also when ``rho >= 1``: the queue grows without bound.
+        InvalidInputError: on a negative or NaN rate, ``mu <= 0`` or ``c < 1``.
     """
-    _check_mmc(lam, mu, c)
+    rho = _check_mmc(lam, mu, c)
+    if rho >= 1:
+        inf = math.inf
+        return MMc(lam=lam, mu=mu, c=c, rho=rho, p_wait=1.0, wq=inf, w=inf, lq=inf, l=inf)
     p_wait = erlang_c(c, lam / mu)
     wq = p_wait / (c * mu - lam)
     w = wq + 1 / mu
-    return MMc(
-        lam=lam, mu=mu, c=c, rho=lam / (c * mu), p_wait=p_wait, wq=wq, w=w, lq=lam * wq, l=lam * w
-    )
+    return MMc(lam=lam, mu=mu, c=c, rho=rho, p_wait=p_wait, wq=wq, w=w, lq=lam * wq, l=lam * w)
 
 
 def mg1_wait(lam: float, mean_s: float, *, scv_s: float) -> float:
@@ -167,11 +215,15 @@ def mg1_wait(lam: float, mean_s: float, *, scv_s: float) -> float:
         lam: arrival rate, jobs/s, ``>= 0``.
         mean_s: mean service time ``E[S]``, seconds, ``> 0``.
         scv_s: squared coefficient of variation of service (constant 0, exponential 1).
+
+    Returns:
+        The mean wait, or ``math.inf`` when ``rho >= 1`` (the queue grows without bound).
     """
     _require(mean_s > 0, "mean service time must be > 0 s", field="mean_s", value=mean_s)
     _require(scv_s >= 0, "service SCV must be >= 0", field="scv_s", value=scv_s)
-    _check_mmc(lam, 1 / mean_s, 1)
-    rho = lam * mean_s
+    rho = _check_mmc(lam, 1 / mean_s, 1)
+    if rho >= 1:
+        return math.inf
     return rho / (1 - rho) * (1 + scv_s) / 2 * mean_s
 
 
@@ -183,10 +235,16 @@ def allen_cunneen_wait(lam: float, mu: float, c: int, *, scv_a: float, scv_s: fl
     Args:
         scv_a: squared coefficient of variation of interarrival times, ``>= 0``.
         scv_s: squared coefficient of variation of service times, ``>= 0``.
+
+    Returns:
+        The approximate mean wait, or ``math.inf`` when ``rho >= 1``.
     """
     _require(scv_a >= 0, "arrival SCV must be >= 0", field="scv_a", value=scv_a)
     _require(scv_s >= 0, "service SCV must be >= 0", field="scv_s", value=scv_s)
-    return mmc(lam, mu, c).wq * (scv_a + scv_s) / 2
+    queue = mmc(lam, mu, c)
+    if not queue.applies:
+        return math.inf  # not inf * 0 = nan for scv_a = scv_s = 0
+    return queue.wq * (scv_a + scv_s) / 2
 
 
 def priority_waits(lams: Sequence[float], mu: float, c: int) -> list[float]:
@@ -196,6 +254,12 @@ def priority_waits(lams: Sequence[float], mu: float, c: int) -> list[float]:
     ``sigma_k = sum(lams[:k]) / (c*mu)``. Their ``lam``-weighted mean is the FCFS ``Wq``:
     priority only redistributes waiting.
 
+    When the total load is unstable (``sigma_K >= 1``) the formula still holds for the
+    classes whose own and higher load is below the workers' capacity (``sigma_k < 1``), with
+    ``W0`` at its limit ``1/(c*mu)`` (every server busy, Erlang C = 1): they are served ahead
+    of the backlog and keep a finite mean wait. The classes from the one that crosses
+    ``sigma_k >= 1`` on wait ``math.inf``.
+
     Args:
         lams: arrival rate of each class, jobs/s, highest priority first.
 
@@ -204,12 +268,13 @@ def priority_waits(lams: Sequence[float], mu: float, c: int) -> list[float]:
     """
     _require(len(lams) > 0, "need at least one class", field="lams", value=lams)
     _require(all(x >= 0 for x in lams), "class rates must be >= 0", field="lams", value=lams)
-    w0 = mmc(math.fsum(lams), mu, c).p_wait / (c * mu)
+    _check_mmc(math.fsum(lams), mu, c)
+    w0 = erlang_c(c, math.fsum(lams) / mu) / (c * mu)
     waits: list[float] = []
     sigma = 0.0
     for lam_k in lams:
         before, sigma = sigma, sigma + lam_k / (c * mu)
-        waits.append(w0 / ((1 - before) * (1 - sigma)))
+        waits.append(w0 / ((1 - before) * (1 - sigma)) if sigma < 1 else math.inf)
     return waits
 
 

@@ -100,6 +100,7 @@ def test_the_dimensionless_erlang_c_curve_matches_the_reference_table() -> None:
     """Wq/E[S] at c=10, rho=0.8 is docs/experiments.md's 0.20459 (mu = 1), and M/M/1's 4.0."""
     assert charts.erlang_c_wait_per_service(10, 0.8) == pytest.approx(0.20459, abs=1e-5)
     assert charts.erlang_c_wait_per_service(1, 0.8) == pytest.approx(theory.mmc(0.8, 1, 1).wq)
+    assert charts.erlang_c_wait_per_service(4, 1.0) == math.inf  # unstable: no ZeroDivisionError
 
 
 # --- experiments ------------------------------------------------------------------------------

@@ -152,3 +152,24 @@ def test_a_failed_run_is_reported_in_the_panel(monkeypatch: pytest.MonkeyPatch) 
     panel.button.click()
     assert panel.status.value == "run failed: RuntimeError: redis went away"
     assert not panel.button.disabled
+
+
+@pytest.mark.parametrize("workers", [2, 1])  # rho = 1.39 and 2.78 with the default settings
+def test_an_unstable_run_on_the_twin_says_why_there_is_no_wait_formula(
+    workers: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """rho >= 1: the preview, the verdict and the static output print the theory's reason
+    where the wait formula would be, and the summary's theory cell is blank, not an error."""
+    settings = replace(LabSettings(seed=1), workers=workers, jobs=400)
+    rho = settings.utilisation()
+    assert rho >= 1
+    reason = f"unstable: rho = {rho:.2f} >= 1, the queue grows without bound"
+    assert preview(settings).endswith(f"no wait formula: {reason}")
+    lab = Lab(settings)
+    lab.show(live=False)
+    assert lab.result is not None and lab.result.summary.valid
+    assert verdict(lab.result).endswith(f"; no wait formula: {reason}")
+    assert f"no wait formula: {reason}" in capsys.readouterr().out
+    table = formatted(summary_table(lab.result))
+    assert table.loc["mean wait (model s)", "theory"] == ""
+    assert table.loc["mean wait (model s)", "measured"] != ""

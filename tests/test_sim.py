@@ -284,6 +284,46 @@ def test_every_chart_has_a_title_and_labelled_axes(tmp_path) -> None:  # type: i
 # --- which theory applies ---------------------------------------------------------------------
 
 
+UNSTABLE_WORKLOADS = {
+    # one per formula predict() would pick, each at rho = 1.0 or 1.5 (c workers, E[S] = 1)
+    "M/M/c at rho 1.0": (Workload(jobs=600, arrival=Poisson(rate_per_s=4.0)), 4, 1.0),
+    "M/M/c, two classes, rho 1.5": (
+        Workload(jobs=600, arrival=Poisson(rate_per_s=6.0), priorities={9: 0.5, 0: 0.5}),
+        4,
+        1.5,
+    ),
+    "M/G/1 at rho 1.5": (
+        Workload(jobs=600, arrival=Poisson(rate_per_s=1.5), service=Lognormal(mean_s=1.0, scv=4.0)),
+        1,
+        1.5,
+    ),
+    "G/G/c at rho 1.0": (
+        Workload(jobs=600, arrival=Constant(rate_per_s=4.0), service=Fixed(seconds=1.0)),
+        4,
+        1.0,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(UNSTABLE_WORKLOADS))
+def test_an_unstable_run_on_the_twin_carries_the_reason_instead_of_a_formula(name: str) -> None:
+    """At rho >= 1 a virtual run ends (drained, valid) with a prediction that does not apply,
+    whose reason names rho, beside measured waits; the report prints the reason."""
+    from jobsim.sim.commands import format_summary
+
+    workload, workers, rho = UNSTABLE_WORKLOADS[name]
+    result = run(workload, setup=Setup(workers=workers, backend="virtual"))
+    predicted = result.summary.theory
+    assert result.summary.valid and result.summary.completed == workload.jobs
+    assert not predicted.applies and predicted.stable is False
+    assert predicted.utilisation == pytest.approx(rho)
+    assert predicted.reason == theory.unstable_reason(predicted.utilisation)
+    assert predicted.as_dict()["reason"].startswith(f"unstable: rho = {rho:.2f} >= 1")
+    assert "wait_s" not in predicted.as_dict() and "wait_s_by_priority" not in predicted.as_dict()
+    assert math.isfinite(result.summary.wait_s.mean)  # measured all the same
+    assert f"theory: unstable: rho = {rho:.2f} >= 1" in format_summary(result)
+
+
 def test_theory_counts_the_fault_plans_failures_and_the_retried_visits() -> None:
     """Failures from the fault plan raise the effective load; a retried job's sojourn is
     E[A] visits of the queue."""
@@ -299,7 +339,7 @@ def test_theory_counts_the_fault_plans_failures_and_the_retried_visits() -> None
         "utilisation": pytest.approx(3.0 * theory.expected_attempts(0.3, 3) / 4),
         "stable": False,
     }
-    assert not unstable.applies and "unstable, rho = 1.06 >= 1" in unstable.reason
+    assert not unstable.applies and unstable.reason.startswith("unstable: rho = 1.06 >= 1")
     retrying = Workload(arrival=Poisson(rate_per_s=2.0), service=Exponential(mean_s=1.0),
                         fail_probability=0.3)  # fmt: skip
     got = predictions(retrying, Setup(workers=4))

@@ -33,6 +33,7 @@ from jobsim.theory import (
     mmc,
     priority_waits,
     staffing,
+    unstable_reason,
 )
 
 
@@ -196,8 +197,8 @@ def test_immediate_unlimited_retries_make_the_reference_queue_unstable_at_p_0_2(
     assert effective_arrival_rate(8.0, 0.3, 3) == pytest.approx(8.0 * (1 - 0.3**4) / 0.7)
     assert mmc(effective_arrival_rate(8.0, 0.19, None), 1.0, 10).rho < 1
     for p in (0.2, 0.25):
-        with pytest.raises(ValueError, match="unstable"):
-            mmc(effective_arrival_rate(8.0, p, None), 1.0, 10)
+        unstable = mmc(effective_arrival_rate(8.0, p, None), 1.0, 10)
+        assert not unstable.applies and unstable.reason.startswith("unstable")
 
 
 def test_staffing_matches_reference_and_is_the_smallest_count() -> None:
@@ -240,23 +241,26 @@ def test_backoff_means_follow_the_retry_policy(n: int) -> None:
 BAD_KIND: Any = "linear"  # typed Any: a wrong kind is the point of the test
 
 INVALID_CALLS: list[tuple[str, Callable[[], object]]] = [
-    ("unstable", lambda: mmc(1.0, 1.0, 1)),
-    ("unstable", lambda: mmc(12.0, 1.0, 10)),
     ("arrival rate", lambda: mmc(-1.0, 1.0, 1)),
     ("arrival rate", lambda: mmc(math.nan, 1.0, 1)),
     ("service rate", lambda: mmc(1.0, 0.0, 1)),
     ("worker", lambda: mmc(0.5, 1.0, 0)),
     ("server count", lambda: erlang_b(-1, 1.0)),
     ("offered load", lambda: erlang_b(1, -1.0)),
-    ("stable", lambda: erlang_c(2, 2.0)),
+    ("offered load", lambda: erlang_c(2, -1.0)),
+    ("offered load", lambda: erlang_c(2, math.nan)),
+    ("arrival rate", lambda: mg1_wait(math.nan, 1.0, scv_s=1.0)),
+    ("arrival rate", lambda: allen_cunneen_wait(-1.0, 1.0, 1, scv_a=1.0, scv_s=1.0)),
+    ("worker", lambda: allen_cunneen_wait(0.5, 1.0, 0, scv_a=1.0, scv_s=1.0)),
+    ("worker", lambda: priority_waits([0.5], 1.0, 0)),
+    ("service rate", lambda: priority_waits([0.5], math.nan, 1)),
+    ("utilisation", lambda: unstable_reason(math.nan)),
     ("worker", lambda: erlang_c(0, 0.5)),
-    ("unstable", lambda: mg1_wait(1.0, 1.0, scv_s=1.0)),
     ("mean service", lambda: mg1_wait(0.5, 0.0, scv_s=1.0)),
     ("SCV", lambda: mg1_wait(0.5, 1.0, scv_s=-1.0)),
     ("SCV", lambda: allen_cunneen_wait(0.5, 1.0, 1, scv_a=-1.0, scv_s=1.0)),
     ("class", lambda: priority_waits([], 1.0, 1)),
     ("class rates", lambda: priority_waits([-1.0, 2.0], 1.0, 2)),
-    ("unstable", lambda: priority_waits([4.0, 6.0], 1.0, 10)),
     ("never ends", lambda: expected_attempts(1.0, None)),
     ("failure probability", lambda: expected_attempts(1.5, 3)),
     ("failure probability", lambda: attempts_variance(math.nan, 3)),
@@ -281,16 +285,94 @@ INVALID_CALLS: list[tuple[str, Callable[[], object]]] = [
 def test_invalid_inputs_raise_value_error_naming_the_problem(
     message: str, call: Callable[[], object]
 ) -> None:
-    """Bad input or an unstable queue raises InvalidInputError, a ValueError, saying what."""
+    """Bad input raises InvalidInputError, a ValueError, saying what (an unstable load does
+    not: it is an answer, see the tests below)."""
     with pytest.raises(ValueError, match=message) as caught:
         call()
     assert isinstance(caught.value, InvalidInputError)
 
 
-def test_unstable_error_carries_the_offending_rate() -> None:
-    """The error for rho >= 1 names lam and its value, so a caller can report it."""
-    with pytest.raises(InvalidInputError) as caught:
-        mmc(10.0, 1.0, 10)
-    assert caught.value.field == "lam"
-    assert caught.value.value == 10.0
-    assert "rho" in str(caught.value)
+# rho = 0.5, 1.0 and 1.5 on one worker (mu = 1) and on four (mu = 1, lam = 4 * rho)
+RHOS = [0.5, 1.0, 1.5]
+
+
+@pytest.mark.parametrize("rho", RHOS)
+@pytest.mark.parametrize("c", [1, 4])
+def test_mmc_answers_every_load_and_says_when_it_does_not_apply(rho: float, c: int) -> None:
+    """Stable: the finite formula and no reason. rho >= 1: applies False, a reason naming rho,
+    every wait and count infinite, every arrival waits (Erlang C's limit 1)."""
+    m = mmc(rho * c, 1.0, c)
+    assert m.rho == pytest.approx(rho)
+    if rho < 1:
+        assert m.applies and m.reason == ""
+        assert all(math.isfinite(x) for x in (m.wq, m.w, m.lq, m.l)) and 0 < m.p_wait < 1
+        assert m.wq == pytest.approx(m.p_wait / (c - rho * c))
+    else:
+        assert not m.applies
+        assert m.reason == f"unstable: rho = {rho:.2f} >= 1, the queue grows without bound"
+        assert (m.p_wait, m.wq, m.w, m.lq, m.l) == (1.0, math.inf, math.inf, math.inf, math.inf)
+        assert m.p_wait_longer_than(100.0) == 1.0 and m.wait_quantile(0.5) == math.inf
+
+
+@pytest.mark.parametrize("rho", RHOS)
+def test_erlang_c_reaches_its_limit_1_at_saturation(rho: float) -> None:
+    """C(c, a) for a < c from the recursion; at a >= c the limit 1, which the stable values
+    approach from below."""
+    for c in (1, 4, 10):
+        value = erlang_c(c, rho * c)
+        if rho < 1:
+            assert 0 < value < 1
+            assert value < erlang_c(c, 0.999 * c) < 1
+        else:
+            assert value == 1.0
+    assert erlang_c(10, 0.99999 * 10) == pytest.approx(1.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("rho", RHOS)
+def test_mg1_and_allen_cunneen_waits_are_infinite_when_unstable(rho: float) -> None:
+    """Pollaczek-Khinchine and Allen-Cunneen: finite below rho = 1, inf at and above it, also
+    for constant service and arrivals (no inf * 0 = nan)."""
+    for scv in (0.0, 1.0, 4.0):
+        pk = mg1_wait(rho, 1.0, scv_s=scv)
+        ac = allen_cunneen_wait(4 * rho, 1.0, 4, scv_a=scv, scv_s=scv)
+        if rho < 1:
+            assert pk == pytest.approx(rho / (1 - rho) * (1 + scv) / 2)
+            assert ac == pytest.approx(mmc(4 * rho, 1.0, 4).wq * scv)
+        else:
+            assert pk == math.inf and ac == math.inf
+
+
+@pytest.mark.parametrize("rho", RHOS)
+def test_priority_waits_stay_finite_for_the_classes_below_capacity(rho: float) -> None:
+    """Two equal classes on M/M/10: the top class carries rho/2 and is always stable, with
+    W0 at its limit 1/(c*mu) once the total is unstable; the low class waits inf from rho = 1."""
+    high, low = priority_waits([5.0 * rho, 5.0 * rho], 1.0, 10)
+    w0 = erlang_c(10, 10.0 * rho) / 10.0
+    assert high == pytest.approx(w0 / (1 - rho / 2))
+    assert math.isfinite(high)
+    if rho < 1:
+        assert low == pytest.approx(w0 / ((1 - rho / 2) * (1 - rho)))
+    else:
+        assert low == math.inf and w0 == pytest.approx(0.1)
+    # M/M/1 at sigma = 0.5, 0.9, 1.4: W0 = 1, so 1/(1*0.5) and 1/(0.5*0.1), then inf
+    assert priority_waits([0.5, 0.4, 0.5], 1.0, 1) == [
+        pytest.approx(2.0),
+        pytest.approx(20.0),
+        math.inf,
+    ]
+    # a class that alone fills the workers waits inf, and so does everything below it
+    assert priority_waits([1.0, 0.5], 1.0, 1) == [math.inf, math.inf]
+
+
+@pytest.mark.parametrize("rho", RHOS)
+def test_staffing_is_unchanged_by_the_load_and_always_stable(rho: float) -> None:
+    """Staffing answers every load with a stable count: more workers than the offered load."""
+    c = staffing(4 * rho, 1.0, max_p_wait=0.2)
+    assert c > 4 * rho and erlang_c(c, 4 * rho) <= 0.2 < erlang_c(c - 1, 4 * rho)
+
+
+def test_stability_is_decided_by_rho_alone() -> None:
+    """The reason is empty exactly below 1, and names rho to two decimals."""
+    assert unstable_reason(0.999) == ""
+    assert unstable_reason(1.0).startswith("unstable: rho = 1.00")
+    assert "rho = 2.50" in unstable_reason(2.5)

@@ -49,8 +49,9 @@ def status_counts(samples: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
 
 
 def erlang_c_wait_per_service(c: int, rho: float) -> float:
-    """M/M/c mean wait in units of the mean service time: ``C(c, c*rho) / (c * (1 - rho))``."""
-    return theory.erlang_c(c, c * rho) / (c * (1 - rho))
+    """M/M/c mean wait in units of the mean service time: ``C(c, c*rho) / (c * (1 - rho))``;
+    ``inf`` at ``rho >= 1`` (the queue grows without bound)."""
+    return theory.mmc(c * rho, 1.0, c).wq
 
 
 def wait_vs_utilisation(

@@ -316,7 +316,9 @@ def format_summary(result: RunResult, *, ignore_faults: bool = False) -> str:
         f"{s.service_s:.3f} s plus the queue's own {s.overhead_per_attempt_s:.4f} s per "
         "attempt; L's theory column is lambda x W (Little's law)"
     )
-    if at_measured.caveat:
+    if theory.caveat:
+        lines.append(f"theory: {theory.caveat}")
+    if at_measured.caveat and at_measured.caveat != theory.caveat:
         lines.append(f"theory*: {at_measured.caveat}")
     lines.append(
         f"p50/p95/p99 wait: {s.wait_s.p50:.3f} / {s.wait_s.p95:.3f} / "

@@ -141,13 +141,13 @@ def preview(settings: LabSettings) -> str:
     """One line of theory for the settings, shown before anything runs."""
     rho = settings.utilisation()
     text = f"utilisation rho = rate * E[A] * E[S] / c = {rho:.2f}"
-    if rho >= 1:
-        return text + " >= 1: unstable, the queue grows as long as jobs arrive"
+    if rho >= 1:  # whatever else the settings say: no steady state to predict
+        return f"{text}; no wait formula: {theory.unstable_reason(rho)}"
     predicted = settings.predictions()
-    if predicted.wait_s is not None:
+    if predicted.applies:
         text += f"; Erlang C mean wait {predicted.wait_s:.3g} s"
-    if predicted.note:
-        text += f"; {predicted.note}"
+    else:
+        text += f"; {predicted.reason}"
     if predicted.attempts_per_job is not None and predicted.dead_letter_rate is not None:
         text += f"; attempts/job {predicted.attempts_per_job:.3f}"
         text += f"; dead letters {predicted.dead_letter_rate:.2%}"
@@ -206,8 +206,21 @@ def formatted(table: pd.DataFrame) -> pd.DataFrame:
     return table.apply(lambda column: column.map(cell))
 
 
+def theory_note(result: RunResult) -> str:
+    """Why the run has no wait formula beside it (``""`` when it has one), e.g. ``"no wait
+    formula: unstable: rho = 1.39 >= 1, the queue grows without bound"``."""
+    predicted = result.summary.theory
+    return "" if predicted.applies else f"no wait formula: {predicted.reason}"
+
+
 def verdict(result: RunResult) -> str:
-    """The checker's verdict in one line: valid, lost, and whether attempts match the law."""
+    """The checker's verdict in one line: valid, lost, whether attempts match the law, and
+    why no wait formula applies when none does (:func:`theory_note`)."""
+    note = theory_note(result)
+    return _checked(result) + (f"; {note}" if note else "")
+
+
+def _checked(result: RunResult) -> str:
     s = result.summary
     p, r, n = result.workload.fail_probability, result.workload.max_retries, s.submitted
     band = theory.mean_band(math.sqrt(theory.attempts_variance(p, r)), n) + 0.02
@@ -309,6 +322,8 @@ class Lab:
             shown = _untyped("IPython.display")
             shown.display(shown.Image(data=png(figure(result))))
         print(formatted(summary_table(result)).to_string())
+        if theory_note(result):
+            print(theory_note(result))
         print("(static output: in JupyterLab or Notebook, Lab().show() gives the live panel)")
 
     def panel(self) -> Any:

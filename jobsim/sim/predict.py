@@ -40,7 +40,7 @@ class Prediction:
     Example:
         >>> p = Prediction(utilisation=1.2, stable=False)
         >>> p.applies, p.reason
-        (False, 'no queueing formula: unstable, rho = 1.20 >= 1, the queue grows without bound')
+        (False, 'unstable: rho = 1.20 >= 1, the queue grows without bound')
     """
 
     attempts_per_job: float | None = None
@@ -71,10 +71,7 @@ class Prediction:
         if self.note:
             return self.note
         if self.stable is False and self.utilisation is not None:
-            return (
-                f"no queueing formula: unstable, rho = {self.utilisation:.2f} >= 1, "
-                "the queue grows without bound"
-            )
+            return theory.unstable_reason(self.utilisation)  # the words jobsim.theory uses
         if self.wait_s is None:
             return "no queueing formula applies to this workload"
         return ""
