@@ -34,6 +34,7 @@ from jobsim.sim.experiments import (
 )
 from jobsim.sim.interrupt import interrupt_worker
 from jobsim.sim.outage import bucket_counts, outage_schedule, peak, run_outage
+from jobsim.sim.replicas import Interval
 
 matplotlib.use("Agg")  # headless; the chart helpers import pyplot only when drawing
 
@@ -81,6 +82,10 @@ CHARTS: dict[str, Callable[[RunResult], object]] = {
     "grouped_bars": lambda r: charts.grouped_bars(
         pd.DataFrame({"lost": [0, 3], "redelivered": [1, 0]}, index=["a", "b"]),
         title="t", xlabel="scenario", ylabel="jobs"),
+    "give_back_vs_lease": lambda r: charts.give_back_vs_lease(
+        pd.DataFrame({"lease_s": [2.5, 5.0], "theory_s": [2.2, 4.4],
+                      "given_back": [Interval(2.2, 0.1, 20), Interval(4.4, 0.1, 20)]}),
+        measured={"real": pd.DataFrame({"lease_s": [2.5], "given_back_s": [2.0]})}),
 }
 # fmt: on
 

@@ -27,6 +27,7 @@ from jobsim.theory import (
     erlang_c,
     expected_attempts,
     expected_backoff_s,
+    lease_give_back_s,
     littles_law_l,
     mean_band,
     mg1_wait,
@@ -238,6 +239,12 @@ def test_backoff_means_follow_the_retry_policy(n: int) -> None:
         assert abs(sample_mean - expected) <= mean_band(width / math.sqrt(12), draws)
 
 
+def _give_back(**changes: Any) -> float:
+    args: dict[str, Any] = {"heartbeat_s": 1.0, "mean_service_s": 1.0, "c": 1, "p_all_busy": 0.0}
+    lease_s = changes.pop("lease_s", 3.0)
+    return lease_give_back_s(lease_s, **(args | changes))
+
+
 BAD_KIND: Any = "linear"  # typed Any: a wrong kind is the point of the test
 
 INVALID_CALLS: list[tuple[str, Callable[[], object]]] = [
@@ -278,6 +285,20 @@ INVALID_CALLS: list[tuple[str, Callable[[], object]]] = [
     ("wait", lambda: mmc(0.5, 1.0, 1).p_wait_longer_than(-1.0)),
     ("quantile", lambda: mmc(0.5, 1.0, 1).wait_quantile(1.0)),
     ("quantile", lambda: mmc(0.5, 1.0, 1).wait_quantile(-0.1)),
+    ("lease", lambda: lease_give_back_s(0.0, heartbeat_s=1.0, mean_service_s=1, c=1, p_all_busy=0)),
+    (
+        "heartbeat",
+        lambda: lease_give_back_s(3, heartbeat_s=4.0, mean_service_s=1, c=1, p_all_busy=0),
+    ),
+    (
+        "mean service",
+        lambda: lease_give_back_s(3, heartbeat_s=1, mean_service_s=0, c=1, p_all_busy=0),
+    ),
+    ("worker", lambda: lease_give_back_s(3, heartbeat_s=1, mean_service_s=1, c=0, p_all_busy=0)),
+    (
+        "probability",
+        lambda: lease_give_back_s(3, heartbeat_s=1, mean_service_s=1, c=1, p_all_busy=2),
+    ),
 ]
 
 
@@ -376,3 +397,20 @@ def test_stability_is_decided_by_rho_alone() -> None:
     assert unstable_reason(0.999) == ""
     assert unstable_reason(1.0).startswith("unstable: rho = 1.00")
     assert "rho = 2.50" in unstable_reason(2.5)
+
+
+@pytest.mark.parametrize("lease_s", [0.3, 2.5, 20.0])
+@pytest.mark.parametrize("mean_s", [0.5, 1.0, 4.0])
+def test_lease_give_back_closed_form_matches_its_integral(lease_s: float, mean_s: float) -> None:
+    """L - E[min(U, S)] + p m/c: the closed form against a midpoint sum of
+    int_0^h P(U > x) P(S > x) dx with S ~ Gamma(2, m) and U ~ Uniform(0, h)."""
+    h, steps = lease_s / 3, 20_000
+    dx = h / steps
+    xs = [(i + 0.5) * dx for i in range(steps)]
+    e_min = sum((1 - x / h) * (1 + x / mean_s) * math.exp(-x / mean_s) for x in xs) * dx
+    for p, c in ((0.0, 1), (0.5, 4)):
+        value = lease_give_back_s(lease_s, heartbeat_s=h, mean_service_s=mean_s, c=c, p_all_busy=p)
+        assert value == pytest.approx(lease_s - e_min + p * mean_s / c, rel=1e-6)
+    # between the lease rules' ends: a death lands 2L/3 to L before the deadline
+    bare = lease_give_back_s(lease_s, heartbeat_s=h, mean_service_s=mean_s, c=1, p_all_busy=0)
+    assert 2 * lease_s / 3 < bare < lease_s

@@ -335,3 +335,34 @@ def _bar_format(values: np.ndarray) -> str:
     finite = values[np.isfinite(values)]
     whole = finite.size == 0 or bool(np.all(finite == np.round(finite)))
     return "%d" if whole else "%.2f"
+
+
+def give_back_vs_lease(
+    sweep: pd.DataFrame, *, measured: Mapping[str, pd.DataFrame] | None = None,
+    ax: Axes | None = None,
+) -> Axes:  # fmt: skip
+    """Death to give-back against the lease length, model seconds: the twin's mean per lease
+    with its 95% interval (rows of :func:`~jobsim.sim.recovery.recovery_sweep`), the formula
+    (:func:`jobsim.theory.lease_give_back_s`, dashed), the band [2L/3, L] that heartbeats
+    every L/3 leave before the deadline, and optionally other runs' single give-backs
+    (``measured``: label -> frame with columns ``lease_s`` and ``given_back_s``)."""
+    ax = axes(ax)
+    leases = sweep["lease_s"].to_numpy(dtype=float)
+    means = np.array([i.mean for i in sweep["given_back"]])
+    widths = np.array([i.half_width for i in sweep["given_back"]])
+    top = float(leases.max()) * 1.1
+    grid = np.linspace(0, top, 50)
+    ax.fill_between(grid, 2 * grid / 3, grid, alpha=0.15, label="lease rules: 2L/3 … L")
+    ax.plot(leases, sweep["theory_s"], "--", color="black", label="formula (mean)")
+    ax.errorbar(leases, means, yerr=widths, fmt="o", capsize=4, color="tab:blue",
+                label="twin: mean, 95% CI over runs")  # fmt: skip
+    for k, (label, frame) in enumerate((measured or {}).items()):
+        ax.plot(frame["lease_s"], frame["given_back_s"], "x", alpha=0.7, color=f"C{k + 1}",
+                label=label)  # fmt: skip
+    ax.set(
+        title="A dead worker's job given back to the queue, vs lease length",
+        xlabel="lease length L (model s)",
+        ylabel="death to give-back (model s)",
+    )
+    ax.legend(fontsize=8)
+    return ax
