@@ -445,3 +445,67 @@ def lease_give_back_s(
     i1 = 2 * m * (1 - e) - h * e
     i2 = 3 * m * m - e * (h * h + 3 * h * m + 3 * m * m)
     return lease_s - (i1 - i2 / h) + p_all_busy * m / c
+
+
+def outage_attempts(
+    kind: Kind, *, outage_s: float, base_s: float, cap_s: float, max_retries: int
+) -> float | None:
+    """Mean attempts per job after a shared outage (E6): every job's first attempt is at 0,
+    each attempt before ``outage_s`` fails at once (instant service, idle workers) and is
+    retried after ``RetryPolicy(kind=kind, base_s=base_s, cap_s=cap_s)``'s delay.
+
+    The m-th retry starts at ``T_m = D_1 + ... + D_m`` and happens if the one before failed,
+    so ``E[A] = 1 + sum(P(T_m < outage_s), m = 0..r-1)``, ``T_0 = 0``. With
+    ``e_n = min(cap_s, base_s * 2**(n-1))``: fixed and exponential delays are constants;
+    full jitter ``D_n ~ U(0, e_n)`` and equal jitter ``e_n/2 + U(0, e_n/2)``, whose sums of
+    uniforms have the exact distribution
+    ``P(sum U(0, a_i) < t) = sum_S (-1)^|S| (t - sum_S a_i)_+^m / (m! prod a_i)`` over the
+    subsets ``S`` of the m widths.
+
+    Args:
+        kind: one of ``fixed``, ``exponential``, ``full``, ``equal``, ``decorrelated``.
+        outage_s: how long the dependency is down from 0, seconds, ``> 0``.
+        base_s, cap_s: the policy's first and largest delay, seconds.
+        max_retries: retries per job ``r``, ``0 <= r <= 16``.
+
+    Returns:
+        Mean attempts per job, or ``None`` for ``decorrelated`` (no closed form here).
+
+    Example:
+        >>> outage_attempts("exponential", outage_s=1.0, base_s=0.2, cap_s=1.6, max_retries=8)
+        4.0
+    """
+    _require(outage_s > 0, "outage must be > 0 s", field="outage_s", value=outage_s)
+    _require(0 <= max_retries <= 16, "retries within [0, 16]", field="max_retries",
+             value=max_retries)  # fmt: skip
+    means = [
+        expected_backoff_s(kind, n, base_s=base_s, cap_s=cap_s) for n in range(1, max_retries + 1)
+    ]  # fmt: skip  (validates kind, base, cap)
+    if kind == "decorrelated":
+        return None
+    ceilings = [min(cap_s, base_s * 2.0 ** min(n - 1, 60)) for n in range(1, max_retries + 1)]
+    total = 1.0
+    for m in range(max_retries):
+        if kind in ("fixed", "exponential"):
+            fixed, widths = math.fsum(means[:m]), []  # type: ignore[arg-type]
+        elif kind == "full":
+            fixed, widths = 0.0, ceilings[:m]
+        else:  # equal jitter: half fixed, half uniform
+            fixed, widths = math.fsum(ceilings[:m]) / 2, [e / 2 for e in ceilings[:m]]
+        total += _uniform_sum_below(outage_s - fixed, [w for w in widths if w > 0])
+    return total
+
+
+def _uniform_sum_below(t: float, widths: Sequence[float]) -> float:
+    """``P(sum of independent U(0, w) over widths < t)``, exactly (inclusion-exclusion)."""
+    if t <= 0:
+        return 0.0
+    if t >= math.fsum(widths):
+        return 1.0
+    m = len(widths)
+    total = 0.0
+    for mask in range(1 << m):
+        shift = math.fsum(w for i, w in enumerate(widths) if mask >> i & 1)
+        if shift < t:
+            total += (-1) ** bin(mask).count("1") * (t - shift) ** m
+    return total / (math.factorial(m) * math.prod(widths))

@@ -12,7 +12,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from jobsim.sim import job as _job  # noqa: F401  (registers the ``sim`` task)
 from jobsim.sim.checker import Verdict, check
-from jobsim.sim.faults import Cancel, FaultPlan, Pause, Restart, Spike
+from jobsim.sim.faults import Cancel, FaultPlan, Outage, Pause, Restart, Spike
 from jobsim.sim.predict import Prediction
 from jobsim.sim.result import RunResult
 from jobsim.sim.runner import run
@@ -42,6 +42,7 @@ __all__ = [
     "FaultPlan",
     "Fixed",
     "Lognormal",
+    "Outage",
     "Pause",
     "Poisson",
     "Prediction",

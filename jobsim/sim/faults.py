@@ -35,6 +35,30 @@ class Spike:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Outage:
+    """A dependency every job calls is down from ``start_s`` to ``end_s`` (model time): an
+    attempt that starts inside the window fails, a retryable failure, whatever the job.
+
+    Example:
+        >>> Outage(end_s=1.0).start_s
+        0.0
+    """
+
+    start_s: float = 0.0
+    end_s: float
+
+    def __post_init__(self) -> None:
+        if not (self.start_s >= 0 and self.end_s > self.start_s):
+            raise InvalidInputError(
+                "an outage needs 0 <= start_s < end_s", field="end_s", value=self.end_s
+            )
+
+    def covers(self, t_s: float) -> bool:
+        """Whether an attempt starting at model time ``t_s`` finds the dependency down."""
+        return self.start_s <= t_s < self.end_s
+
+
+@dataclass(frozen=True, kw_only=True)
 class Pause:
     """A window of ``duration_s`` from ``at_s`` (model time): ``CLIENT PAUSE`` in
     ``redis_pauses``, the queue's own pause/resume in ``queue_pauses``."""
@@ -83,6 +107,7 @@ class FaultPlan:
         poison: job index -> ``fail`` (always fails), ``crash`` (kills every worker that
             runs it), ``fail_once`` (fails its first attempt only).
         spikes: windows of extra latency.
+        outages: windows in which every attempt that starts fails (a shared dependency down).
         worker_crashes: how many workers die at random times (a process is SIGKILLed; a
             thread abandons its leases as if it had died).
         redis_drops: model times at which every client connection is killed (``CLIENT KILL``).
@@ -100,6 +125,7 @@ class FaultPlan:
     exception_probability: float = 0.0
     poison: Mapping[int, Poison] = field(default_factory=dict)
     spikes: tuple[Spike, ...] = ()
+    outages: tuple[Outage, ...] = ()
     worker_crashes: int = 0
     redis_drops: tuple[float, ...] = ()
     redis_pauses: tuple[Pause, ...] = ()

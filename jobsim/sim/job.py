@@ -35,7 +35,8 @@ TASK = "sim"
 class SimPayload(BaseModel):
     """The ``sim`` task's payload: wall seconds of work and the per-job faults.
 
-    ``spikes`` are (start, end, extra seconds) windows on the worker's epoch clock.
+    ``spikes`` are (start, end, extra seconds) windows on the worker's epoch clock, and
+    ``outages`` (start, end) windows on it in which every attempt fails.
     """
 
     model_config = ConfigDict(extra="allow")
@@ -45,6 +46,7 @@ class SimPayload(BaseModel):
     seed: int = 0
     poison: Literal["fail", "crash", "fail_once"] | None = None
     spikes: list[tuple[float, float, float]] = Field(default_factory=list)
+    outages: list[tuple[float, float]] = Field(default_factory=list)
     slow_workers: list[str] = Field(default_factory=list)
     slow_factor: float = Field(default=1.0, ge=1)
 
@@ -81,6 +83,11 @@ def job_payload(
              sp.extra_s * scale]
             for sp in faults.spikes
         ]  # fmt: skip
+    if faults.outages:
+        payload["outages"] = [
+            [spike_origin_s + o.start_s * scale, spike_origin_s + o.end_s * scale]
+            for o in faults.outages
+        ]
     if faults.slow_worker_factor > 1 and worker_ids:
         payload["slow_workers"] = list(worker_ids[:1])
         payload["slow_factor"] = faults.slow_worker_factor
@@ -90,7 +97,7 @@ def job_payload(
 @task(TASK, payload_model=SimPayload)
 def run_job(payload: dict[str, Any], ctx: JobContext) -> None:
     """Work for ``seconds`` and fail with ``fail_probability``, plus the payload's per-job
-    faults (poison, latency spike, slow worker).
+    faults (poison, latency spike, slow worker) and outages (by the attempt's start).
 
     The failure draw is seeded by (``seed``, job id, attempt), so it is reproducible.
     """
@@ -100,7 +107,8 @@ def run_job(payload: dict[str, Any], ctx: JobContext) -> None:
     seconds = float(payload.get("seconds", 0.0))
     if ctx.worker_id in payload.get("slow_workers", ()):
         seconds *= float(payload.get("slow_factor", 1.0))
-    now = time.time()  # the clock job_payload put the spike windows on
+    now = time.time()  # the clock job_payload put the spike and outage windows on
+    down = any(start <= now < end for start, end in payload.get("outages", ()))
     seconds += sum(
         float(extra) for start, end, extra in payload.get("spikes", ()) if start <= now <= end
     )
@@ -112,6 +120,7 @@ def run_job(payload: dict[str, Any], ctx: JobContext) -> None:
         poison=poison,
         fail_probability=float(payload.get("fail_probability", 0.0)),
         seed=payload.get("seed", 0),
+        in_outage=down,
     )
     if failure is not None:
         raise SimulatedFailure(failure)
@@ -133,11 +142,18 @@ def fail_probability(job_probability: float, faults: FaultPlan) -> float:
 
 
 def attempt_failure(
-    job_id: str, attempt: int, *, poison: str | None, fail_probability: float, seed: int
+    job_id: str,
+    attempt: int,
+    *,
+    poison: str | None,
+    fail_probability: float,
+    seed: int,
+    in_outage: bool = False,
 ) -> str | None:
     """Why attempt ``attempt`` of ``job_id`` fails (the message the task raises), or None.
 
-    Poison first (``fail`` always, ``fail_once`` on attempt 1), then a draw seeded by
+    Poison first (``fail`` always, ``fail_once`` on attempt 1), then an outage the attempt
+    started in (``in_outage``, decided by the caller's clock), then a draw seeded by
     (``seed``, job id, attempt), so both the real queue and the virtual engine get the same
     answer. (``crash`` poison is not a failure: the task kills its worker before this.)
 
@@ -147,6 +163,8 @@ def attempt_failure(
     """
     if poison == "fail" or (poison == "fail_once" and attempt == 1):
         return f"poison job ({poison}) on attempt {attempt}"
+    if in_outage:
+        return f"dependency down (outage) on attempt {attempt}"
     if fail_probability > 0:
         rng = random.Random(f"{seed}:{job_id}:{attempt}")
         if rng.random() < fail_probability:

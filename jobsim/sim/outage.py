@@ -3,7 +3,9 @@
 
 :func:`run_outage` runs this on the real queue: the jobs are submitted at once (every client
 hit the outage together), the dependency is a task in a private registry that fails while
-the outage lasts, and the result is every attempt's start time. :func:`outage_schedule` is
+the outage lasts, and the result is every attempt's start time. :func:`twin_outage` runs the
+same on the virtual backend (``FaultPlan(outages=...)``, instant service, model seconds),
+exact per seed, to check against :func:`jobsim.theory.outage_attempts`. :func:`outage_schedule` is
 the same story with no queue at all (instant service, unlimited workers): when each attempt
 would start under the policy alone. Without jitter the retries of all jobs come due at the
 same moments, in waves; full jitter spreads each wave over its backoff window.
@@ -34,7 +36,11 @@ from jobsim.queue import JobQueue
 from jobsim.requests import JobRequest
 from jobsim.retry import RetryPolicy
 from jobsim.sim.checker import Verdict, check
+from jobsim.sim.faults import FaultPlan, Outage
+from jobsim.sim.runner import run
+from jobsim.sim.setup import Setup
 from jobsim.sim.timing import attempt_frame
+from jobsim.sim.workload import AllAtOnce, Fixed, Workload
 from jobsim.tasks import JobContext, SimulatedFailure, TaskRegistry
 
 
@@ -114,6 +120,32 @@ def run_outage(
     verdict = check(queue, ids)
     queue.delete()
     return OutageResult(policy, jobs, outage_s, attempt_frame(records, t0=t0), verdict)
+
+
+def twin_outage(
+    policy: RetryPolicy,
+    *,
+    jobs: int = 60,
+    outage_s: float = 1.0,
+    workers: int = 4,
+    max_retries: int = 8,
+    seed: int = 0,
+) -> OutageResult:
+    """:func:`run_outage` on the virtual backend: ``jobs`` submitted at once, instant
+    service, every attempt that starts in the first ``outage_s`` fails
+    (``FaultPlan(outages=(Outage(end_s=outage_s),))``), retried with ``policy``; model
+    seconds equal wall seconds here (``time_scale=1``), so the policy and the outage are
+    the real queue's numbers.
+
+    Args:
+        seed: seeds the workers' jitter (each worker draws from its own generator, as a
+            real worker does).
+    """
+    workload = Workload(jobs=jobs, arrival=AllAtOnce(), service=Fixed(seconds=0.0),
+                        max_retries=max_retries, time_scale=1.0, seed=seed)  # fmt: skip
+    faults = FaultPlan(outages=(Outage(end_s=outage_s),))
+    result = run(workload, faults, Setup(workers=workers, retry=policy, backend="virtual"))
+    return OutageResult(policy, jobs, outage_s, result.attempts, result.verdict)
 
 
 def _dependency(payload: dict[str, Any], ctx: JobContext) -> None:

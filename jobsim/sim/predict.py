@@ -200,6 +200,7 @@ def _breaks_queueing(faults: FaultPlan) -> bool:
     return bool(
         faults.poison
         or faults.spikes
+        or faults.outages
         or faults.worker_crashes
         or faults.redis_drops
         or faults.redis_pauses

@@ -169,6 +169,8 @@ def attempt_rule(workload: Workload, faults: FaultPlan, services: list[float]) -
     seed = workload.seed
     slow = faults.slow_worker_factor
     spikes = [(s.start_s, s.end_s, s.extra_s) for s in faults.spikes]
+    outages = faults.outages
+    decide = decide or bool(outages)
     if not (decide or slow > 1 or spikes):
         return None
 
@@ -179,8 +181,9 @@ def attempt_rule(workload: Workload, faults: FaultPlan, services: list[float]) -
         s += sum(extra for start, end, extra in spikes if start <= now <= end)
         if not decide:
             return s, None
+        down = any(outage.covers(now) for outage in outages)
         why = attempt_failure(
-            job_id(j), k, poison=poison.get(j), fail_probability=p_fail, seed=seed
+            job_id(j), k, poison=poison.get(j), fail_probability=p_fail, seed=seed, in_outage=down
         )
         return s, None if why is None else f"SimulatedFailure: {why}"  # as the worker logs it
 
