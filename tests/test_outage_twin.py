@@ -15,20 +15,20 @@ from jobsim.sim import AllAtOnce, FaultPlan, Fixed, Outage, Replay, RunResult, S
 from jobsim.sim.outage import outage_schedule, twin_outage
 from jobsim.sim.replicas import t_interval, t_quantile_975
 
-# Arrivals 0, 0.05, 0.5 and 1.2 model s, instant service, model s = wall s: with exponential
+# On the twin: arrivals 0, 0.05, 0.5 and 1.2 model s, instant service; with exponential
 # backoff from 0.2 s the attempts start at 0/0.2/0.6/1.4, 0.05/0.25/0.65/1.45, 0.5/0.7/1.1
-# and 1.2, so the 1 s outage fails 3, 3, 2 and 0 of them. No start is within 0.1 s of the
-# outage's end or 50 ms of another job's, so the real queue's ms of lateness cannot reorder.
+# and 1.2, so the 1 s outage fails 3, 3, 2 and 0 of them.
 WORKLOAD = Workload(jobs=4, arrival=Replay(times_s=(0.0, 0.05, 0.5, 1.2)),
                     service=Fixed(seconds=0.0), max_retries=8, time_scale=1.0,
                     seed=2)  # fmt: skip
 FAULTS = FaultPlan(outages=(Outage(end_s=1.0),))
-# Three jobs at once on one worker: each wave of retries comes due together (0.2, 0.6 and
-# 1.4 s after the start, ms apart on the real queue, in the order they failed), the first
-# three waves inside the outage and the fourth 0.4 s after it, so timing cannot change who
-# fails or the order.
+# Against the real queue: three jobs at once on one worker (model s = wall s), each wave of
+# retries due together (0, 0.2, 0.6 and 1.4 s after the start, ms apart on the real queue,
+# in the order they failed). The outage ends at 1.2 s, 0.6 s after the third wave is due (a
+# loaded machine can only delay it) and 0.2 s before the fourth (which never starts early).
 AT_ONCE = Workload(jobs=3, arrival=AllAtOnce(), service=Fixed(seconds=0.0), max_retries=8,
                    time_scale=1.0, seed=2)  # fmt: skip
+LONGER = FaultPlan(outages=(Outage(end_s=1.2),))
 POLICY = RetryPolicy(kind="exponential", base_s=0.2, cap_s=1.6)
 
 
@@ -59,14 +59,14 @@ def test_an_outage_fails_exactly_the_attempts_that_start_inside_it_on_the_twin()
 
 def test_outage_conformance_with_the_real_queue(redis_server: LocalRedis) -> None:
     """Same order, outcomes, attempts and errors on the twin, fakeredis and a redis-server."""
-    virtual = _observed(run(AT_ONCE, FAULTS, Setup(workers=1, retry=POLICY, backend="virtual")))
+    virtual = _observed(run(AT_ONCE, LONGER, Setup(workers=1, retry=POLICY, backend="virtual")))
     assert virtual["attempts"] == {"j000000": 4, "j000001": 4, "j000002": 4}
     assert virtual["order"][:4] == [("j000000", 1, "retry"), ("j000001", 1, "retry"),
                                     ("j000002", 1, "retry"), ("j000000", 2, "retry")]  # fmt: skip
     assert virtual["errors"] == [f"SimulatedFailure: dependency down (outage) on attempt {n}"
                                  for n in (1, 2, 3)]  # fmt: skip
     for backend in ("embedded", redis_server.url):
-        real = _observed(run(AT_ONCE, FAULTS, Setup(workers=1, retry=POLICY, backend=backend)))
+        real = _observed(run(AT_ONCE, LONGER, Setup(workers=1, retry=POLICY, backend=backend)))
         assert real == virtual, backend
 
 
