@@ -253,10 +253,10 @@ def test_conformance_with_the_real_queue(workers: int, redis_server: LocalRedis)
     """Three bursts of four jobs (0.25 model s apart, 6 s between bursts), 1 s of work,
     three priorities, poison jobs, immediate retries. Every burst is queued before its
     first job ends and drained before the next begins, and no two events on different
-    workers are closer than 0.25 model s (110 ms wall: 75 ms once reordered a run on a loaded
-    machine), so neither the queue's own cost nor wall timing can reorder them (a steady stream would: that cost accumulates). Same
-    service order, attempts per job and dead letters on the virtual engine, the embedded
-    fakeredis and a real redis-server."""
+    workers are closer than 0.25 model s (110 ms wall: 75 ms once reordered a run on a
+    loaded machine), so neither the queue's own cost nor wall timing can reorder them (a
+    steady stream would: that cost accumulates). Same service order, attempts per job and
+    dead letters on the virtual engine, the embedded fakeredis and a real redis-server."""
     w = Workload(jobs=len(BURSTS), arrival=Replay(times_s=BURSTS), service=Fixed(seconds=1.0),
                  priorities={0: 1, 5: 1, 9: 1}, max_retries=1, time_scale=0.45,
                  seed=2)  # fmt: skip
