@@ -76,7 +76,7 @@ def test_serve_binds_loopback_by_default(capsys) -> None:
     """`jobsim serve` listens on 127.0.0.1 unless told otherwise."""
     with pytest.raises(SystemExit):
         main(["serve", "--help"])
-    assert "default 127.0.0.1" in capsys.readouterr().out
+    assert "default: 127.0.0.1" in capsys.readouterr().out
 
 
 def test_serve_on_a_busy_port_is_a_clean_error_before_any_worker_starts(capsys) -> None:
