@@ -4,6 +4,7 @@ fakeredis and on a real redis-server."""
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 
 import tests.support.failing_tasks  # noqa: F401  (registers the tasks)
@@ -162,6 +163,24 @@ def test_a_delayed_submit_is_scheduled_and_listed(make_queue) -> None:
     assert listed["total"] == 1 and listed["jobs"][0]["task_id"] == answer["task_id"]
     assert bad.status_code == 422 and bad.json()["field"] == "delay_s"
     assert queue.stats().totals["submitted"] == 1
+
+
+@pytest.mark.parametrize("field", ["delay_s", "run_at"])
+@pytest.mark.parametrize("value", [False, True, "30"])
+def test_a_delay_that_is_not_a_number_is_a_422_on_submit_and_batch(
+    make_queue, client, field: str, value: object
+) -> None:
+    """`false`, `true` and `"30"` are no delay (JobQueue.submit refuses them too): a 422
+    naming the field on `POST /submit` and `POST /submit/batch`, and nothing written (a
+    batch once took `"delay_s": false` as 0, found by the schema fuzzer)."""
+    queue = make_queue()
+    with TestClient(create_app(queue, workers=0)) as http:
+        before = snapshot(client)
+        one = http.post("/submit", json={"task": "noop", field: value})
+        batch = http.post("/submit/batch", json={"jobs": [{"task": "noop", field: value}]})
+        assert snapshot(client) == before
+    assert one.status_code == 422 and one.json()["field"] == field
+    assert batch.status_code == 422 and field in batch.text
 
 
 def test_pause_and_resume_over_http(make_queue) -> None:

@@ -103,6 +103,7 @@ class SubmitRequest(BaseModel):
     )
     delay_s: float | None = Field(
         default=None,
+        strict=True,  # a number: not true/false, not "30" (as JobQueue.submit refuses them)
         ge=0,
         le=MAX_DELAY_S,
         allow_inf_nan=False,
@@ -110,6 +111,7 @@ class SubmitRequest(BaseModel):
     )
     run_at: float | None = Field(
         default=None,
+        strict=True,  # a number: not true/false, not "30" (as JobQueue.submit refuses them)
         ge=0,
         le=MAX_RUN_AT_S,
         allow_inf_nan=False,
