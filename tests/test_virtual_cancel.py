@@ -4,23 +4,17 @@ real queue (embedded fakeredis and a redis-server), with the twin's exact invari
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
 import pytest
 
 from jobsim.errors import InvalidInputError
 from jobsim.localredis import LocalRedis
-from jobsim.sim import FaultPlan, Fixed, Poisson, Replay, RunResult, Setup, Workload, run
+from jobsim.sim import FaultPlan, Fixed, Poisson, Replay, Setup, Workload, run
 from jobsim.sim.faults import Cancel
 from jobsim.worker import PoolSettings
-from tests.test_virtual_faults import _bursts, _observed
+from tests.support.conformance import bursts, observed
 
 VIRTUAL = "virtual"
-
-
-def _model(result: RunResult, seconds: Any) -> Any:
-    """A frame's seconds as model seconds (the frames are model seconds on every backend)."""
-    return seconds
 
 
 SCENARIOS = {
@@ -28,7 +22,7 @@ SCENARIOS = {
     # ends cancelled at its end), j1 while queued (at once, never runs), j2 after it
     # completed (not applied); without the cancels: j0 j3 j2 j1
     "running, queued, finished": (
-        _bursts(0.0, 0.1, 0.2, 0.3),
+        bursts(0.0, 0.1, 0.2, 0.3),
         FaultPlan(
             cancels=(Cancel(at_s=0.5, job=0), Cancel(at_s=0.6, job=1), Cancel(at_s=2.5, job=3))
         ),
@@ -36,7 +30,7 @@ SCENARIOS = {
     ),
     # both delayed 1 s: j1 is cancelled while scheduled and never comes due
     "scheduled": (
-        replace(_bursts(0.0, 0.1), delay=Fixed(seconds=1.0)),
+        replace(bursts(0.0, 0.1), delay=Fixed(seconds=1.0)),
         FaultPlan(cancels=(Cancel(at_s=0.5, job=1),)),
         ["j000000"],
     ),
@@ -50,13 +44,13 @@ def test_cancel_conformance_with_the_real_queue(name: str, redis_server: LocalRe
     workload, faults, order = SCENARIOS[name]
     setup = Setup(workers=1, backend=VIRTUAL)
     result = run(workload, faults, setup)
-    virtual = _observed(result)
+    virtual = observed(result)
     assert [job for job, _, _ in virtual["order"]] == order
     cancelled = len([c for c in faults.cancels if c.at_s < 2.0])
     assert result.verdict.cancelled == cancelled and result.verdict.valid
     for backend in ("embedded", redis_server.url):
         real = run(workload, faults, replace(setup, backend=backend))
-        assert _observed(real) == virtual, backend
+        assert observed(real) == virtual, backend
         assert real.verdict.cancelled == cancelled
         assert (real.jobs.outcome == "cancelled").sum() == cancelled
 
@@ -68,10 +62,10 @@ def test_a_cancelled_running_job_ends_with_its_attempt() -> None:
     result = run(workload, faults, Setup(workers=1, backend=VIRTUAL))
     a = result.attempts.set_index("job_id")
     assert a.loc["j000000", "outcome"] == "cancelled"
-    assert _model(result, a.loc["j000000", "ended"]) == pytest.approx(1.0)
+    assert a.loc["j000000", "ended"] == pytest.approx(1.0)
     jobs = result.jobs.set_index("job_id")
     assert jobs.loc["j000001", "attempts"] == 0
-    assert _model(result, jobs.loc["j000001", "finished"]) == pytest.approx(0.6)
+    assert jobs.loc["j000001", "finished"] == pytest.approx(0.6)
     assert list(jobs.outcome) == ["cancelled", "cancelled", "completed", "completed"]
     assert [d for _, kind, d in result.events if kind == "cancel"][-1] == (
         "not applied: j000003 is already completed"
@@ -110,7 +104,7 @@ def test_no_cancelled_job_starts_after_its_cancel() -> None:
     assert cancelled and cancelled <= set(asked) and len(cancelled) == v.cancelled
     for job_id in cancelled:
         starts = result.attempts.loc[result.attempts.job_id == job_id, "started"]
-        assert (_model(result, starts) <= asked[job_id]).all()
+        assert (starts <= asked[job_id]).all()
 
 
 def test_grace_take_back_conformance_with_the_real_queue(redis_server: LocalRedis) -> None:
@@ -124,14 +118,14 @@ def test_grace_take_back_conformance_with_the_real_queue(redis_server: LocalRedi
     faults = FaultPlan(cancels=(Cancel(at_s=0.3, job=0),))
     setup = Setup(workers=1, backend=VIRTUAL, lease_s=1.5)  # heartbeats every 0.5 s
     result = run(w, faults, setup)
-    virtual = _observed(result)
+    virtual = observed(result)
     assert virtual["order"] == [("j000000", 1, "cancelled"), ("j000001", 1, "completed")]
     assert virtual["fenced"] == {"j000000": 1, "j000001": 0}
     taken = result.attempts.ended[result.attempts.job_id == "j000000"].iloc[0]
     assert taken == pytest.approx(5.5)
     for backend in ("embedded", redis_server.url):
         real = run(w, faults, replace(setup, backend=backend))
-        assert _observed(real) == virtual, backend
+        assert observed(real) == virtual, backend
         ended = real.attempts.ended[real.attempts.job_id == "j000000"].iloc[0]
         assert 5.5 - 0.05 <= ended < 5.5 + 0.3, backend  # the heartbeat grid's phase: ms
 

@@ -5,46 +5,22 @@ engine pinned to the main loop where both apply."""
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
 import pytest
 
 from jobsim.localredis import LocalRedis
 from jobsim.retry import RetryPolicy
-from jobsim.sim import FaultPlan, Fixed, Poisson, Replay, RunResult, Setup, Workload, run
+from jobsim.sim import FaultPlan, Fixed, Poisson, Replay, Setup, Workload, run
 from jobsim.sim.faults import Pause, Restart, Spike
 from jobsim.sim.virtual import engine, leased
+from tests.support.conformance import bursts, observed
 
 VIRTUAL = "virtual"
 
 
-def _bursts(*times: float) -> Workload:
-    """Jobs at ``times`` (model s), 1 s of work each, two attempts, priorities 9, 0, 5, 9, 0
-    (seed 0): the first job has the top priority, so it is served first even when a loaded
-    machine submits it in one batch with the next."""
-    return Workload(jobs=len(times), arrival=Replay(times_s=times), service=Fixed(seconds=1.0),
-                    priorities={0: 1, 5: 1, 9: 1}, max_retries=1, time_scale=0.3,
-                    seed=0)  # fmt: skip
-
-
 # Four jobs in the first 0.3 model s: all queued 0.7 model s (210 ms wall) before the first
 # ends, the first served first however they are batched, so wall timing cannot reorder them.
-BURST = _bursts(0.0, 0.1, 0.2, 0.3)
-
-
-def _observed(result: RunResult) -> dict[str, Any]:
-    """What must agree exactly: the service order with each attempt's outcome, attempts per
-    job, dead letters, fenced results per job, and the checker's duplicates, redeliveries
-    and losses."""
-    a = result.attempts.sort_values("started", kind="stable")
-    v = result.verdict
-    return {
-        "order": list(zip(a.job_id, a.number.astype(int), a.outcome, strict=True)),
-        "attempts": dict(zip(result.jobs.job_id, result.jobs.attempts.astype(int), strict=True)),
-        "dead": sorted(result.jobs.loc[result.jobs.outcome == "failed", "job_id"]),
-        "fenced": dict(zip(result.jobs.job_id, result.jobs.fenced.astype(int), strict=True)),
-        "checker": (v.duplicates, v.redelivered, v.lost, v.valid),
-    }
+BURST = bursts(0.0, 0.1, 0.2, 0.3)
 
 
 SCENARIOS = {
@@ -70,10 +46,10 @@ SCENARIOS = {
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_fault_conformance_with_the_real_queue(name: str, redis_server: LocalRedis) -> None:
     faults, settings = SCENARIOS[name]
-    virtual = _observed(run(BURST, faults, Setup(workers=1, backend=VIRTUAL, **settings)))
+    virtual = observed(run(BURST, faults, Setup(workers=1, backend=VIRTUAL, **settings)))
     assert virtual["checker"][0] + virtual["checker"][1] >= 1  # the fault did something
     for backend in ("embedded", redis_server.url):
-        real = _observed(run(BURST, faults, Setup(workers=1, backend=backend, **settings)))
+        real = observed(run(BURST, faults, Setup(workers=1, backend=backend, **settings)))
         assert real == virtual, backend
 
 
@@ -83,7 +59,7 @@ def test_poison_crash_is_delivered_until_the_cap_then_dead_lettered() -> None:
     a = result.attempts[result.attempts.job_id == "j000001"]
     assert list(a.outcome) == ["expired", "expired"]
     assert list(a.ended - a.started) == pytest.approx([settings["lease_s"]] * 2)
-    assert _observed(result)["dead"] == ["j000001"]
+    assert observed(result)["dead"] == ["j000001"]
     assert result.verdict.redelivered == 1 and result.verdict.duplicates == 0
 
 
@@ -99,7 +75,7 @@ def test_a_pause_holds_every_transition_until_it_ends(redis_server: LocalRedis) 
     assert virtual.attempts.ended.min() == pytest.approx(1.0)  # worker's
     assert virtual.jobs.finished.min() == pytest.approx(1.8)  # Redis's
     real = run(BURST, faults, Setup(workers=1, backend=redis_server.url))
-    assert _observed(real) == _observed(virtual)
+    assert observed(real) == observed(virtual)
     assert sorted(real.attempts.started)[1] >= 1.8 - 0.05
 
 
@@ -109,14 +85,14 @@ def test_restart_conformance_with_a_server_the_run_starts(persistence: str) -> N
     submitted before it are lost (no record, so no frame rows) and the two after it are
     served; with AOF nothing is lost. Same on the twin and on a redis-server the run starts
     and kills (``backend="local"``)."""
-    w = _bursts(0.0, 0.1, 0.2, 4.0, 4.1)
+    w = bursts(0.0, 0.1, 0.2, 4.0, 4.1)
     faults = FaultPlan(redis_restart=Restart(at_s=2.2, persistence=persistence))  # type: ignore[arg-type]
     virtual = run(w, faults, Setup(workers=1, backend=VIRTUAL))
     assert virtual.verdict.lost == (3 if persistence == "none" else 0)
     assert len(virtual.jobs) == w.jobs - virtual.verdict.lost
     assert virtual.verdict.completed + virtual.verdict.lost == w.jobs
     assert [kind for _, kind, _ in virtual.events] == ["restart"]
-    assert _observed(run(w, faults, Setup(workers=1, backend="local"))) == _observed(virtual)
+    assert observed(run(w, faults, Setup(workers=1, backend="local"))) == observed(virtual)
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -156,7 +132,7 @@ def test_a_due_retry_waits_for_a_dequeue(redis_server: LocalRedis) -> None:
                  max_retries=1, time_scale=0.3, seed=2)  # fmt: skip
     faults = FaultPlan(poison={0: "fail_once"})
     setup = Setup(workers=1, backend=VIRTUAL, retry=RetryPolicy(kind="fixed", base_s=0.3))
-    virtual = _observed(run(w, faults, setup))
+    virtual = observed(run(w, faults, setup))
     assert [job for job, _, _ in virtual["order"]] == ["j000000", "j000001", "j000002", "j000000"]
     for backend in ("embedded", redis_server.url):
-        assert _observed(run(w, faults, replace(setup, backend=backend))) == virtual, backend
+        assert observed(run(w, faults, replace(setup, backend=backend))) == virtual, backend

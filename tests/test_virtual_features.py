@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,7 +32,7 @@ from jobsim.sim.runner import task_limits
 from jobsim.sim.virtual import queue_features
 from jobsim.sim.virtual.limits import EPS
 from jobsim.theory import mean_band, mmc
-from tests.test_virtual_faults import _bursts, _observed
+from tests.support.conformance import bursts, observed
 
 VIRTUAL = "virtual"
 
@@ -45,14 +44,14 @@ SCENARIOS = {
     # token at 2.0 while both workers idle from 1.0, and j3 (p9) arriving at 1.5 takes it;
     # j2 gets the next, at 4.0 (without the limit: j0 j1 j2 j3)
     "rate limit": (
-        _bursts(0.0, 0.1, 0.2, 1.5),
+        bursts(0.0, 0.1, 0.2, 1.5),
         FaultPlan(),
         Setup(workers=2, rate_limit=RateLimit(per_s=0.5, burst=2)),
     ),
     # one at a time on two workers: j1 waits behind j0; j2 (p5) arrives at 0.5 and takes
     # the slot j0's ack frees at 1.0, on j0's worker (without the limit: j0 j1 j2)
     "concurrency limit": (
-        _bursts(0.0, 0.1, 0.5),
+        bursts(0.0, 0.1, 0.5),
         FaultPlan(),
         Setup(workers=2, concurrency_limit=1),
     ),
@@ -76,21 +75,21 @@ SCENARIOS = {
     # paused 0.8-1.8: j0 runs on and is acked at 1.0, nothing is leased; j2 (p5) arrives
     # at 1.5 and goes first at the resume (without the pause: j0 j1 j2)
     "queue pause": (
-        _bursts(0.0, 0.1, 1.5),
+        bursts(0.0, 0.1, 1.5),
         FaultPlan(queue_pauses=(Pause(at_s=0.8, duration_s=1.0),)),
         Setup(workers=1),
     ),
     # the cap with a retry: j0 fails at 1.0, its slot is freed by the same DEQUEUE that
     # promotes the immediate retry (behind j3, queued earlier at its priority) and leases
     "concurrency limit and a retry": (
-        _bursts(0.0, 0.1, 0.2, 0.3),
+        bursts(0.0, 0.1, 0.2, 0.3),
         FaultPlan(poison={0: "fail_once"}),
         Setup(workers=2, concurrency_limit=1),
     ),
     # delays of 0.5 and a pause 0.8-2.2: j1 comes due while j0 runs and is promoted at its
     # end, j2 comes due at 1.7 inside the pause; at the resume j2 (p5) goes first
     "delayed jobs and a queue pause": (
-        replace(_bursts(0.0, 0.1, 1.2), delay=Fixed(seconds=0.5)),
+        replace(bursts(0.0, 0.1, 1.2), delay=Fixed(seconds=0.5)),
         FaultPlan(queue_pauses=(Pause(at_s=0.8, duration_s=1.4),)),
         Setup(workers=1),
     ),
@@ -113,13 +112,8 @@ STARTS = {  # the twin's, exactly (model s)
 }
 
 
-def _model(result: RunResult, seconds: Any) -> Any:
-    """A frame's seconds as model seconds (the frames are model seconds on every backend)."""
-    return seconds
-
-
 def _starts(result: RunResult) -> list[float]:
-    return sorted(round(t, 9) for t in _model(result, result.attempts.started))
+    return sorted(round(t, 9) for t in result.attempts.started)
 
 
 @pytest.mark.parametrize("name", list(SCENARIOS))
@@ -128,12 +122,12 @@ def test_feature_conformance_with_the_real_queue(name: str, redis_server: LocalR
     attempt's outcome, attempts per job, dead letters and checker counts."""
     workload, faults, setup = SCENARIOS[name]
     result = run(workload, faults, replace(setup, backend=VIRTUAL))
-    virtual = _observed(result)
+    virtual = observed(result)
     assert [job for job, _, _ in virtual["order"]] == ORDERS[name]
     assert _starts(result) == STARTS[name]
     for backend in ("embedded", redis_server.url):
         real = run(workload, faults, replace(setup, backend=backend))
-        assert _observed(real) == virtual, backend
+        assert observed(real) == virtual, backend
         # the real queue is a few ms late, never early
         assert all(r >= v - 1e-3 for r, v in zip(_starts(real), STARTS[name], strict=True))
 
@@ -169,7 +163,7 @@ def test_no_window_leases_more_than_the_bucket_allows(per_s: float, burst: int) 
     rate = RateLimit(per_s=per_s, burst=burst)
     w = replace(LOAD, jobs=600)
     result = _busy(w, Setup(workers=6, rate_limit=rate))
-    t = np.sort(_model(result, result.attempts.started.to_numpy()))
+    t = np.sort(result.attempts.started.to_numpy())
     i, j = np.triu_indices(len(t), k=1)
     assert ((j - i + 1) <= burst + per_s * (t[j] - t[i]) + 1e-6).all()
     # replay the bucket (tokens when each lease starts): never below one (whole within EPS)
@@ -187,7 +181,7 @@ def test_a_rate_below_the_arrival_rate_sets_the_throughput() -> None:
     w = Workload(jobs=2000, arrival=Poisson(rate_per_s=3.0), service=Fixed(seconds=1.0),
                  seed=5)  # fmt: skip
     result = _busy(w, Setup(workers=4, rate_limit=RateLimit(per_s=2.0, burst=4)))
-    t = np.sort(_model(result, result.attempts.started.to_numpy()))
+    t = np.sort(result.attempts.started.to_numpy())
     gaps = np.diff(t[len(t) // 10 :])  # past the start: the backlog has formed
     assert gaps == pytest.approx(0.5, abs=1e-6)
     assert len(t) <= 4 + 2.0 * (t[-1] - t[0]) + 1e-6  # and never above the bucket's bound
@@ -221,7 +215,7 @@ def test_a_cap_of_k_on_more_workers_is_k_workers() -> None:
     a = capped.attempts[cols].sort_values(["started", "job_id"]).reset_index(drop=True)
     b = plain.attempts[cols].sort_values(["started", "job_id"]).reset_index(drop=True)
     assert a.equals(b)
-    wait = _model(capped, capped.jobs.wait_s.to_numpy())
+    wait = capped.jobs.wait_s.to_numpy()
     batches = wait[len(wait) // 10 :].reshape(-1, 1800).mean(axis=1)  # 10 batches of 1800
     band = mean_band(float(batches.std(ddof=1)), len(batches))  # 4 standard errors
     assert capped.summary.theory.wait_s == pytest.approx(mmc(1.4, 1.0, 2).wq)  # k servers
@@ -235,10 +229,10 @@ def test_a_fixed_delay_shifts_every_start_by_it() -> None:
                  seed=2)  # fmt: skip
     delayed = _busy(replace(w, delay=Fixed(seconds=2.5)), Setup(workers=4))
     plain = _busy(w, Setup(workers=4))
-    d = _model(delayed, delayed.attempts.sort_values("job_id").started.to_numpy())
-    p = _model(plain, plain.attempts.sort_values("job_id").started.to_numpy())
+    d = delayed.attempts.sort_values("job_id").started.to_numpy()
+    p = plain.attempts.sort_values("job_id").started.to_numpy()
     assert d == pytest.approx(p + 2.5, abs=1e-9)
-    assert (_model(delayed, delayed.jobs.wait_s) >= 2.5 - 1e-9).all()
+    assert (delayed.jobs.wait_s >= 2.5 - 1e-9).all()
     theory, undelayed = delayed.summary.theory, plain.summary.theory
     assert theory.wait_s == pytest.approx(undelayed.wait_s + 2.5) and theory.p_wait is None
 
@@ -248,8 +242,8 @@ def test_a_delayed_job_never_starts_before_it_is_due() -> None:
     w = replace(LOAD, delay=Exponential(mean_s=2.0))
     result = _busy(w, Setup(workers=4))
     first = result.attempts[result.attempts.number == 1].sort_values("job_id")
-    due = _model(result, result.jobs.sort_values("job_id").submitted.to_numpy()) + w.delays()
-    assert (_model(result, first.started.to_numpy()) >= due - 1e-9).all()
+    due = result.jobs.sort_values("job_id").submitted.to_numpy() + w.delays()
+    assert (first.started.to_numpy() >= due - 1e-9).all()
 
 
 def test_nothing_starts_in_a_queue_pause_and_running_jobs_go_on() -> None:
@@ -260,7 +254,7 @@ def test_nothing_starts_in_a_queue_pause_and_running_jobs_go_on() -> None:
     result = _busy(w, Setup(workers=4), FaultPlan(queue_pauses=windows))
     plain = _busy(w, Setup(workers=4))
     a = result.attempts
-    started, ended = _model(result, a.started), _model(result, a.ended)
+    started, ended = a.started, a.ended
     for p in windows:
         assert not ((started >= p.at_s) & (started < p.at_s + p.duration_s)).any()
         across = (started < p.at_s) & (ended > p.at_s)
