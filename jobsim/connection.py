@@ -24,9 +24,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import fakeredis
 import redis
+import redis.asyncio
 from fakeredis._clients._tcp_server import TCPFakeRequestHandler
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
+from redis.sentinel import SentinelConnectionPool
 
 from jobsim.clusters import NODE_SCHEMES, nodes_client, parse_nodes_url
 from jobsim.errors import ConnectError, InvalidURLError
@@ -40,6 +43,16 @@ _bridges_lock = threading.Lock()
 # The URL each client was made from, so worker processes reach the same deployment
 # (a Cluster or Sentinel client has no one host to rebuild it from).
 _urls: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
+_RETRIES = 5
+"""A dropped connection is retried (the scripts recognise a replayed call), so a CLIENT KILL
+or a failover costs a reconnect, not an error."""
+_OPTIONS: dict[str, Any] = {
+    "decode_responses": True,
+    "health_check_interval": 30,
+    "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
+}
 
 
 def connect(url: str | None = None, *, timeout_s: float = 5.0) -> redis.Redis:
@@ -74,14 +87,7 @@ def connect(url: str | None = None, *, timeout_s: float = 5.0) -> redis.Redis:
     _check_url(url, shown)
     try:
         client = redis.Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_connect_timeout=timeout_s,
-            health_check_interval=30,
-            # A dropped connection is retried (the scripts recognise a replayed call), so a
-            # CLIENT KILL or a failover costs a reconnect, not an error.
-            retry=Retry(ExponentialBackoff(cap=1.0, base=0.01), 5),
-            retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+            url, socket_connect_timeout=timeout_s, retry=Retry(_backoff(), _RETRIES), **_OPTIONS
         )
         client.ping()
         _refuse_cluster_node(client, shown)
@@ -93,6 +99,39 @@ def connect(url: str | None = None, *, timeout_s: float = 5.0) -> redis.Redis:
         raise ConnectError(f"cannot reach Redis: {exc}", url=shown) from None
     _urls[client] = url
     return client
+
+
+def _backoff() -> ExponentialBackoff:
+    return ExponentialBackoff(cap=1.0, base=0.01)
+
+
+def one_server(client: Any) -> bool:
+    """Whether ``client`` talks to one fixed Redis server through a plain connection pool:
+    not the embedded backend, a Cluster client (no pool) or a Sentinel pool (whose
+    connections must go back to it to follow a failover to the new master)."""
+    pool = getattr(client, "connection_pool", None)
+    return (
+        isinstance(pool, redis.ConnectionPool)
+        and not isinstance(pool, SentinelConnectionPool)
+        and pool.connection_class.__module__.startswith("redis.")
+    )
+
+
+def async_twin(client: redis.Redis) -> redis.asyncio.Redis | None:
+    """A ``redis.asyncio`` client of the same server as ``client`` (made by :func:`connect`),
+    with the same options; ``None`` unless :func:`one_server` (the embedded backend, a
+    Cluster or a Sentinel deployment: their callers use ``client`` from a thread instead)."""
+    if not one_server(client):
+        return None
+    url = client_url(client)
+    kw = client.connection_pool.connection_kwargs
+    return redis.asyncio.Redis.from_url(
+        url,
+        socket_connect_timeout=kw.get("socket_connect_timeout"),
+        socket_timeout=kw.get("socket_timeout"),
+        retry=AsyncRetry(_backoff(), _RETRIES),
+        **_OPTIONS,
+    )
 
 
 def _refuse_cluster_node(client: redis.Redis, shown: str) -> None:

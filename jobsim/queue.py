@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
@@ -34,8 +33,9 @@ from jobsim.models import (
     WorkerInfo,
 )
 from jobsim.requests import (
-    PAYLOAD_AT,
     JobRequest,
+    batch_args,
+    duplicates_named,
     possible_id,
     preview,
     validated,
@@ -44,10 +44,6 @@ from jobsim.scripts import Scripts
 from jobsim.tasks import TaskRegistry
 from jobsim.tasks import registry as default_registry
 
-MAX_BATCH_JOBS = 100_000
-"""Most jobs one :meth:`JobQueue.submit_many` call takes."""
-MAX_BATCH_BYTES = 64 * 1024 * 1024
-"""Most encoded payload bytes one :meth:`JobQueue.submit_many` call takes."""
 _BATCH = 1000  # dead letters per script call in requeue-all and purge
 _MAX_INDEX = 2**63 - 1  # largest index Redis' ZRANGE takes
 
@@ -154,45 +150,58 @@ class JobQueue:
 
         Every job is validated before anything is sent, and the batch is written by one
         script call, so no concurrent submit can leave part of it written. A batch is
-        limited to :data:`MAX_BATCH_JOBS` jobs and :data:`MAX_BATCH_BYTES` of encoded
-        payloads (Redis runs the whole batch as one step, blocking other clients meanwhile:
-        about 4 µs per job on a real server).
+        limited to ``jobsim.requests.MAX_BATCH_JOBS`` jobs and ``MAX_BATCH_BYTES`` of
+        encoded payloads (Redis runs the whole batch as one step, blocking other clients
+        meanwhile: about 4 µs per job on a real server).
 
         Raises:
             InvalidInputError: for the first bad job, a repeated ``job_id``, an id that
                 already exists, or a batch over the limits; nothing is written.
         """
-        flat: list[Any] = []
-        ids: list[str] = []
-        size = 0
-        for request in jobs:
-            ids.append(validated(request, self.config, self.registry, flat))
-            size += len(flat[PAYLOAD_AT])
-            if len(ids) > MAX_BATCH_JOBS or size > MAX_BATCH_BYTES:
-                raise InvalidInputError(
-                    f"a batch holds at most {MAX_BATCH_JOBS} jobs and {MAX_BATCH_BYTES} bytes "
-                    "of payload; split it",
-                    field="jobs",
-                    value=len(ids),
-                )
-        if len(set(ids)) != len(ids):
-            dup = next(i for i, n in Counter(ids).items() if n > 1)
-            raise InvalidInputError("duplicate job_id in one batch", field="job_id", value=dup)
+        ids, flat = batch_args(jobs, self.config, self.registry)
         if ids:
             self._write(flat)
         return ids
 
+    async def asubmit(
+        self,
+        task: str,
+        payload: Any = None,
+        *,
+        priority: int = 0,
+        max_retries: int | None = None,
+        job_id: str | None = None,
+        delay_s: float | None = None,
+        run_at: float | None = None,
+    ) -> str:
+        """:meth:`submit` for asyncio code: the same checks and the same script, awaited.
+
+        On a plain Redis server (``redis://``, ``rediss://``, ``unix://``) the call goes out
+        on a ``redis.asyncio`` connection of the running event loop and never blocks it; on
+        the embedded backend, a Cluster or Sentinel deployment, or with replicas to wait
+        for, :meth:`submit` runs in a thread. Call :meth:`aclose` before the loop ends.
+
+        Example:
+            >>> job_id = await queue.asubmit("resize", {"width": 640})  # doctest: +SKIP
+        """
+        request = JobRequest(task, payload, priority, max_retries, job_id, delay_s, run_at)
+        return (await self.asubmit_many([request]))[0]
+
+    async def asubmit_many(self, jobs: Iterable[JobRequest]) -> list[str]:
+        """:meth:`submit_many` for asyncio code (see :meth:`asubmit`)."""
+        ids, flat = batch_args(jobs, self.config, self.registry)
+        if ids:
+            with mapped_errors(self._shown), duplicates_named():
+                await self._scripts.asubmit(self.config.band_us, flat)
+        return ids
+
+    async def aclose(self) -> None:
+        """Close the connections :meth:`asubmit` opened on the running event loop."""
+        await self._scripts.aclose()
+
     def _write(self, flat: list[Any]) -> None:
-        try:
-            with mapped_errors(self._shown):
-                self._scripts.submit(self.config.band_us, flat)
-        except redis.ResponseError as exc:
-            if "DUPLICATE" in str(exc):
-                dup = str(exc).split()[-1]
-                raise InvalidInputError(
-                    f"a job with id {dup!r} already exists", field="job_id", value=dup
-                ) from None
-            raise
+        with mapped_errors(self._shown), duplicates_named():
+            self._scripts.submit(self.config.band_us, flat)
 
     # --- inspecting -----------------------------------------------------------------------
 

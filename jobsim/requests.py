@@ -9,8 +9,13 @@ import math
 import os
 import re
 import reprlib
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+
+import redis
 
 from jobsim.config import QueueConfig
 from jobsim.errors import (
@@ -32,6 +37,10 @@ MAX_DELAY_S = 10 * 365 * 86_400.0
 """Longest ``delay_s`` a job may ask for (ten years)."""
 MAX_RUN_AT_S = 2**52 / 1e6
 """Latest ``run_at`` (epoch seconds, about the year 2112): Lua keeps µs exact up to 2**53."""
+MAX_BATCH_JOBS = 100_000
+"""Most jobs one :meth:`JobQueue.submit_many` call takes."""
+MAX_BATCH_BYTES = 64 * 1024 * 1024
+"""Most encoded payload bytes one :meth:`JobQueue.submit_many` call takes."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +123,49 @@ def validated(
 
 PAYLOAD_AT = SUBMIT.items.index("payload") - len(SUBMIT.items)
 """Where the last request's encoded payload sits, counted from the end of ``flat``."""
+
+
+def batch_args(
+    jobs: Iterable[JobRequest], config: QueueConfig, registry: TaskRegistry
+) -> tuple[list[str], list[Any]]:
+    """Check a batch of job requests: their ids, and SUBMIT's arguments for all of them.
+
+    Raises:
+        InvalidInputError: for the first bad job, a repeated ``job_id``, or a batch over
+            :data:`MAX_BATCH_JOBS` jobs or :data:`MAX_BATCH_BYTES` of encoded payload.
+    """
+    flat: list[Any] = []
+    ids: list[str] = []
+    size = 0
+    for request in jobs:
+        ids.append(validated(request, config, registry, flat))
+        size += len(flat[PAYLOAD_AT])
+        if len(ids) > MAX_BATCH_JOBS or size > MAX_BATCH_BYTES:
+            raise InvalidInputError(
+                f"a batch holds at most {MAX_BATCH_JOBS} jobs and {MAX_BATCH_BYTES} bytes "
+                "of payload; split it",
+                field="jobs",
+                value=len(ids),
+            )
+    if len(set(ids)) != len(ids):
+        dup = next(i for i, n in Counter(ids).items() if n > 1)
+        raise InvalidInputError("duplicate job_id in one batch", field="job_id", value=dup)
+    return ids, flat
+
+
+@contextmanager
+def duplicates_named() -> Iterator[None]:
+    """SUBMIT's ``DUPLICATE <id>`` error reply raised as the :class:`InvalidInputError` it
+    means: another job already holds that id (nothing was written)."""
+    try:
+        yield
+    except redis.ResponseError as exc:
+        if "DUPLICATE" not in str(exc):
+            raise
+        dup = str(exc).split()[-1]
+        raise InvalidInputError(
+            f"a job with id {dup!r} already exists", field="job_id", value=dup
+        ) from None
 
 
 def due_args(delay_s: Any, run_at: Any) -> tuple[str, str]:

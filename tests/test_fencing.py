@@ -261,7 +261,7 @@ def test_a_batch_of_any_size_is_all_or_nothing_against_a_racing_submit(make_queu
 
 
 def test_a_batch_over_the_limit_is_refused_before_anything_is_written(make_queue) -> None:
-    from jobsim.queue import MAX_BATCH_JOBS
+    from jobsim.requests import MAX_BATCH_JOBS
 
     queue = make_queue()
     with pytest.raises(InvalidInputError, match="at most"):

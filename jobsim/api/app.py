@@ -216,6 +216,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         if pool is not None:
             await run_in_threadpool(pool.stop)
         state.pool = None
+        await state.queue.aclose()  # the connections POST /submit opened on this loop
 
 
 # --- routes ---------------------------------------------------------------------------------

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import uuid
+import weakref
 from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any
@@ -12,9 +14,10 @@ from typing import Any
 import redis
 
 from jobsim.clusters import is_cluster
-from jobsim.connection import is_embedded, shown_url
+from jobsim.connection import async_twin, is_embedded, one_server, shown_url
 from jobsim.errors import InvalidInputError, ReplicationError
 from jobsim.keys import Keys
+from jobsim.scripts.lane import AsyncLane, Lane
 from jobsim.scripts.leasing import (
     COMPLETE,
     DEQUEUE,
@@ -78,6 +81,10 @@ class Scripts:
         # KEYS of the scripts without a per-call key, built once (a submit's hot path)
         self._fixed_keys = {s.name: s.key_names(keys) for s in SCRIPTS if "reply" not in s.keys}
         self._wait = (replicas, replica_timeout_ms)
+        self._lane = Lane(client) if one_server(client) else None
+        self._async_lanes: weakref.WeakKeyDictionary[Any, AsyncLane | None] = (
+            weakref.WeakKeyDictionary()
+        )
         self.under_replicated = 0
         """Transitions fewer replicas acknowledged than asked for (this process)."""
 
@@ -87,12 +94,41 @@ class Scripts:
         keys = self._fixed_keys.get(script.name) or script.key_names(self._keys, reply)
         if self._wait[0]:
             return self._replicated(script, keys, args, strict)
+        command = ("EVALSHA", self._sha[script.name], len(keys), *keys, *args)
+        send = self._lane.call if self._lane is not None else self._client.execute_command
         try:
-            return self._client.evalsha(self._sha[script.name], len(keys), *keys, *args)
+            return send(*command)
         except redis.exceptions.NoScriptError:
             # First use on this server, or after SCRIPT FLUSH / a restart: load and retry.
             self._client.script_load(script.source)
-            return self._client.evalsha(self._sha[script.name], len(keys), *keys, *args)
+            return send(*command)
+
+    async def _acall(self, script: Script, args: Sequence[Any], strict: bool = False) -> Any:
+        """:meth:`_call`, awaited: on an :class:`AsyncLane` of this event loop, or (the
+        embedded backend, a Cluster, Sentinel, or replicas to wait for) in a thread."""
+        lane = None if self._wait[0] else self._async_lane()
+        if lane is None:
+            return await asyncio.to_thread(self._call, script, args, "", strict)
+        keys = self._fixed_keys[script.name]
+        command = ("EVALSHA", self._sha[script.name], len(keys), *keys, *args)
+        try:
+            return await lane.call(*command)
+        except redis.exceptions.NoScriptError:
+            await lane.call("SCRIPT", "LOAD", script.source)
+            return await lane.call(*command)
+
+    def _async_lane(self) -> AsyncLane | None:
+        loop = asyncio.get_running_loop()
+        if loop not in self._async_lanes:
+            twin = async_twin(self._client)
+            self._async_lanes[loop] = None if twin is None else AsyncLane(twin)
+        return self._async_lanes[loop]
+
+    async def aclose(self) -> None:
+        """Close this event loop's async lane, if :meth:`asubmit` opened one."""
+        lane = self._async_lanes.pop(asyncio.get_running_loop(), None)
+        if lane is not None:
+            await lane.aclose()
 
     def _replicated(
         self, script: Script, keys: list[str], args: Sequence[Any], strict: bool
@@ -135,6 +171,10 @@ class Scripts:
     def submit(self, band_us: int, flat_jobs: Sequence[Any]) -> int:
         """Insert jobs (``id task payload priority max_retries`` repeated)."""
         return int(self._call(SUBMIT, [band_us, *flat_jobs], strict=True))
+
+    async def asubmit(self, band_us: int, flat_jobs: Sequence[Any]) -> int:
+        """:meth:`submit`, awaited."""
+        return int(await self._acall(SUBMIT, [band_us, *flat_jobs], strict=True))
 
     def dequeue(
         self,
