@@ -231,7 +231,7 @@ def _submit_one(
 
 
 @router.post("/submit/batch", response_model=BatchSubmitResponse, tags=["jobs"], responses=_ERRORS)
-def submit_batch(
+async def submit_batch(
     body: Annotated[BatchSubmitRequest, Body(openapi_examples=BATCH_EXAMPLES)],
     queue: QueueDep,
     idempotency_key: IdempotencyKey = None,
@@ -239,23 +239,42 @@ def submit_batch(
     """Submit many jobs in one atomic step: every job or none (the first bad one is named as
     `jobs.<index>.<field>`). With an `Idempotency-Key`, a repeated request gets the first
     answer back."""
-    store = IdempotencyStore(queue, idempotency_key) if idempotency_key is not None else None
+    if idempotency_key is not None:  # more than one Redis call: in a thread
+        return await run_in_threadpool(_submit_batch_kept, queue, body, idempotency_key)
+    requests = _batch_requests(queue, body, None)
+    with conflicts_named(requests, batch=True):
+        return BatchSubmitResponse(task_ids=await queue.asubmit_many(requests))
+
+
+def _submit_batch_kept(
+    queue: JobQueue, body: BatchSubmitRequest, idempotency_key: str
+) -> Response | BatchSubmitResponse:
+    store = IdempotencyStore(queue, idempotency_key)
     request_print = fingerprint("/submit/batch", body)
-    if store is not None and (kept := store.kept(request_print)) is not None:
+    if (kept := store.kept(request_print)) is not None:
         return kept
+    answer = BatchSubmitResponse(
+        task_ids=_submit(queue, _batch_requests(queue, body, store), batch=True)
+    )
+    store.keep(request_print, answer.model_dump(mode="json"))
+    return answer
+
+
+def _batch_requests(
+    queue: JobQueue, body: BatchSubmitRequest, store: IdempotencyStore | None
+) -> list[JobRequest]:
+    """The batch's job requests, each checked on its own so an error names its index (a job
+    without an id of its own gets one derived from the ``Idempotency-Key``, if any)."""
     requests = []
     for i, job in enumerate(body.jobs):
         job_id = job.job_id or (f"{store.job_id}-{i}" if store is not None else None)
         try:
             request = job_request(queue, job, job_id)
-            validated(request, queue.config, queue.registry, [])  # to name the job's index
+            validated(request, queue.config, queue.registry, [])
         except InvalidInputError as exc:
             raise _in_batch(i, exc) from None
         requests.append(request)
-    answer = BatchSubmitResponse(task_ids=_submit(queue, requests, batch=True))
-    if store is not None:
-        store.keep(request_print, answer.model_dump(mode="json"))
-    return answer
+    return requests
 
 
 def _submit(queue: JobQueue, requests: list[JobRequest], *, batch: bool = False) -> list[str]:
