@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import redis
 
+from jobsim.clusters import mapped_errors
 from jobsim.config import QueueConfig
+from jobsim.connection import server_time_s, shown_url
 from jobsim.keys import Keys
+from jobsim.models import WorkerInfo
 from jobsim.scripts import Ack, Beat, Dequeued, Exchange, GiveBack, Nack, Scripts, parse_leased
 
 REGISTRY_TTL_S = 600.0
@@ -161,6 +164,21 @@ class Leases:
         pipe.rpush(stop_key, *(["1"] * n))
         pipe.expire(stop_key, round(STOP_KEY_TTL_S))
         pipe.execute()
+
+    def workers(self) -> list[WorkerInfo]:
+        """The worker registry: every worker that heartbeated, and whether it still does
+        (it did within three of its heartbeat periods)."""
+        now = server_time_s(self.client)
+        infos = []
+        with mapped_errors(shown_url(self.client)):
+            entries = cast(dict[str, str], self.client.hgetall(self.keys.workers))
+        for worker_id, raw in sorted(entries.items()):
+            seen_us, _, body = raw.partition("|")
+            info = json.loads(body)
+            last_seen = int(seen_us) / 1e6
+            alive = now - last_seen < 3 * float(info.pop("heartbeat_s"))
+            infos.append(WorkerInfo(id=worker_id, last_seen=last_seen, alive=alive, **info))
+        return infos
 
     def deregister(self, worker_ids: Sequence[str]) -> None:
         """Remove registry entries of workers that stopped."""

@@ -6,23 +6,21 @@ Producers and inspectors use the methods here; workers use ``queue.leases``
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any, cast
+from typing import Any
 
 import redis
 
 from jobsim.clusters import mapped_errors
 from jobsim.config import QueueConfig
-from jobsim.connection import server_time_s, shown_url
+from jobsim.connection import shown_url
 from jobsim.control import Control
+from jobsim.dead_letters import DeadLetters
 from jobsim.errors import (
     DrainTimeoutError,
-    InvalidInputError,
-    InvalidStateError,
-    JobNotFoundError,
 )
+from jobsim.inspection import Inspector
 from jobsim.keys import Keys
 from jobsim.leases import Leases
 from jobsim.limits import TaskLimits
@@ -36,16 +34,13 @@ from jobsim.requests import (
     JobRequest,
     batch_args,
     duplicates_named,
-    possible_id,
-    preview,
     validated,
 )
 from jobsim.scripts import Scripts
 from jobsim.tasks import TaskRegistry
 from jobsim.tasks import registry as default_registry
 
-_BATCH = 1000  # dead letters per script call in requeue-all and purge
-_MAX_INDEX = 2**63 - 1  # largest index Redis' ZRANGE takes
+_CHUNK = 1000  # keys per DEL in delete()
 
 
 class JobQueue:
@@ -88,6 +83,10 @@ class JobQueue:
         """The worker side of this queue (leasing, settling, heartbeats)."""
         self.control = Control(client, self.keys, self._scripts)
         """Cancel, wait and pause (also offered as this queue's own methods)."""
+        self.inspect = Inspector(client, self.keys, self._scripts)
+        """Read-only calls: records, ids per status, counts (also this queue's own methods)."""
+        self.dead = DeadLetters(client, self._scripts, self.config.band_us)
+        """Requeue and purge dead letters (also offered as this queue's own methods)."""
         if (table := self.config.limits) is not None:
             for task in table:  # as submit does: a limit on a task nobody registered is a typo
                 self.registry.get(task)
@@ -206,60 +205,16 @@ class JobQueue:
     # --- inspecting -----------------------------------------------------------------------
 
     def status(self, job_id: str) -> Job:
-        """The job's record.
-
-        Raises:
-            JobNotFoundError: no such job (never submitted, purged, or dropped by retention).
-            InvalidInputError: ``job_id`` is not a string.
-        """
-        fields: dict[str, str] = {}
-        if possible_id(job_id):
-            with mapped_errors(self._shown):
-                fields = cast(dict[str, str], self.client.hgetall(self.keys.job(job_id)))
-        if not fields:
-            raise JobNotFoundError(job_id)
-        return Job.from_hash(job_id, fields)
+        """The job's record; see :meth:`jobsim.inspection.Inspector.status`."""
+        return self.inspect.status(job_id)
 
     def job_ids(self, status: JobStatus | str, *, limit: int = 100, offset: int = 0) -> list[str]:
-        """Ids of jobs in ``status``, in the order that status keeps them.
-
-        ``queued`` lists them in service order, those a rate or concurrency limit holds back
-        included (``stats().throttled`` counts these); ``processing`` by lease
-        deadline; ``scheduled`` and ``retrying`` by due time; ``completed``, ``failed`` and
-        ``cancelled`` by finish time, oldest first.
-
-        Args:
-            status: a :class:`JobStatus` or its value.
-            limit: at most this many ids; ``0`` lists none.
-            offset: skip this many first; past the end lists none.
-
-        Raises:
-            InvalidInputError: an unknown status, or a limit or offset that is not an
-                integer >= 0.
-        """
-        try:
-            key = self._status_key(JobStatus(status))
-        except ValueError:
-            names = ", ".join(s.value for s in JobStatus)
-            raise InvalidInputError(
-                f"unknown status {preview(status)}; use one of {names}",
-                field="status",
-                value=status,
-            ) from None
-        for name, value in (("limit", limit), ("offset", offset)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise InvalidInputError(f"{name} must be an integer >= 0", field=name, value=value)
-        if limit == 0 or offset > _MAX_INDEX:  # zrange(k, 0, -1) would list everything
-            return []
-        stop = min(offset + limit - 1, _MAX_INDEX)  # Redis indexes are 64-bit
-        with mapped_errors(self._shown):
-            if JobStatus(status) is JobStatus.QUEUED:  # with the jobs a limit holds back
-                return self._scripts.list_queued(offset, stop)
-            return cast(list[str], self.client.zrange(key, offset, stop))
+        """Ids of jobs in ``status``; see :meth:`jobsim.inspection.Inspector.job_ids`."""
+        return self.inspect.job_ids(status, limit=limit, offset=offset)
 
     def jobs(self, status: JobStatus | str, *, limit: int = 100, offset: int = 0) -> list[Job]:
-        """Records of jobs in ``status`` (see :meth:`job_ids` for the order and the errors)."""
-        return self.get_many(self.job_ids(status, limit=limit, offset=offset))
+        """Records of jobs in ``status``; see :meth:`jobsim.inspection.Inspector.job_ids`."""
+        return self.inspect.get_many(self.inspect.job_ids(status, limit=limit, offset=offset))
 
     def dead_letters(self, *, limit: int = 100, offset: int = 0) -> list[Job]:
         """Jobs in the dead-letter queue, oldest first, with every attempt's error.
@@ -269,49 +224,25 @@ class JobQueue:
         """
         return self.jobs(JobStatus.FAILED, limit=limit, offset=offset)
 
-    def stats(self) -> QueueStats:
-        """Counts per status now, running totals, and whether the queue is paused.
+    def get_many(self, ids: Sequence[str]) -> list[Job]:
+        """The records of ``ids`` that exist; see :meth:`jobsim.inspection.Inspector.get_many`."""
+        return self.inspect.get_many(ids)
 
-        ``queued`` counts the jobs a rate or concurrency limit holds back too; ``throttled``
-        says how many of them those are.
-        """
-        pipe = self.client.pipeline(transaction=True)  # one slot: a transaction on a cluster too
-        for status in JobStatus:
-            pipe.zcard(self._status_key(status))
-        pipe.hgetall(self.keys.counters)
-        pipe.exists(self.keys.paused)
-        pipe.hget(self.keys.limiter, "parked")
-        with mapped_errors(self._shown):
-            *counts, totals, paused, parked = pipe.execute()
-        by_status = dict(zip((s.value for s in JobStatus), counts, strict=True))
-        totals = {k: int(v) for k, v in totals.items()}
-        throttled = int(parked or 0)
-        by_status["queued"] += throttled
-        return QueueStats(**by_status, totals=totals, paused=bool(paused), throttled=throttled)
+    def stats(self) -> QueueStats:
+        """Counts per status now; see :meth:`jobsim.inspection.Inspector.stats`."""
+        return self.inspect.stats()
 
     def limits(self) -> dict[str, TaskLimits]:
-        """The rate and concurrency limits every worker of this queue obeys now, as Redis
-        holds them (written by the last queue whose settings named limits)."""
-        raw = cast(dict[str, str], self.client.hgetall(self.keys.limits))
-        return {task: TaskLimits.decoded(text) for task, text in sorted(raw.items())}
+        """The limits in force; see :meth:`jobsim.inspection.Inspector.limits`."""
+        return self.inspect.limits()
 
     def running(self, task: str) -> int:
-        """How many of ``task``'s jobs hold a concurrency slot now (0 if it has no limit)."""
-        return int(self.client.hget(self.keys.limiter, f"r:{task}") or 0)
+        """Concurrency slots ``task`` holds; see :meth:`jobsim.inspection.Inspector.running`."""
+        return self.inspect.running(task)
 
     def workers(self) -> list[WorkerInfo]:
-        """The worker registry: every worker that heartbeated, and whether it still does."""
-        now = server_time_s(self.client)
-        infos = []
-        with mapped_errors(self._shown):
-            entries = cast(dict[str, str], self.client.hgetall(self.keys.workers))
-        for worker_id, raw in sorted(entries.items()):
-            seen_us, _, body = raw.partition("|")
-            info = json.loads(body)
-            last_seen = int(seen_us) / 1e6
-            alive = now - last_seen < 3 * float(info.pop("heartbeat_s"))
-            infos.append(WorkerInfo(id=worker_id, last_seen=last_seen, alive=alive, **info))
-        return infos
+        """The worker registry; see :meth:`jobsim.leases.Leases.workers`."""
+        return self.leases.workers()
 
     def wait_until_drained(self, timeout_s: float = 60.0) -> QueueStats:
         """Block until nothing is scheduled, queued, processing or retrying.
@@ -369,51 +300,16 @@ class JobQueue:
     # --- dead-letter queue ----------------------------------------------------------------
 
     def requeue_dead(self, job_id: str) -> None:
-        """Move one dead letter back to the queue, with ``max_retries + 1`` fresh attempts.
-
-        Raises:
-            JobNotFoundError: no such job.
-            InvalidStateError: the job is not in the dead-letter queue.
-            InvalidInputError: ``job_id`` is not a string.
-        """
-        if not possible_id(job_id):  # also keeps NUL, which ends a Lua error reply, out
-            raise JobNotFoundError(job_id)
-        try:
-            with mapped_errors(self._shown):
-                self._scripts.requeue_dead(self.config.band_us, [job_id])
-        except redis.ResponseError as exc:
-            if "NOTDEAD" not in str(exc):
-                raise
-            status = str(exc).split()[-1]
-            if status == "missing":
-                raise JobNotFoundError(job_id) from None
-            raise InvalidStateError(
-                f"job {job_id!r} is {status}, not in the dead-letter queue",
-                job_id=job_id,
-                status=status,
-            ) from None
+        """Requeue one dead letter; see :meth:`jobsim.dead_letters.DeadLetters.requeue`."""
+        self.dead.requeue(job_id)
 
     def requeue_all_dead(self) -> int:
-        """Move every job dead-lettered before this call back to the queue; returns how many.
-
-        Jobs that fail again while this runs stay in the dead-letter queue.
-        """
-        before_us = round(server_time_s(self.client) * 1e6)
-        moved = 0
-        with mapped_errors(self._shown):
-            while batch := self._scripts.requeue_dead(
-                self.config.band_us, [], limit=_BATCH, before_us=before_us
-            ):
-                moved += len(batch)
-        return moved
+        """Requeue every dead letter; see :meth:`~jobsim.dead_letters.DeadLetters.requeue_all`."""
+        return self.dead.requeue_all()
 
     def purge_dead(self) -> int:
-        """Delete every dead letter and its record; returns how many."""
-        purged = 0
-        with mapped_errors(self._shown):
-            while n := self._scripts.purge_dead(_BATCH):
-                purged += n
-        return purged
+        """Delete every dead letter; see :meth:`jobsim.dead_letters.DeadLetters.purge`."""
+        return self.dead.purge()
 
     def delete(self) -> None:
         """Delete the whole queue: every job and every key. Stop its workers first."""
@@ -422,29 +318,7 @@ class JobQueue:
         batch: list[str] = []
         for key in self.client.scan_iter(match=pattern, count=1000):
             batch.append(key)
-            if len(batch) >= _BATCH:
+            if len(batch) >= _CHUNK:
                 self.client.delete(*batch)
                 batch.clear()
         self.client.delete(*batch, *self.keys.all_fixed())
-
-    # --- helpers --------------------------------------------------------------------------
-
-    def _status_key(self, status: JobStatus) -> str:
-        return self.keys.of_status(status.value)
-
-    def get_many(self, ids: Sequence[str]) -> list[Job]:
-        """The records of ``ids`` that exist, in the order given, a thousand per round trip.
-
-        Example:
-            >>> queue.get_many(queue.job_ids("failed"))                # doctest: +SKIP
-        """
-        jobs: list[Job] = []
-        for start in range(0, len(ids), _BATCH):
-            chunk = ids[start : start + _BATCH]
-            pipe = self.client.pipeline(transaction=False)
-            for job_id in chunk:
-                pipe.hgetall(self.keys.job(job_id))
-            with mapped_errors(self._shown):
-                found = pipe.execute()
-            jobs += [Job.from_hash(i, f) for i, f in zip(chunk, found, strict=True) if f]
-        return jobs

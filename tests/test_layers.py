@@ -12,7 +12,7 @@ CORE = {
     "errors", "keys", "limits", "config", "retry", "models", "scripts", "leases", "tasks",
     "requests", "builtin_tasks", "logs", "failures", "periodic", "scheduler",
     "connection", "clusters", "localcluster",
-    "localredis", "control", "queue", "books", "worker", "threads", "slot", "procs",
+    "localredis", "control", "inspection", "dead_letters", "queue", "books", "worker", "threads", "slot", "procs",
     "pool", "pool_process",
 }  # fmt: skip
 EDGE_LIBRARIES = ("pandas", "numpy", "matplotlib", "ipywidgets", "fastapi", "uvicorn")
