@@ -21,12 +21,12 @@ from typing import Literal
 import redis
 
 from jobsim.errors import InvalidInputError
+from jobsim.pool_settings import PoolSettings
 from jobsim.procs import ProcessGroup
 from jobsim.queue import JobQueue
 from jobsim.scheduler import SchedulerThread
 from jobsim.tasks import registry as default_registry
 from jobsim.threads import ThreadGroup
-from jobsim.worker import PoolSettings
 
 log = logging.getLogger("jobsim.pool")
 

@@ -29,12 +29,12 @@ from jobsim.books import Holdings, take_back
 from jobsim.config import QueueConfig
 from jobsim.connection import client_url, connect
 from jobsim.logs import configure_from_env
+from jobsim.pool_settings import PoolSettings
 from jobsim.queue import JobQueue
 from jobsim.scripts import Dequeued
 from jobsim.slot import CONTEXT, Slot
 from jobsim.tasks import registry as default_registry
 from jobsim.threads import ThreadGroup
-from jobsim.worker import PoolSettings
 
 ORPHAN_CHECK_S = 0.25  # how often a worker process checks that its parent is alive
 

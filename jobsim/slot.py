@@ -13,8 +13,8 @@ import time
 from typing import Any
 
 from jobsim.books import Holdings, Running
+from jobsim.pool_settings import MAX_PREFETCH
 from jobsim.scripts import Dequeued
-from jobsim.worker import MAX_PREFETCH
 
 _LINE_BYTES = 256  # one slot line: an id of at most 128 characters, numbers and a score
 _BATCH_BYTES = MAX_PREFETCH * _LINE_BYTES  # room for a full prefetch batch: never truncated

@@ -20,9 +20,10 @@ import time
 import redis
 
 from jobsim.books import Holdings, take_back
+from jobsim.pool_settings import PoolSettings
 from jobsim.queue import JobQueue
 from jobsim.scripts import Dequeued
-from jobsim.worker import PoolSettings, Report, ThreadWorker
+from jobsim.worker import Report, ThreadWorker
 
 log = logging.getLogger("jobsim.threads")
 

@@ -28,58 +28,17 @@ from typing import Any, Protocol
 import redis
 
 from jobsim.books import Holdings, Running
-from jobsim.errors import InvalidInputError, PermanentError, UnknownTaskError
+from jobsim.errors import PermanentError, UnknownTaskError
 from jobsim.failures import Failure
 from jobsim.logs import JobLog
+from jobsim.pool_settings import MAX_PREFETCH, PoolSettings
 from jobsim.queue import JobQueue
 from jobsim.scripts import Ack, Dequeued, Nack
-from jobsim.tasks import AbandonJob, JobContext, TaskSpec
+from jobsim.tasks import AbandonJob, JobContext
 
 log = logging.getLogger("jobsim.worker")
 
 IDLE_BLOCK_MAX_S = 2.0  # longest single block on the wake list (below client socket timeouts)
-MAX_PREFETCH = 64  # most jobs one worker leases ahead
-
-
-@dataclass(frozen=True, kw_only=True)
-class PoolSettings:
-    """How a pool's workers behave; see :class:`jobsim.pool.WorkerPool` for each field.
-
-    Example:
-        >>> PoolSettings(concurrency=2, prefetch_s=0.01).settle_after_s
-        0.02
-    """
-
-    concurrency: int = 4
-    job_timeout_s: float | None = None
-    grace_s: float = 5.0
-    prefetch_s: float = 0.002
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        n = self.concurrency
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise InvalidInputError(
-                "concurrency must be an integer >= 1", field="concurrency", value=n
-            )
-        for name in ("grace_s", "prefetch_s"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise InvalidInputError(f"{name} must be a number >= 0", field=name, value=value)
-        timeout = self.job_timeout_s
-        if timeout is not None and (isinstance(timeout, bool) or not timeout > 0):
-            raise InvalidInputError(
-                "job_timeout_s must be > 0 or None", field="job_timeout_s", value=timeout
-            )
-
-    @property
-    def settle_after_s(self) -> float:
-        """Longest a finished job's result waits unsent."""
-        return max(2 * self.prefetch_s, 0.005)
-
-    def timeout_for(self, spec: TaskSpec) -> float | None:
-        """The timeout of a job of ``spec``: the task's own, else the pool's default."""
-        return spec.timeout_s if spec.timeout_s is not None else self.job_timeout_s
 
 
 class WorkerHost(Protocol):

@@ -10,17 +10,8 @@ import matplotlib
 import pytest
 
 from jobsim.retry import RetryPolicy
-from jobsim.sim.lab import (
-    Lab,
-    LabSettings,
-    figure,
-    formatted,
-    is_live_frontend,
-    png,
-    preview,
-    summary_table,
-    verdict,
-)
+from jobsim.sim.lab import Lab, LabSettings, is_live_frontend, preview
+from jobsim.sim.lab_report import figure, formatted, png, summary_table, verdict
 
 matplotlib.use("Agg")
 

@@ -11,9 +11,9 @@ PACKAGE = Path(__file__).resolve().parent.parent / "jobsim"
 CORE = {
     "errors", "keys", "limits", "config", "retry", "models", "scripts", "leases", "tasks",
     "requests", "builtin_tasks", "logs", "failures", "periodic", "scheduler",
-    "connection", "clusters", "localcluster",
-    "localredis", "control", "inspection", "dead_letters", "queue", "books", "worker", "threads", "slot", "procs",
-    "pool", "pool_process",
+    "connection", "clusters", "localcluster", "localredis",
+    "control", "inspection", "dead_letters", "queue",
+    "books", "pool_settings", "worker", "threads", "slot", "procs", "pool", "pool_process",
 }  # fmt: skip
 EDGE_LIBRARIES = ("pandas", "numpy", "matplotlib", "ipywidgets", "fastapi", "uvicorn")
 

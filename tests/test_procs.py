@@ -13,12 +13,12 @@ import psutil
 from jobsim import JobQueue, JobRequest, Lease, QueueConfig
 from jobsim.books import Running
 from jobsim.connection import client_url
+from jobsim.pool_settings import PoolSettings
 from jobsim.procs import Slot
 from jobsim.scripts import Dequeued
 from jobsim.tasks import TaskRegistry
 from jobsim.tasks import registry as default_registry
 from jobsim.threads import ThreadGroup
-from jobsim.worker import PoolSettings
 from tests.support.waiting import wait_until
 
 

@@ -15,10 +15,11 @@ import pytest
 
 from jobsim import JobQueue, JobRequest, QueueConfig, Retention, RetryPolicy
 from jobsim.books import Running
+from jobsim.pool_settings import PoolSettings
 from jobsim.procs import CONTEXT, Child, ChildSpec, ProcessGroup, Slot
 from jobsim.scripts import Ack, GiveBack, Nack
 from jobsim.threads import ThreadGroup
-from jobsim.worker import PoolSettings, ThreadWorker
+from jobsim.worker import ThreadWorker
 
 
 def _totals(queue: JobQueue) -> dict[str, int]:

@@ -309,7 +309,7 @@ UNSTABLE_WORKLOADS = {
 def test_an_unstable_run_on_the_twin_carries_the_reason_instead_of_a_formula(name: str) -> None:
     """At rho >= 1 a virtual run ends (drained, valid) with a prediction that does not apply,
     whose reason names rho, beside measured waits; the report prints the reason."""
-    from jobsim.sim.commands import format_summary
+    from jobsim.sim.outputs import format_summary
 
     workload, workers, rho = UNSTABLE_WORKLOADS[name]
     result = run(workload, setup=Setup(workers=workers, backend="virtual"))
@@ -356,8 +356,9 @@ def test_backoff_jitter_is_reproducible_from_the_seed(make_queue) -> None:  # ty
     import random
 
     from jobsim import RetryPolicy
+    from jobsim.pool_settings import PoolSettings
     from jobsim.threads import ThreadGroup
-    from jobsim.worker import PoolSettings, ThreadWorker
+    from jobsim.worker import ThreadWorker
 
     queue = make_queue()
     policy = RetryPolicy(kind="full", base_s=1.0, cap_s=10.0)

@@ -9,9 +9,9 @@ import pytest
 
 from jobsim.errors import InvalidInputError
 from jobsim.localredis import LocalRedis
+from jobsim.pool_settings import PoolSettings
 from jobsim.sim import FaultPlan, Fixed, Poisson, Replay, Setup, Workload, run
 from jobsim.sim.faults import Cancel
-from jobsim.worker import PoolSettings
 from tests.support.conformance import bursts, observed
 
 VIRTUAL = "virtual"

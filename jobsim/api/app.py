@@ -33,9 +33,8 @@ from jobsim.api.errors import (
 from jobsim.api.guard import API_KEY_HEADER, Guard, known_query_only
 from jobsim.api.http_metrics import RequestMetrics
 from jobsim.api.metrics import QueueCollector, throughput
-from jobsim.api.schemas import (
-    SEED_TASK,
-    SEED_TASK_SECONDS,
+from jobsim.api.schemas import SEED_TASK, SEED_TASK_SECONDS, SubmitResponse
+from jobsim.api.views import (
     DeadLetterList,
     HealthResponse,
     JobDetail,
@@ -44,7 +43,6 @@ from jobsim.api.schemas import (
     Purged,
     RequeuedAll,
     StatsResponse,
-    SubmitResponse,
 )
 from jobsim.errors import InvalidInputError
 from jobsim.models import JobStatus

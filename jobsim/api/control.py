@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from jobsim.api.errors import Responses, error_doc
 from jobsim.api.guard import known_query_only
-from jobsim.api.schemas import JobView
+from jobsim.api.views import JobView
 from jobsim.errors import WaitTimeoutError
 from jobsim.models import JobStatus
 from jobsim.queue import JobQueue

@@ -1,7 +1,7 @@
 """How the HTTP service answers an error: the one table from the exception tree of
 :mod:`jobsim.errors` to HTTP status codes, and the handlers and answers built from it.
 
-Every error answer is an :class:`jobsim.api.schemas.ErrorBody` whose ``detail`` starts with
+Every error answer is an :class:`jobsim.api.views.ErrorBody` whose ``detail`` starts with
 the offending field: ``{"detail": "priority: ...", "field": "priority", "error": "..."}``.
 
 =====================================  ======  ==============  ===========================
@@ -42,7 +42,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute
 
-from jobsim.api.schemas import ErrorBody
+from jobsim.api.views import ErrorBody
 from jobsim.errors import (
     ConnectError,
     InvalidInputError,

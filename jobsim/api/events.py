@@ -29,7 +29,7 @@ from starlette.concurrency import run_in_threadpool
 
 from jobsim.api.guard import known_query_only
 from jobsim.api.metrics import server_time_us, throughput
-from jobsim.api.schemas import JobDetail, JobView
+from jobsim.api.views import JobDetail, JobView
 from jobsim.models import JobStatus
 from jobsim.queue import JobQueue
 

@@ -27,7 +27,7 @@ from prometheus_client import Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from jobsim.api.schemas import Throughput
+from jobsim.api.views import Throughput
 from jobsim.connection import server_time_s
 from jobsim.models import ACTIVE, Job, JobStatus
 from jobsim.queue import JobQueue

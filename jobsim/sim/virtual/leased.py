@@ -20,6 +20,7 @@ import math
 import random
 
 from jobsim.config import Lease, QueueConfig
+from jobsim.pool_settings import PoolSettings
 from jobsim.sim.faults import FaultPlan
 from jobsim.sim.job import job_id
 from jobsim.sim.setup import Setup
@@ -27,7 +28,6 @@ from jobsim.sim.virtual.engine import INF, Draws, attempt_rule
 from jobsim.sim.virtual.limits import gate_for
 from jobsim.sim.virtual.trace import MAX_SAMPLES, Trace, sample_period
 from jobsim.sim.workload import Workload
-from jobsim.worker import PoolSettings
 
 # event kinds, in the order events at one instant are taken (as the main loop takes them)
 (END, DUE, ARRIVE, EXPIRE, TIMEOUT, CRASH, PAUSE, RESTART, DROP, SCHED, QPAUSE, QRESUME, WAKE,
