@@ -118,12 +118,13 @@ def one_server(client: Any) -> bool:
 
 
 def async_twin(client: redis.Redis) -> redis.asyncio.Redis | None:
-    """A ``redis.asyncio`` client of the same server as ``client`` (made by :func:`connect`),
-    with the same options; ``None`` unless :func:`one_server` (the embedded backend, a
-    Cluster or a Sentinel deployment: their callers use ``client`` from a thread instead)."""
-    if not one_server(client):
-        return None
-    url = client_url(client)
+    """A ``redis.asyncio`` client of the same server as ``client``, with the same options;
+    ``None`` (callers then use ``client`` from a thread) unless :func:`connect` made
+    ``client`` for one server (:func:`one_server`): not for the embedded backend, a Cluster
+    or Sentinel deployment, or a client built by hand."""
+    if not one_server(client) or client not in _urls:  # a client built by hand: its options
+        return None  # (credentials, TLS, retry policy) are not all in a URL
+    url = _urls[client]
     kw = client.connection_pool.connection_kwargs
     return redis.asyncio.Redis.from_url(
         url,
@@ -174,7 +175,8 @@ def client_url(client: redis.Redis) -> str:
         return _urls[client]
     kw = client.connection_pool.connection_kwargs
     if "path" in kw:
-        return f"unix://{kw['path']}?db={kw.get('db', 0)}"
+        query = {"db": kw.get("db", 0)} | {k: kw[k] for k in ("username", "password") if kw.get(k)}
+        return f"unix://{kw['path']}?{urlencode(query)}"
     scheme = "rediss" if client.connection_pool.connection_class is redis.SSLConnection else "redis"
     auth = ""
     if kw.get("password"):

@@ -5,18 +5,26 @@ once, a forked child on connections of its own, and no more connections than cal
 from __future__ import annotations
 
 import asyncio
+import gc
 import multiprocessing
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
+import redis.connection
 
 from jobsim import JobQueue, JobRequest, connect
 from jobsim.connection import async_twin, one_server
 from jobsim.errors import InvalidInputError, InvalidPriorityError, UnknownTaskError
-from jobsim.localredis import LocalRedis
+from jobsim.localredis import LocalRedis, redis_server_binary
+from jobsim.scripts.lane import MIN_POOL
 from tests.support.backends import backend_url
 from tests.support.proxy import ReplyDroppingProxy
 
@@ -256,3 +264,163 @@ def test_a_connection_error_reaches_the_caller_once_retries_are_spent() -> None:
             await queue.aclose()
 
         asyncio.run(main())
+
+
+def test_script_calls_keep_a_connection_of_their_own(redis_server: LocalRedis) -> None:
+    """The lane holds the connection a submit used; the pool answers other commands on
+    another. (On redis-py's pooled path one connection would serve both.)"""
+    queue = _queue(redis_server.url)
+    queue.submit("noop")
+    last = [c["cmd"] for c in queue.client.client_list()]
+    assert last.count("evalsha") == 1 and last.count("client|list") == 1
+
+
+def test_asubmit_runs_on_the_event_loop_without_a_thread(redis_server: LocalRedis) -> None:
+    """On a plain server the call never leaves the loop's thread (a thread fallback starts
+    the loop's default executor, one more thread for the rest of the loop)."""
+    queue = _queue(redis_server.url)
+
+    async def main() -> tuple[int, int]:
+        before = threading.active_count()
+        await queue.asubmit("noop")
+        during = threading.active_count()
+        await queue.aclose()
+        return before, during
+
+    before, during = asyncio.run(main())
+    assert during == before
+    assert len(queue.job_ids("queued")) == 1
+
+
+def test_an_interrupt_between_send_and_read_leaves_no_reply_for_the_next_call(
+    redis_server: LocalRedis,
+) -> None:
+    """An exception landing after the command went out and before its reply was read (a
+    signal handler's, here raised by a trace hook as read_response starts): the connection
+    must not go back with that reply still to come, or the next call reads it."""
+    queue = _queue(redis_server.url)
+    queue.submit("noop", job_id="taken")
+    target = redis.connection.AbstractConnection.read_response.__code__
+    armed = [True]
+
+    def interrupt(frame: Any, event: str, arg: Any) -> None:
+        if event == "call" and frame.f_code is target and armed[0]:
+            armed[0] = False
+            raise KeyboardInterrupt
+
+    sys.settrace(interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            queue.submit("noop", {"other": 1}, job_id="taken")  # its reply: DUPLICATE taken
+    finally:
+        sys.settrace(None)
+    assert queue.submit("noop", job_id="fresh") == "fresh"  # not the DUPLICATE reply
+    with pytest.raises(InvalidInputError):
+        queue.submit("noop", {"other": 2}, job_id="taken")
+
+
+def test_a_pool_with_a_connection_limit_keeps_serving_other_commands(
+    redis_server: LocalRedis,
+) -> None:
+    """A burst of concurrent submits as large as the pool's limit: the lane keeps at most
+    IDLE_MAX of those connections, so the pool still serves stats() afterwards; a blocking
+    pool of two is never taken from at all (scripts load through it after a flush too)."""
+    client = connect(redis_server.url)
+    client.connection_pool.max_connections = MIN_POOL
+    queue = JobQueue(client, f"lane-{uuid.uuid4().hex[:8]}")
+    queue.submit("noop")
+    connect(redis_server.url).client_pause(300)  # every submit below waits on its own socket
+    threads = [threading.Thread(target=queue.submit, args=("noop",)) for _ in range(MIN_POOL)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert queue.stats().totals["submitted"] == MIN_POOL + 1  # the pool still had room
+
+    pool = redis.BlockingConnectionPool.from_url(
+        redis_server.url, max_connections=2, timeout=0.5, decode_responses=True
+    )
+    small = JobQueue(redis.Redis(connection_pool=pool), f"lane-{uuid.uuid4().hex[:8]}")
+    small.client.script_flush()
+    both = threading.Barrier(2)
+
+    def submit_small() -> None:
+        both.wait()
+        small.submit("noop")
+
+    pair = [threading.Thread(target=submit_small) for _ in range(2)]
+    for t in pair:
+        t.start()
+    for t in pair:
+        t.join()
+    assert small.stats().totals["submitted"] == 2
+
+
+def test_asyncio_run_without_aclose_leaks_neither_loops_nor_connections(
+    redis_server: LocalRedis,
+) -> None:
+    queue = _queue(redis_server.url)
+    queue.submit("noop")
+    before = _connections(queue)
+
+    async def one() -> None:
+        await queue.asubmit("noop")
+
+    for _ in range(10):
+        asyncio.run(one())
+    gc.collect()
+    assert _connections(queue) <= before + 1  # the newest loop's lane, until the next loop
+    assert len(queue.job_ids("queued")) == 11
+
+
+def test_aclose_with_calls_in_flight_closes_their_connections_too(
+    redis_server: LocalRedis,
+) -> None:
+    queue = _queue(redis_server.url)
+    queue.submit("noop")
+    before = _connections(queue)
+
+    async def main() -> int:
+        calls = [asyncio.ensure_future(queue.asubmit("noop")) for _ in range(20)]
+        await asyncio.sleep(0)  # every call has its connection and has sent
+        await queue.aclose()
+        await asyncio.gather(*calls)  # they still complete
+        await asyncio.sleep(0.05)
+        return _connections(queue)
+
+    assert asyncio.run(main()) == before
+    assert len(queue.job_ids("queued")) == 21
+
+
+def test_asubmit_reaches_a_password_protected_unix_socket_through_a_hand_built_client(
+    tmp_path: Path,
+) -> None:
+    """A client built by hand is not rebuilt for asyncio (its options are not all in a URL):
+    asubmit runs submit in a thread, and reaches the server submit reaches."""
+    sock = tmp_path / "r.sock"
+    binary = redis_server_binary()
+    assert binary is not None
+    server = subprocess.Popen(
+        [binary, "--port", "0", "--unixsocket", str(sock), "--requirepass", "pw",
+         "--save", "", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        client = redis.Redis(unix_socket_path=str(sock), password="pw", decode_responses=True)
+        deadline = time.monotonic() + 10
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        queue = JobQueue(client, f"lane-{uuid.uuid4().hex[:8]}")
+        queue.submit("noop")
+
+        async def main() -> str:
+            try:
+                return await asyncio.wait_for(queue.asubmit("noop", job_id="a"), 10)
+            finally:
+                await queue.aclose()
+
+        assert asyncio.run(main()) == "a"
+        assert queue.status("a").status == "queued"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

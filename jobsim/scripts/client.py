@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import logging
 import uuid
-import weakref
 from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any
@@ -14,10 +13,10 @@ from typing import Any
 import redis
 
 from jobsim.clusters import is_cluster
-from jobsim.connection import async_twin, is_embedded, one_server, shown_url
+from jobsim.connection import async_twin, is_embedded, shown_url
 from jobsim.errors import InvalidInputError, ReplicationError
 from jobsim.keys import Keys
-from jobsim.scripts.lane import AsyncLane, Lane
+from jobsim.scripts.lane import AsyncLane, Lane, lane_suits
 from jobsim.scripts.leasing import (
     COMPLETE,
     DEQUEUE,
@@ -81,10 +80,8 @@ class Scripts:
         # KEYS of the scripts without a per-call key, built once (a submit's hot path)
         self._fixed_keys = {s.name: s.key_names(keys) for s in SCRIPTS if "reply" not in s.keys}
         self._wait = (replicas, replica_timeout_ms)
-        self._lane = Lane(client) if one_server(client) else None
-        self._async_lanes: weakref.WeakKeyDictionary[Any, AsyncLane | None] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._lane = Lane(client) if lane_suits(client) else None
+        self._async_lanes: dict[asyncio.AbstractEventLoop, AsyncLane | None] = {}
         self.under_replicated = 0
         """Transitions fewer replicas acknowledged than asked for (this process)."""
 
@@ -99,8 +96,12 @@ class Scripts:
         try:
             return send(*command)
         except redis.exceptions.NoScriptError:
-            # First use on this server, or after SCRIPT FLUSH / a restart: load and retry.
-            self._client.script_load(script.source)
+            # First use on this server, or after SCRIPT FLUSH / a restart: load and retry
+            # (on the lane too: it needs no connection from the pool)
+            if self._lane is not None:
+                self._lane.call("SCRIPT", "LOAD", script.source)
+            else:
+                self._client.script_load(script.source)
             return send(*command)
 
     async def _acall(self, script: Script, args: Sequence[Any], strict: bool = False) -> Any:
@@ -120,6 +121,10 @@ class Scripts:
     def _async_lane(self) -> AsyncLane | None:
         loop = asyncio.get_running_loop()
         if loop not in self._async_lanes:
+            # a loop closed without aclose(): forget its lane, so the loop and its sockets
+            # can be collected (each lane's connections refer back to their loop)
+            for closed in [old for old in self._async_lanes if old.is_closed()]:
+                del self._async_lanes[closed]
             twin = async_twin(self._client)
             self._async_lanes[loop] = None if twin is None else AsyncLane(twin)
         return self._async_lanes[loop]

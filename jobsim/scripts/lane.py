@@ -9,12 +9,15 @@ client's own timeouts, health checks, retry policy and reply decoding, less work
 :meth:`jobsim.JobQueue.asubmit`. ``benchmarks/submit_vs_huey.py`` measures the difference.
 
 A connection is taken from the lane's idle list (a new one from the pool when all are busy)
-and put back after the call, so each is used by one caller at a time. redis-py disconnects
-a connection on any exception while it sends or reads (a lost connection, a timeout, a
-cancelled task), so none goes back mid-reply; its next use reconnects. A lost connection is
-retried by the client's retry policy, which every queue script tolerates: a repeated call is
-recognised as a replay (see ``docs/guarantees.md``). A forked child starts with no held
-connections: it must not read replies meant for its parent.
+and put back after the call, so each is used by one caller at a time. A call that did not
+read its reply in full (a lost connection, a timeout, a cancelled task, an interrupt that
+lands between the send and the read) disconnects its connection before putting it back, so
+none goes back with a reply still to come; its next use reconnects. The lane keeps at most
+:data:`IDLE_MAX` idle connections out of the pool (others go back to it), and is used only
+on a pool with room to spare (:func:`lane_suits`): a connection limit is the pool's to keep.
+A lost connection is retried by the client's retry policy, which every queue script
+tolerates: a repeated call is recognised as a replay (see ``docs/guarantees.md``). A forked
+child starts with no held connections: it must not read replies meant for its parent.
 """
 
 from __future__ import annotations
@@ -25,6 +28,25 @@ from typing import Any
 import hiredis
 import redis
 import redis.asyncio
+
+from jobsim.connection import one_server
+
+IDLE_MAX = 4
+"""Most idle connections a lane keeps; one that ends a call beyond them goes back to the pool."""
+MIN_POOL = 16
+"""Smallest ``max_connections`` of a pool the lane takes connections from."""
+
+
+def lane_suits(client: Any) -> bool:
+    """Whether script calls on ``client`` may take the lane: one fixed server
+    (:func:`jobsim.connection.one_server`) through a plain, non-blocking pool allowing at
+    least :data:`MIN_POOL` connections (redis-py's default allows 100)."""
+    pool = getattr(client, "connection_pool", None)
+    return (
+        one_server(client)
+        and type(pool) is redis.ConnectionPool
+        and pool.max_connections >= MIN_POOL
+    )
 
 
 class Lane:
@@ -45,17 +67,28 @@ class Lane:
         """
         if os.getpid() != self._pid:  # a forked child must not share its parent's sockets
             self._idle, self._pid = [], os.getpid()
+        packed = _packed(args)
         try:
             conn = self._idle.pop()
         except IndexError:
             conn = self._pool.get_connection()
-        packed = _packed(args)
+        paired = False  # the reply, or an error reply, was read in full
         try:
-            return conn.retry.call_with_retry(
+            reply = conn.retry.call_with_retry(
                 lambda: _exchange(conn, packed), lambda _error: conn.disconnect()
             )
+            paired = True
+            return reply
+        except redis.ResponseError:
+            paired = True
+            raise
         finally:
-            self._idle.append(conn)
+            if not paired:  # interrupted between send and read: its reply may still come
+                conn.disconnect()
+            if len(self._idle) < IDLE_MAX:
+                self._idle.append(conn)
+            else:
+                self._pool.release(conn)
 
     def close(self) -> None:
         """Give the held connections back to the pool."""
@@ -84,16 +117,17 @@ class AsyncLane:
 
     def __init__(self, client: redis.asyncio.Redis) -> None:
         self.client = client
+        self.closed = False
         self._pool = client.connection_pool
         self._idle: list[Any] = []
 
     async def call(self, *args: Any) -> Any:
         """As :meth:`Lane.call`, awaiting the reply."""
+        packed = _packed(args)
         try:
             conn = self._idle.pop()
         except IndexError:
             conn = await self._pool.get_connection()  # type: ignore[no-untyped-call]
-        packed = _packed(args)
 
         async def exchange() -> Any:
             await conn.send_packed_command(packed)
@@ -102,14 +136,29 @@ class AsyncLane:
         async def failed(_error: BaseException) -> None:
             await conn.disconnect()
 
+        paired = False
         try:
-            return await conn.retry.call_with_retry(exchange, failed)
+            reply = await conn.retry.call_with_retry(exchange, failed)
+            paired = True
+            return reply
+        except redis.ResponseError:
+            paired = True
+            raise
         finally:
-            self._idle.append(conn)
+            if not paired or self.closed:
+                await conn.disconnect(nowait=True)
+            if self.closed:  # after aclose, a call still in flight keeps nothing
+                pass
+            elif len(self._idle) < IDLE_MAX:
+                self._idle.append(conn)
+            else:
+                await self._pool.release(conn)
 
     async def aclose(self) -> None:
-        """Give the held connections back and close the client."""
+        """Close the held connections and the client; calls still in flight then close
+        theirs when they end."""
+        self.closed = True
         idle, self._idle = self._idle, []
         for conn in idle:
-            await self._pool.release(conn)
+            await conn.disconnect()
         await self.client.aclose()
