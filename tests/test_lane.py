@@ -21,7 +21,7 @@ import redis
 import redis.connection
 
 from jobsim import JobQueue, JobRequest, connect
-from jobsim.connection import async_twin, one_server
+from jobsim.connection import async_twin, client_url, one_server
 from jobsim.errors import InvalidInputError, InvalidPriorityError, UnknownTaskError
 from jobsim.localredis import LocalRedis, redis_server_binary
 from jobsim.scripts.lane import MIN_POOL
@@ -421,6 +421,8 @@ def test_asubmit_reaches_a_password_protected_unix_socket_through_a_hand_built_c
 
         assert asyncio.run(main()) == "a"
         assert queue.status("a").status == "queued"
+        # and a worker process given this client's URL reaches it too, password included
+        assert connect(client_url(client)).ping()
     finally:
         server.terminate()
         server.wait(timeout=10)
