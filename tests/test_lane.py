@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,15 @@ def _record(queue: JobQueue, job_id: str) -> dict[str, str]:
 
 def _connections(queue: JobQueue) -> int:
     return len(queue.client.client_list())
+
+
+def _in_threads(n: int, target: Callable[..., Any], *args: Any) -> None:
+    """Run ``target(*args)`` in ``n`` threads at once and wait for all of them."""
+    threads = [threading.Thread(target=target, args=args) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 def test_a_plain_client_takes_the_lane_and_the_embedded_backend_does_not(url: str) -> None:
@@ -200,11 +209,7 @@ def test_the_lane_holds_no_more_connections_than_concurrent_callers(url: str) ->
         for _ in range(200):
             queue.submit("noop")
 
-    threads = [threading.Thread(target=submit_many) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _in_threads(6, submit_many)
     # 6 callers at most at once; the lane already held the one the first submit opened
     assert baseline < _connections(queue) <= baseline + 6 - 1
     assert len(queue.job_ids("queued", limit=2000)) == 1 + 6 * 200
@@ -330,11 +335,7 @@ def test_a_pool_with_a_connection_limit_keeps_serving_other_commands(
     queue = JobQueue(client, f"lane-{uuid.uuid4().hex[:8]}")
     queue.submit("noop")
     connect(redis_server.url).client_pause(300)  # every submit below waits on its own socket
-    threads = [threading.Thread(target=queue.submit, args=("noop",)) for _ in range(MIN_POOL)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _in_threads(MIN_POOL, queue.submit, "noop")
     assert queue.stats().totals["submitted"] == MIN_POOL + 1  # the pool still had room
 
     pool = redis.BlockingConnectionPool.from_url(
@@ -348,11 +349,7 @@ def test_a_pool_with_a_connection_limit_keeps_serving_other_commands(
         both.wait()
         small.submit("noop")
 
-    pair = [threading.Thread(target=submit_small) for _ in range(2)]
-    for t in pair:
-        t.start()
-    for t in pair:
-        t.join()
+    _in_threads(2, submit_small)
     assert small.stats().totals["submitted"] == 2
 
 

@@ -72,19 +72,16 @@ class Lane:
             conn = self._idle.pop()
         except IndexError:
             conn = self._pool.get_connection()
-        paired = False  # the reply, or an error reply, was read in full
         try:
-            reply = conn.retry.call_with_retry(
+            return conn.retry.call_with_retry(
                 lambda: _exchange(conn, packed), lambda _error: conn.disconnect()
             )
-            paired = True
-            return reply
         except redis.ResponseError:
-            paired = True
+            raise  # an error reply, read in full: the connection is in step
+        except BaseException:
+            conn.disconnect()  # interrupted between send and read: its reply may still come
             raise
         finally:
-            if not paired:  # interrupted between send and read: its reply may still come
-                conn.disconnect()
             if len(self._idle) < IDLE_MAX:
                 self._idle.append(conn)
             else:
@@ -136,19 +133,16 @@ class AsyncLane:
         async def failed(_error: BaseException) -> None:
             await conn.disconnect()
 
-        paired = False
         try:
-            reply = await conn.retry.call_with_retry(exchange, failed)
-            paired = True
-            return reply
+            return await conn.retry.call_with_retry(exchange, failed)
         except redis.ResponseError:
-            paired = True
+            raise
+        except BaseException:
+            await conn.disconnect(nowait=True)
             raise
         finally:
-            if not paired or self.closed:
-                await conn.disconnect(nowait=True)
             if self.closed:  # after aclose, a call still in flight keeps nothing
-                pass
+                await conn.disconnect(nowait=True)
             elif len(self._idle) < IDLE_MAX:
                 self._idle.append(conn)
             else:
